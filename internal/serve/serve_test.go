@@ -1,0 +1,72 @@
+package serve
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRunFinishesInFlightRequestsOnShutdown(t *testing.T) {
+	ln, err := Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	release := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "finished")
+	})
+	shutdownBegan := make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Name: "test", Handler: h, Listener: ln, Grace: 5 * time.Second,
+			OnShutdown: func() { close(shutdownBegan) }})
+	}()
+
+	type result struct {
+		body string
+		err  error
+	}
+	resc := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/")
+		if err != nil {
+			resc <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		resc <- result{string(b), err}
+	}()
+
+	<-started
+	cancel()
+	<-shutdownBegan
+	// The in-flight request still completes after shutdown began.
+	close(release)
+	res := <-resc
+	if res.err != nil || res.body != "finished" {
+		t.Fatalf("in-flight request: got body %q, err %v; want %q, nil", res.body, res.err, "finished")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v after a clean shutdown, want nil", err)
+	}
+}
+
+func TestListenNamesTheBusyAddress(t *testing.T) {
+	ln, err := Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = Listen(t.Context(), ln.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("Listen on a busy port: got %v, want an error naming %s", err, ln.Addr())
+	}
+}
