@@ -1,0 +1,152 @@
+package load
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestRunRefusesTargetsOffThisMachine(t *testing.T) {
+	tests := []struct {
+		target string
+		ok     bool
+	}{
+		{"http://127.0.0.1:8443/", true},
+		{"https://127.0.0.2:8443/", true},
+		{"http://[::1]:80/", true},
+		{"http://localhost:80/", true},
+		{"http://10.0.0.1/", false},
+		{"http://192.168.1.10/", false},
+		{"https://example.com/", false},
+		{"http://0.0.0.0:80/", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.target, func(t *testing.T) {
+			u, _ := url.Parse(tt.target)
+			err := checkLoopback(u)
+			if (err == nil) != tt.ok {
+				t.Errorf("checkLoopback(%s) = %v, want allowed=%v", tt.target, err, tt.ok)
+			}
+		})
+	}
+}
+
+func config(t *testing.T, srv *httptest.Server) Config {
+	u, _ := url.Parse(srv.URL)
+	return Config{
+		Target: u, Workers: 4, Duration: 5 * time.Second, WantStatus: http.StatusOK, Client: srv.Client(),
+		NewRequest: func(ctx context.Context) (*http.Request, error) {
+			return http.NewRequestWithContext(ctx, "GET", srv.URL, nil)
+		},
+	}
+}
+
+func TestRunSendsExactlyMaxRequestsAndCountsFailures(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%4 == 0 {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	c := config(t, srv)
+	c.MaxRequests = 40
+
+	res, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 40 || n.Load() != 40 {
+		t.Fatalf("completed %d, server saw %d; want 40 and 40", res.Requests, n.Load())
+	}
+	if res.Errors != 10 || res.ErrorKinds["status 503"] != 10 {
+		t.Errorf("errors %d %v, want 10 of kind \"status 503\"", res.Errors, res.ErrorKinds)
+	}
+	if res.Latencies.P50 <= 0 || res.Latencies.P50 > res.Latencies.P99 || res.Latencies.P99 > res.Latencies.Max {
+		t.Errorf("percentiles not ordered: %+v", res.Latencies)
+	}
+}
+
+func TestRunHoldsTheRateAndStopsByItself(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	c := config(t, srv)
+	c.Rate, c.Duration = 200, 500*time.Millisecond
+
+	res, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 200/s for 0.5 s schedules about 100 requests; allow for scheduling at
+	// the edges of the window on a loaded machine.
+	if res.Requests < 80 || res.Requests > 101 {
+		t.Errorf("sent %d requests at 200/s for 500ms, want about 100", res.Requests)
+	}
+	if res.Elapsed > 2*time.Second {
+		t.Errorf("run took %v, want it to stop near its 500ms bound", res.Elapsed)
+	}
+}
+
+func TestRunCountsQueueingInLatencyAndDropsTheExcess(t *testing.T) {
+	// One worker and a server that takes 20ms: the request queued behind the
+	// first waits for the worker, and that wait must show in its latency
+	// (measured from its scheduled time), while requests that find the queue
+	// full are reported as dropped rather than silently sent later.
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { time.Sleep(20 * time.Millisecond) }))
+	defer srv.Close()
+	c := config(t, srv)
+	c.Workers, c.Rate, c.MaxRequests = 1, 1000, 5
+
+	res, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests+res.Dropped != 5 {
+		t.Fatalf("sent %d + dropped %d, want 5 scheduled", res.Requests, res.Dropped)
+	}
+	if res.Dropped == 0 {
+		t.Errorf("a single busy worker at 1000/s dropped nothing; want the excess reported as dropped")
+	}
+	if res.Latencies.Max < 38*time.Millisecond {
+		t.Errorf("max latency %v, want ≥ 38ms: the queued request waited ~20ms for the worker, then ~20ms more", res.Latencies.Max)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	_, err := Run(t.Context(), Config{Target: &url.URL{Scheme: "http", Host: "127.0.0.1"}})
+	for _, want := range []string{"NewRequest", "Workers", "Duration", "WantStatus"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Run with an empty config: %v, want an error naming %s", err, want)
+		}
+	}
+}
+
+func TestReadProcSeesThisProcess(t *testing.T) {
+	s, err := ReadProc(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.RSS < 1<<20 {
+		t.Errorf("RSS of the test process = %d bytes, want at least 1 MiB", s.RSS)
+	}
+	sm, err := Sample(os.Getpid(), 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // burn CPU so the sampler has something to see
+	}
+	u, err := sm.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.PeakRSS < u.StartRSS || u.CPU <= 0 {
+		t.Errorf("usage %+v: want peak ≥ start and some CPU", u)
+	}
+}
