@@ -1,0 +1,13 @@
+// Package gateway is the one-machine stand-in for the Istio ingress gateway in
+// front of the API. It renders the very kustomize base in istio/ (the single
+// source of truth for gateway policy), decodes every document strictly into
+// the upstream Istio Go types, selects what applies to one gateway workload by
+// Istio's rules, and serves it with Istio/Envoy behaviour: TLS per
+// Gateway.servers[].tls, JWT authentication (package authn), authorization
+// (package authz), routing per VirtualService, Istio's default path
+// normalization, and Envoy's status codes and bodies.
+//
+// The engines decide; this package only translates their decisions into HTTP.
+// It is a conformance-tested stand-in for local runs and tests, not a
+// replacement for Istio: production runs real Istio on GKE.
+package gateway
