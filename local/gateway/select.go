@@ -6,9 +6,9 @@ import (
 	"slices"
 	"strings"
 
+	typev1beta1 "istio.io/api/type/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	typev1beta1 "istio.io/api/type/v1beta1"
 )
 
 // RootNamespace is Istio's default mesh root namespace: a security policy
