@@ -1,0 +1,315 @@
+package identity
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+const accountsFile = "accounts.json"
+
+// account is one user as stored on disk. Timestamps are Unix milliseconds,
+// as the Identity Toolkit API reports them, except ValidSince (seconds).
+type account struct {
+	LocalID           string `json:"localId"`
+	Email             string `json:"email,omitempty"`
+	EmailVerified     bool   `json:"emailVerified,omitempty"`
+	DisplayName       string `json:"displayName,omitempty"`
+	PhotoURL          string `json:"photoUrl,omitempty"`
+	PhoneNumber       string `json:"phoneNumber,omitempty"`
+	PasswordHash      string `json:"passwordHash,omitempty"` // see password.go; never sent to clients
+	PasswordUpdatedAt int64  `json:"passwordUpdatedAt,omitempty"`
+	Disabled          bool   `json:"disabled,omitempty"`
+	CustomAttributes  string `json:"customAttributes,omitempty"` // a JSON object of custom claims
+	CreatedAt         int64  `json:"createdAt"`
+	LastLoginAt       int64  `json:"lastLoginAt,omitempty"`
+	LastRefreshAt     int64  `json:"lastRefreshAt,omitempty"`
+	// ValidSince revokes: tokens issued before this Unix second are dead.
+	ValidSince int64 `json:"validSince"`
+}
+
+func newAccount(uid string, now time.Time) *account {
+	return &account{LocalID: uid, CreatedAt: now.UnixMilli(), ValidSince: now.Unix()}
+}
+
+// accountSet is the whole user table. The store hands a copy to mutate, and
+// commits it only once it is safely on disk, so a failed change changes nothing.
+type accountSet struct {
+	byID map[string]*account
+}
+
+func (s *accountSet) byEmail(email string) (*account, bool) {
+	for _, a := range s.byID {
+		if a.Email != "" && strings.EqualFold(a.Email, email) {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+func (s *accountSet) byPhone(phone string) (*account, bool) {
+	for _, a := range s.byID {
+		if a.PhoneNumber != "" && a.PhoneNumber == phone {
+			return a, true
+		}
+	}
+	return nil, false
+}
+
+var (
+	errEmailExists = errors.New("EMAIL_EXISTS")
+	errUIDExists   = errors.New("DUPLICATE_LOCAL_ID")
+	errPhoneExists = errors.New("PHONE_NUMBER_EXISTS")
+)
+
+// insert adds a, refusing duplicates of the unique fields.
+func (s *accountSet) insert(a *account) error {
+	if _, ok := s.byID[a.LocalID]; ok {
+		return errUIDExists
+	}
+	if err := s.checkUnique(a); err != nil {
+		return err
+	}
+	s.byID[a.LocalID] = a
+	return nil
+}
+
+// checkUnique reports whether a's email or phone belongs to another account.
+func (s *accountSet) checkUnique(a *account) error {
+	if o, ok := s.byEmail(a.Email); ok && a.Email != "" && o.LocalID != a.LocalID {
+		return errEmailExists
+	}
+	if o, ok := s.byPhone(a.PhoneNumber); ok && a.PhoneNumber != "" && o.LocalID != a.LocalID {
+		return errPhoneExists
+	}
+	return nil
+}
+
+func (s *accountSet) clone() *accountSet {
+	c := &accountSet{byID: make(map[string]*account, len(s.byID))}
+	for id, a := range s.byID {
+		cp := *a
+		c.byID[id] = &cp
+	}
+	return c
+}
+
+// accountStore is the account table in memory, mirrored to StateDir.
+// Readers share a lock; writers are serialized and write the file before
+// committing. The table is small (a development stack), so each change
+// rewrites the whole file, which keeps the format obvious.
+type accountStore struct {
+	path string
+	mu   sync.RWMutex
+	set  *accountSet
+	// emails indexes byID by lowercased email for the sign-in path.
+	emails map[string]string
+}
+
+type accountsOnDisk struct {
+	Accounts []*account `json:"accounts"`
+}
+
+func loadAccounts(dir string) (*accountStore, error) {
+	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
+	b, err := os.ReadFile(st.path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		st.reindex()
+		return st, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading accounts: %w", err)
+	}
+	var disk accountsOnDisk
+	if err := json.Unmarshal(b, &disk); err != nil {
+		return nil, fmt.Errorf("reading accounts %s: %w", st.path, err)
+	}
+	for _, a := range disk.Accounts {
+		if err := st.set.insert(a); err != nil {
+			return nil, fmt.Errorf("reading accounts %s: account %s: %w", st.path, a.LocalID, err)
+		}
+	}
+	st.reindex()
+	return st, nil
+}
+
+func (st *accountStore) reindex() {
+	st.emails = make(map[string]string, len(st.set.byID))
+	for id, a := range st.set.byID {
+		if a.Email != "" {
+			st.emails[strings.ToLower(a.Email)] = id
+		}
+	}
+}
+
+func (st *accountStore) len() int {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return len(st.set.byID)
+}
+
+// byUID returns a copy of the account, safe to read without the lock.
+func (st *accountStore) byUID(uid string) (account, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	a, ok := st.set.byID[uid]
+	if !ok {
+		return account{}, false
+	}
+	return *a, true
+}
+
+func (st *accountStore) byEmailAddr(email string) (account, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	id, ok := st.emails[strings.ToLower(email)]
+	if !ok {
+		return account{}, false
+	}
+	return *st.set.byID[id], true
+}
+
+// find returns copies of the accounts matching any of the identifiers.
+func (st *accountStore) find(uids, emails, phones []string) []account {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	seen := map[string]bool{}
+	var out []account
+	add := func(a *account, ok bool) {
+		if ok && !seen[a.LocalID] {
+			seen[a.LocalID] = true
+			out = append(out, *a)
+		}
+	}
+	for _, id := range uids {
+		a, ok := st.set.byID[id]
+		add(a, ok)
+	}
+	for _, e := range emails {
+		id, ok := st.emails[strings.ToLower(e)]
+		add(st.set.byID[id], ok)
+	}
+	for _, p := range phones {
+		add(st.set.byPhone(p))
+	}
+	return out
+}
+
+// mutate applies f to a copy of the table and, if f succeeds, writes the copy
+// to disk and only then makes it current.
+func (st *accountStore) mutate(f func(*accountSet) error) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	next := st.set.clone()
+	if err := f(next); err != nil {
+		return err
+	}
+	if err := st.save(next); err != nil {
+		return err
+	}
+	st.set = next
+	st.reindex()
+	return nil
+}
+
+// touch records a sign-in or refresh in memory only: it is bookkeeping that
+// reaches disk with the next real change, so the hot paths never wait on fsync.
+func (st *accountStore) touch(uid string, login, refresh time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	a, ok := st.set.byID[uid]
+	if !ok {
+		return
+	}
+	if !login.IsZero() {
+		a.LastLoginAt = login.UnixMilli()
+	}
+	if !refresh.IsZero() {
+		a.LastRefreshAt = refresh.UnixMilli()
+	}
+}
+
+func (st *accountStore) save(s *accountSet) error {
+	disk := accountsOnDisk{Accounts: make([]*account, 0, len(s.byID))}
+	// Sorted so the file stays diffable between saves.
+	for _, id := range slices.Sorted(maps.Keys(s.byID)) {
+		disk.Accounts = append(disk.Accounts, s.byID[id])
+	}
+	b, err := json.MarshalIndent(disk, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding accounts: %w", err)
+	}
+	if err := writeFileAtomic(st.path, b, 0o600); err != nil {
+		return fmt.Errorf("saving accounts: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic replaces path with data so that a crash leaves either the
+// old or the new file, never a torn one: write a temp file in the same
+// directory, fsync it, rename it over path, fsync the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // a no-op once renamed
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// normalizeEmail accepts a bare address (no display name, no angle brackets).
+func normalizeEmail(email string) (string, error) {
+	email = strings.TrimSpace(email)
+	a, err := mail.ParseAddress(email)
+	if err != nil || a.Address != email || a.Name != "" {
+		return "", errInvalidEmail
+	}
+	return email, nil
+}
+
+var (
+	errInvalidEmail = errors.New("INVALID_EMAIL")
+	errWeakPassword = errors.New("WEAK_PASSWORD : Password should be at least 6 characters")
+)
+
+// checkPassword applies Identity Platform's default password policy.
+func checkPassword(pw string) error {
+	if len([]rune(pw)) < 6 {
+		return errWeakPassword
+	}
+	return nil
+}

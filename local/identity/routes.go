@@ -1,0 +1,130 @@
+package identity
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/labstack/echo/v4"
+)
+
+// Paths as the SDKs build them: "<emulator host>/<Google API host>/<path>".
+// Colons are escaped because echo reads ":name" as a parameter.
+const (
+	toolkit = "/identitytoolkit.googleapis.com/v1"
+	project = toolkit + "/projects/:project"
+)
+
+// Handler returns the whole REST surface of the emulator.
+func (e *Emulator) Handler() http.Handler {
+	ec := echo.New()
+	ec.HideBanner, ec.HidePort = true, true
+	ec.HTTPErrorHandler = e.handleError
+	ec.Pre(cors)
+	ec.Use(e.accessLog)
+
+	// Client API: what the Firebase JS SDK calls, with ?key=API_KEY.
+	ec.POST(toolkit+`/accounts\:signUp`, e.signUp)
+	ec.POST(toolkit+`/accounts\:signInWithPassword`, e.signInWithPassword)
+	ec.POST(toolkit+`/accounts\:lookup`, e.lookup)
+	ec.POST(toolkit+`/accounts\:update`, e.update)
+	ec.POST(toolkit+`/accounts\:delete`, e.deleteAccount)
+	ec.POST("/securetoken.googleapis.com/v1/token", e.refresh)
+
+	// Admin API: what the Firebase Admin Go SDK calls, as "Bearer owner".
+	admin := ec.Group(project, e.requireAdmin)
+	admin.POST("/accounts", e.createAccount)
+	admin.POST(`/accounts\:lookup`, e.lookup)
+	admin.POST(`/accounts\:update`, e.update)
+	admin.POST(`/accounts\:delete`, e.deleteAccount)
+
+	// The Firebase emulator's reset, used between tests.
+	ec.DELETE("/emulator/v1/projects/:project/accounts", e.reset, e.checkProject)
+
+	// Key publication, at Google's paths.
+	ec.GET(JWKSPath, e.jwks)
+	ec.GET(X509Path, e.x509)
+	ec.GET("/securetoken.google.com/:project/.well-known/openid-configuration", e.discovery, e.checkProject)
+
+	return logging.Middleware(ec)
+}
+
+// maxBody bounds every request body: the largest legitimate one (an update
+// with custom claims, at most 1000 bytes by Google's rules) is far smaller.
+const maxBody = 64 << 10
+
+// corsHeaders are the request headers the Firebase JS SDK sends
+// (_getAdditionalHeaders in @firebase/auth), plus Authorization.
+var corsHeaders = strings.Join([]string{
+	"Content-Type", "X-Client-Version", "X-Firebase-gmpid", "X-Firebase-Client",
+	"X-Firebase-AppCheck", "X-Firebase-Locale", "X-Goog-Api-Client", "Authorization",
+}, ", ")
+
+// cors lets the SDK call the emulator from the frontend's origin in a browser.
+// Any origin is allowed, as the Firebase emulator does: the emulator holds
+// only development users and listens on loopback, and the SDK never sends
+// cookies to it, so no credentials are exposed to other origins.
+func cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		req, h := c.Request(), c.Response().Header()
+		origin := req.Header.Get("Origin")
+		if origin == "" {
+			return next(c)
+		}
+		h.Add("Vary", "Origin")
+		h.Set("Access-Control-Allow-Origin", origin)
+		if req.Method == http.MethodOptions && req.Header.Get("Access-Control-Request-Method") != "" {
+			h.Add("Vary", "Access-Control-Request-Method")
+			h.Add("Vary", "Access-Control-Request-Headers")
+			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", corsHeaders)
+			h.Set("Access-Control-Max-Age", "3600")
+			return c.NoContent(http.StatusNoContent)
+		}
+		return next(c)
+	}
+}
+
+// accessLog logs method, path (not the query: it carries the API key),
+// status and duration. Bodies, which hold passwords and tokens, never are.
+func (e *Emulator) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req := c.Request()
+		e.log.DebugContext(req.Context(), "identity request", "method", req.Method, "path", req.URL.Path,
+			"status", c.Response().Status, "ms", time.Since(start).Milliseconds())
+		return nil
+	}
+}
+
+// requireAdmin admits the Admin SDK's emulator credential ("Bearer owner",
+// what firebase.google.com/go/v4 sends when FIREBASE_AUTH_EMULATOR_HOST is
+// set) for the right project.
+func (e *Emulator) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return e.checkProject(func(c echo.Context) error {
+		if !isAdmin(c.Request()) {
+			return &apiError{code: http.StatusUnauthorized, status: "UNAUTHENTICATED",
+				message: "Request is missing required authentication credential: Authorization: Bearer owner"}
+		}
+		return next(c)
+	})
+}
+
+func isAdmin(r *http.Request) bool {
+	return r.Header.Get("Authorization") == "Bearer owner"
+}
+
+func (e *Emulator) checkProject(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := c.Param("project"); p != e.project {
+			return &apiError{code: http.StatusNotFound, status: "NOT_FOUND",
+				message: "PROJECT_NOT_FOUND : this emulator serves project " + e.project}
+		}
+		return next(c)
+	}
+}
