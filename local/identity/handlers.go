@@ -251,9 +251,10 @@ func cmpOr(a, b string) string {
 // storeError turns a failed change into its API error.
 func storeError(err error) error {
 	switch {
-	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists),
-		errors.Is(err, errUserNotFound):
+	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists):
 		return badRequest(err.Error())
+	case errors.Is(err, ErrUserNotFound):
+		return badRequest("USER_NOT_FOUND")
 	default:
 		return err
 	}
@@ -443,7 +444,7 @@ func (e *Emulator) update(c echo.Context) error {
 	err := e.accounts.mutate(func(s *accountSet) error {
 		a, ok := s.byID[uid]
 		if !ok {
-			return errUserNotFound
+			return ErrUserNotFound
 		}
 		if req.Email != nil && !strings.EqualFold(email, a.Email) {
 			a.Email = email
@@ -536,7 +537,7 @@ func (e *Emulator) deleteAccount(c echo.Context) error {
 	}
 	err := e.accounts.mutate(func(s *accountSet) error {
 		if _, ok := s.byID[uid]; !ok {
-			return errUserNotFound
+			return ErrUserNotFound
 		}
 		delete(s.byID, uid)
 		return nil

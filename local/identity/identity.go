@@ -219,7 +219,7 @@ func (e *Emulator) RotateKey() error {
 func (e *Emulator) IDTokenFor(ctx context.Context, uid string, issuedAt time.Time) (string, error) {
 	a, ok := e.accounts.byUID(uid)
 	if !ok {
-		return "", fmt.Errorf("identity: minting ID token: %w", errUserNotFound)
+		return "", fmt.Errorf("identity: minting ID token: %w", ErrUserNotFound)
 	}
 	tok, err := e.idToken(a, issuedAt, issuedAt)
 	if err != nil {
@@ -238,7 +238,8 @@ func (e *Emulator) SignClaims(claims map[string]any) (string, error) {
 	return tok, nil
 }
 
-var errUserNotFound = errors.New("no such user")
+// ErrUserNotFound is returned for a uid that has no account.
+var ErrUserNotFound = errors.New("identity: no such user")
 
 // newUID returns a localId shaped like Firebase's: 28 URL-safe characters.
 func newUID() string {
