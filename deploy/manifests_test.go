@@ -1,0 +1,317 @@
+package deploy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// The names fixed for the whole project.
+const (
+	apiNamespace     = "api"
+	backendName      = "backend"
+	backendPort      = 8080
+	backendSvcPort   = 80
+	ingressNamespace = "istio-ingress"
+	gatewayName      = "internal-ingressgateway"
+	gatewayTLSSecret = "api-gateway-mtls"
+	gatewayHost      = "api.internal.example"
+	healthzPath      = "/api/healthz"
+	frontendIdentity = "acme.internal/ns/frontend/sa/frontend"
+)
+
+var gatewayLabels = map[string]string{"istio": gatewayName}
+
+// overlays are the kustomizations skaffold applies, by profile.
+var overlays = map[string]string{
+	"gke":           "deploy/kubernetes/gke",
+	"local-cluster": "deploy/kubernetes/local-cluster",
+}
+
+func TestOverlaysRenderAndDecodeStrictly(t *testing.T) {
+	for profile, dir := range overlays {
+		t.Run("the "+profile+" overlay renders into known upstream types", func(t *testing.T) {
+			m := render(t, dir)
+			if len(m.objects) == 0 {
+				t.Fatalf("%s rendered no objects", dir)
+			}
+			for _, o := range m.objects {
+				if o.Kind == "ConfigMap" && o.Name == "project" {
+					t.Errorf("%s: the local-config ConfigMap %q reached the output; it is only an input to replacements", dir, o.Name)
+				}
+				if strings.Contains(string(o.Raw), "PROJECT_ID") {
+					t.Errorf("%s: %s still holds the placeholder PROJECT_ID after the replacements", dir, o)
+				}
+			}
+		})
+	}
+}
+
+func TestBackendIsHardenedAndProbed(t *testing.T) {
+	for profile, dir := range overlays {
+		m := render(t, dir)
+		ns := find[corev1.Namespace](t, m, "Namespace", "", apiNamespace)
+		dep := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
+		pod := dep.Spec.Template.Spec
+		t.Run(profile+": the api namespace gets Istio sidecars", func(t *testing.T) {
+			if got := ns.Labels["istio-injection"]; got != "enabled" {
+				t.Errorf("namespace %s label istio-injection = %q, want enabled", apiNamespace, got)
+			}
+		})
+		t.Run(profile+": the pod runs as non-root without privileges", func(t *testing.T) {
+			if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+				t.Errorf("pod securityContext.runAsNonRoot is not true: %+v", pod.SecurityContext)
+			}
+			if pod.ServiceAccountName != backendName {
+				t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, backendName)
+			}
+			find[corev1.ServiceAccount](t, m, "ServiceAccount", apiNamespace, backendName)
+			if len(pod.Containers) != 1 {
+				t.Fatalf("got %d containers, want the one backend container", len(pod.Containers))
+			}
+			sc := pod.Containers[0].SecurityContext
+			switch {
+			case sc == nil:
+				t.Fatal("the backend container has no securityContext")
+			case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+				t.Error("readOnlyRootFilesystem is not true")
+			case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+				t.Error("allowPrivilegeEscalation is not false")
+			case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
+				t.Errorf("capabilities drop %v, want ALL", sc.Capabilities)
+			}
+		})
+		c := pod.Containers[0]
+		t.Run(profile+": the container has resources and health probes on "+healthzPath, func(t *testing.T) {
+			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+				t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+			}
+			if len(c.Ports) != 1 || c.Ports[0].ContainerPort != backendPort {
+				t.Fatalf("ports %+v, want the one container port %d", c.Ports, backendPort)
+			}
+			for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+				if p == nil || p.HTTPGet == nil {
+					t.Errorf("%s probe %+v: want an HTTP GET", name, p)
+					continue
+				}
+				if p.HTTPGet.Path != healthzPath || p.HTTPGet.Port.String() != c.Ports[0].Name {
+					t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), healthzPath, c.Ports[0].Name)
+				}
+			}
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			if env["PORT"] != "8080" {
+				t.Errorf("env PORT = %q, want 8080 (the backend listens on :$PORT)", env["PORT"])
+			}
+			if want := projectID(t); env["GOOGLE_CLOUD_PROJECT"] != want {
+				t.Errorf("env GOOGLE_CLOUD_PROJECT = %q, want %q from istio/project.env", env["GOOGLE_CLOUD_PROJECT"], want)
+			}
+		})
+		t.Run(profile+": the Service and the disruption budget select the backend pods", func(t *testing.T) {
+			podLabels := labels.Set(dep.Spec.Template.Labels)
+			if !labels.SelectorFromSet(dep.Spec.Selector.MatchLabels).Matches(podLabels) {
+				t.Errorf("Deployment selector %v does not match its pods %v", dep.Spec.Selector.MatchLabels, podLabels)
+			}
+			svc := find[corev1.Service](t, m, "Service", apiNamespace, backendName)
+			if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+				t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
+			}
+			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != backendSvcPort || svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name ||
+				!strings.HasPrefix(svc.Spec.Ports[0].Name, "http") {
+				t.Errorf("Service ports %+v, want one http port %d to the container's %q", svc.Spec.Ports, backendSvcPort, c.Ports[0].Name)
+			}
+			pdb := find[policyv1.PodDisruptionBudget](t, m, "PodDisruptionBudget", apiNamespace, backendName)
+			if !labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(podLabels) {
+				t.Errorf("PodDisruptionBudget selector %v does not match the pods %v", pdb.Spec.Selector.MatchLabels, podLabels)
+			}
+		})
+	}
+}
+
+func TestGKEBackendSurvivesANodeDrain(t *testing.T) {
+	m := render(t, overlays["gke"])
+	for _, name := range [][2]string{{apiNamespace, backendName}, {ingressNamespace, gatewayName}} {
+		t.Run(name[1]+" keeps a replica while another is evicted", func(t *testing.T) {
+			dep := find[appsv1.Deployment](t, m, "Deployment", name[0], name[1])
+			pdb := find[policyv1.PodDisruptionBudget](t, m, "PodDisruptionBudget", name[0], name[1])
+			if dep.Spec.Replicas == nil || pdb.Spec.MinAvailable == nil || int(*dep.Spec.Replicas) <= pdb.Spec.MinAvailable.IntValue() {
+				t.Errorf("replicas %v, minAvailable %v: want more replicas than minAvailable, or a drain blocks", dep.Spec.Replicas, pdb.Spec.MinAvailable)
+			}
+		})
+	}
+}
+
+func TestInternalIngressGateway(t *testing.T) {
+	m := render(t, overlays["gke"])
+	dep := find[appsv1.Deployment](t, m, "Deployment", ingressNamespace, gatewayName)
+	pod := dep.Spec.Template
+	t.Run("the Deployment is an injected Istio gateway with the fixed labels and account", func(t *testing.T) {
+		if got := pod.Annotations["inject.istio.io/templates"]; got != "gateway" {
+			t.Errorf("annotation inject.istio.io/templates = %q, want gateway", got)
+		}
+		if got := pod.Labels["sidecar.istio.io/inject"]; got != "true" {
+			t.Errorf("label sidecar.istio.io/inject = %q, want \"true\"", got)
+		}
+		if !labels.SelectorFromSet(gatewayLabels).Matches(labels.Set(pod.Labels)) {
+			t.Errorf("pod labels %v lack %v", pod.Labels, gatewayLabels)
+		}
+		if pod.Spec.ServiceAccountName != gatewayName {
+			t.Errorf("serviceAccountName = %q, want %q", pod.Spec.ServiceAccountName, gatewayName)
+		}
+		find[corev1.ServiceAccount](t, m, "ServiceAccount", ingressNamespace, gatewayName)
+		if len(pod.Spec.Containers) != 1 || pod.Spec.Containers[0].Name != "istio-proxy" || pod.Spec.Containers[0].Image != "auto" {
+			t.Errorf("containers %+v: want the one istio-proxy placeholder with image auto", pod.Spec.Containers)
+		}
+	})
+	t.Run("its Service is an internal passthrough load balancer on 443", func(t *testing.T) {
+		svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			t.Errorf("type = %s, want LoadBalancer", svc.Spec.Type)
+		}
+		if got := svc.Annotations["networking.gke.io/load-balancer-type"]; got != "Internal" {
+			t.Errorf("annotation networking.gke.io/load-balancer-type = %q, want Internal (else the API is on the internet)", got)
+		}
+		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(pod.Labels)) {
+			t.Errorf("selector %v does not match the gateway pods %v", svc.Spec.Selector, pod.Labels)
+		}
+		gw := find[istionet.Gateway](t, m, "Gateway", ingressNamespace, "api-gateway")
+		for _, s := range gw.Spec.Servers {
+			if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.TargetPort.IntValue() == int(s.Port.Number) }) {
+				t.Errorf("the Gateway listens on %d but the Service ports %+v do not lead there", s.Port.Number, svc.Spec.Ports)
+			}
+		}
+	})
+	t.Run("it may read its TLS secret, and only in its namespace", func(t *testing.T) {
+		role := find[rbacv1.Role](t, m, "Role", ingressNamespace, gatewayName+"-sds")
+		if len(role.Rules) != 1 || !slices.Equal(role.Rules[0].Resources, []string{"secrets"}) || slices.Contains(role.Rules[0].Verbs, "*") {
+			t.Errorf("role rules %+v: want read access to secrets only", role.Rules)
+		}
+		rb := find[rbacv1.RoleBinding](t, m, "RoleBinding", ingressNamespace, gatewayName+"-sds")
+		want := rbacv1.Subject{Kind: "ServiceAccount", Name: gatewayName, Namespace: ingressNamespace}
+		if rb.RoleRef.Name != role.Name || len(rb.Subjects) != 1 || rb.Subjects[0] != want {
+			t.Errorf("binding %+v -> %+v, want %+v -> Role %s", rb.Subjects, rb.RoleRef, want, role.Name)
+		}
+	})
+}
+
+func TestLocalClusterHasNoLoadBalancer(t *testing.T) {
+	m := render(t, overlays["local-cluster"])
+	svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
+	if svc.Spec.Type != corev1.ServiceTypeClusterIP {
+		t.Errorf("gateway Service type = %s, want ClusterIP (reached through skaffold's port forward)", svc.Spec.Type)
+	}
+	if _, ok := svc.Annotations["networking.gke.io/load-balancer-type"]; ok {
+		t.Errorf("the GKE-only annotation is still set: %v", svc.Annotations)
+	}
+}
+
+// TestIstioPolicyFitsTheManifests checks that istio/ and deploy/kubernetes/
+// agree on every name one of them gives the other.
+func TestIstioPolicyFitsTheManifests(t *testing.T) {
+	m := render(t, overlays["gke"])
+	gwPods := labels.Set(find[appsv1.Deployment](t, m, "Deployment", ingressNamespace, gatewayName).Spec.Template.Labels)
+	t.Run("the Gateway selects the gateway pods and serves the fixed host with the fixed secret", func(t *testing.T) {
+		gw := find[istionet.Gateway](t, m, "Gateway", ingressNamespace, "api-gateway")
+		if !labels.SelectorFromSet(gw.Spec.Selector).Matches(gwPods) {
+			t.Errorf("Gateway selector %v does not match the gateway pods %v", gw.Spec.Selector, gwPods)
+		}
+		for _, s := range gw.Spec.Servers {
+			if s.Tls == nil || s.Tls.Mode.String() != "MUTUAL" || s.Tls.CredentialName != gatewayTLSSecret {
+				t.Errorf("server %s: tls %+v, want MUTUAL with credentialName %s", s.Port.Name, s.Tls, gatewayTLSSecret)
+			}
+			if !slices.Equal(s.Hosts, []string{gatewayHost}) {
+				t.Errorf("server %s hosts %v, want [%s]", s.Port.Name, s.Hosts, gatewayHost)
+			}
+		}
+	})
+	t.Run("every policy in istio-ingress selects the gateway pods", func(t *testing.T) {
+		for _, o := range m.objects {
+			if o.Namespace != ingressNamespace {
+				continue
+			}
+			var sel map[string]string
+			switch v := o.Obj.(type) {
+			case *istiosec.RequestAuthentication:
+				sel = v.Spec.GetSelector().GetMatchLabels()
+			case *istiosec.AuthorizationPolicy:
+				sel = v.Spec.GetSelector().GetMatchLabels()
+			default:
+				continue
+			}
+			if len(sel) == 0 || !labels.SelectorFromSet(sel).Matches(gwPods) {
+				t.Errorf("%s selects %v, which is not the gateway pods %v", o, sel, gwPods)
+			}
+		}
+	})
+	t.Run("the VirtualService routes to the backend Service that exists", func(t *testing.T) {
+		vs := find[istionet.VirtualService](t, m, "VirtualService", ingressNamespace, "api")
+		svc := find[corev1.Service](t, m, "Service", apiNamespace, backendName)
+		want := svc.Name + "." + svc.Namespace + ".svc.cluster.local"
+		for _, h := range vs.Spec.Http {
+			for _, r := range h.Route {
+				if r.Destination.Host != want || r.Destination.Port.GetNumber() != uint32(svc.Spec.Ports[0].Port) {
+					t.Errorf("route %s goes to %s:%d, want %s:%d", h.Name, r.Destination.Host, r.Destination.Port.GetNumber(), want, svc.Spec.Ports[0].Port)
+				}
+			}
+		}
+	})
+	t.Run("the token rules and the principals name this project and the frontend", func(t *testing.T) {
+		project := projectID(t)
+		ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
+		for _, r := range ra.Spec.JwtRules {
+			if r.Issuer != "https://securetoken.google.com/"+project || !slices.Equal(r.Audiences, []string{project}) {
+				t.Errorf("jwt rule issuer %q audiences %v, want the issuer and audience of project %s", r.Issuer, r.Audiences, project)
+			}
+		}
+		ap := find[istiosec.AuthorizationPolicy](t, m, "AuthorizationPolicy", ingressNamespace, "api-gateway")
+		var principals []string
+		for _, r := range ap.Spec.Rules {
+			for _, f := range r.From {
+				principals = append(principals, f.Source.Principals...)
+			}
+		}
+		if !slices.Contains(principals, frontendIdentity) {
+			t.Errorf("gateway principals %v lack the frontend's certificate identity %s", principals, frontendIdentity)
+		}
+		backendPolicy := find[istiosec.AuthorizationPolicy](t, m, "AuthorizationPolicy", apiNamespace, backendName)
+		wantGW := "cluster.local/ns/" + ingressNamespace + "/sa/" + gatewayName
+		if len(backendPolicy.Spec.Rules) == 0 || !slices.Contains(backendPolicy.Spec.Rules[0].From[0].Source.Principals, wantGW) {
+			t.Errorf("backend policy %v does not admit the gateway's identity %s", backendPolicy.Spec.Rules, wantGW)
+		}
+		dep := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
+		if !labels.SelectorFromSet(backendPolicy.Spec.GetSelector().GetMatchLabels()).Matches(labels.Set(dep.Spec.Template.Labels)) {
+			t.Errorf("backend policy selects %v, not the backend pods %v", backendPolicy.Spec.GetSelector().GetMatchLabels(), dep.Spec.Template.Labels)
+		}
+	})
+}
+
+func TestDecodeRefusesWhatTheAPIServerWould(t *testing.T) {
+	tests := []struct{ name, json, want string }{
+		{"a misspelt Deployment field is an error",
+			`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"},"spec":{"replica":2}}`, `unknown field "replica"`},
+		{"a misspelt AuthorizationPolicy field is an error, not an open door",
+			`{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"x"},"spec":{"rules":[{"form":[]}]}}`, `unknown field "form"`},
+		{"an unknown envelope field on an Istio object is an error",
+			`{"apiVersion":"networking.istio.io/v1","kind":"Gateway","metadata":{"name":"x"},"spec":{},"extra":1}`, `unknown field "extra"`},
+		{"an unexpected kind is an error",
+			`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"}}`, "no upstream type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := decode([]byte(tt.json))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("decode: got error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
