@@ -153,4 +153,3 @@ func signIn(t *testing.T, srv *httptest.Server, email, pw string) string {
 	}
 	return out["idToken"].(string)
 }
-
