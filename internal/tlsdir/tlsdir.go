@@ -1,0 +1,300 @@
+// Package tlsdir serves TLS material from a directory in the Kubernetes TLS
+// secret layout (tls.crt, tls.key, ca.crt) — a Secret volume on GKE, Secret
+// Manager volumes on Cloud Run, the dev PKI locally — and follows rotations of
+// those files without a restart.
+//
+// The gateway serves with ServerConfig (its ca.crt verifies client
+// certificates); the frontend dials with ClientConfig (its ca.crt verifies the
+// gateway). Both look at the files at most once per CheckInterval, with a
+// stat, so the cost per handshake is an atomic load. Material is validated
+// before use; a rotation caught half-written (a new certificate beside the old
+// key) or expired is logged naming the file and refused, and the last good
+// material stays in use.
+package tlsdir
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/certgen"
+)
+
+// CheckInterval is how often, at most, the files are stat'ed for changes.
+const CheckInterval = time.Second
+
+// Config describes one directory of TLS material.
+type Config struct {
+	Dir    string       // required: holds tls.crt, tls.key, ca.crt
+	Logger *slog.Logger // optional: reloads and refused rotations are logged here
+	// Now is the clock for expiry checks and for pacing the change checks;
+	// nil means time.Now. Tests move it to cross CheckInterval and NotAfter.
+	Now func() time.Time
+}
+
+// Dir is the current TLS material of one directory. It is safe for
+// concurrent use.
+type Dir struct {
+	dir string
+	log *slog.Logger
+	now func() time.Time
+
+	cur       atomic.Pointer[material]
+	nextCheck atomic.Int64 // UnixNano before which the files are not stat'ed again
+
+	mu         sync.Mutex // serialises reloads and guards the two fields below
+	tried      stamp      // the files as last attempted, so a bad rotation is reported once
+	statFailed bool       // the last check could not stat a file (reported once too)
+}
+
+// material is one validated, immutable set of files.
+type material struct {
+	cert  tls.Certificate // Leaf is set
+	roots *x509.CertPool  // from ca.crt
+	stamp stamp
+}
+
+// stamp identifies the versions of the three files by size, modification
+// time and inode, which every rotation (rewrite or rename over) changes.
+type stamp [3]fileID
+
+type fileID struct {
+	size  int64
+	mtime time.Time
+	fi    os.FileInfo // for os.SameFile: a rename over the file changes it
+}
+
+func (a fileID) same(b fileID) bool {
+	return a.fi != nil && b.fi != nil && a.size == b.size && a.mtime.Equal(b.mtime) && os.SameFile(a.fi, b.fi)
+}
+
+func (a stamp) same(b stamp) bool {
+	return a[0].same(b[0]) && a[1].same(b[1]) && a[2].same(b[2])
+}
+
+var files = [3]string{certgen.CertFile, certgen.KeyFile, certgen.CAFile}
+
+// Open loads and validates the material in cfg.Dir. It fails, naming the
+// file, if a file is missing or unreadable, the key does not match the
+// certificate, or the certificate is expired or not yet valid.
+func Open(cfg Config) (*Dir, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("tlsdir: Config.Dir is required")
+	}
+	d := &Dir{dir: cfg.Dir, log: cfg.Logger, now: cfg.Now}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	if d.now == nil {
+		d.now = time.Now
+	}
+	m, err := d.load()
+	if err != nil {
+		return nil, err
+	}
+	d.cur.Store(m)
+	d.tried = m.stamp
+	d.nextCheck.Store(d.now().Add(CheckInterval).UnixNano())
+	return d, nil
+}
+
+// Certificate returns the leaf certificate in use now, for logs and health
+// reports.
+func (d *Dir) Certificate() *x509.Certificate { return d.current().cert.Leaf }
+
+// ServerConfig returns a TLS config for an HTTPS server (it offers h2 and
+// http/1.1) that picks up the current certificate and client CA pool on every
+// handshake. clientAuth is explicit because it is the security decision:
+// tls.RequireAndVerifyClientCert is Istio's MUTUAL, tls.NoClientCert SIMPLE.
+func (d *Dir) ServerConfig(clientAuth tls.ClientAuthType) *tls.Config {
+	type built struct {
+		m   *material
+		cfg *tls.Config
+	}
+	var last atomic.Pointer[built] // one config per material, not per handshake
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			m := d.current()
+			if err := d.usable(m); err != nil {
+				return nil, err // the server's error log names the file
+			}
+			if b := last.Load(); b != nil && b.m == m {
+				return b.cfg, nil
+			}
+			cfg := &tls.Config{
+				MinVersion:   tls.VersionTLS12,
+				NextProtos:   []string{"h2", "http/1.1"},
+				Certificates: []tls.Certificate{m.cert},
+				ClientCAs:    m.roots,
+				ClientAuth:   clientAuth,
+				Time:         d.now,
+			}
+			last.Store(&built{m: m, cfg: cfg})
+			return cfg, nil
+		},
+	}
+}
+
+// ClientConfig returns a TLS config for one new connection to serverName: the
+// current client certificate, ca.crt as the only roots, and ALPN for h2 and
+// http/1.1. Call it per dial (see DialTLSContext) so that new connections use
+// rotated material. serverName is what the server certificate must name — an
+// internal host name when the server is reached by private IP.
+func (d *Dir) ClientConfig(serverName string) (*tls.Config, error) {
+	if serverName == "" {
+		return nil, errors.New("tlsdir: ClientConfig needs a server name to verify the server against")
+	}
+	m := d.current()
+	if err := d.usable(m); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		ServerName: serverName,
+		RootCAs:    m.roots,
+		// Always present the certificate, whatever CAs the server names
+		// (Envoy names none): a refusal is then the server's, and explicit.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return &m.cert, nil
+		},
+		Time: d.now,
+	}, nil
+}
+
+// DialTLSContext returns a dial function for http.Transport.DialTLSContext
+// that handshakes each new connection with ClientConfig(serverName).
+func (d *Dir) DialTLSContext(serverName string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cfg, err := d.ClientConfig(serverName)
+		if err != nil {
+			return nil, err
+		}
+		dialer := &tls.Dialer{Config: cfg}
+		return dialer.DialContext(ctx, network, addr)
+	}
+}
+
+// usable refuses material whose certificate has expired since it was loaded
+// (no rotation came in time): a clear error beats a peer's bare alert.
+func (d *Dir) usable(m *material) error {
+	if now := d.now(); now.After(m.cert.Leaf.NotAfter) {
+		return fmt.Errorf("tlsdir: %s: certificate %q expired at %s and no valid replacement was found",
+			filepath.Join(d.dir, certgen.CertFile), m.cert.Leaf.Subject, m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// current returns the material to use now, first reloading it if the files
+// changed, which is checked at most once per CheckInterval.
+func (d *Dir) current() *material {
+	now := d.now().UnixNano()
+	next := d.nextCheck.Load()
+	if now >= next && d.nextCheck.CompareAndSwap(next, now+int64(CheckInterval)) {
+		d.refresh()
+	}
+	return d.cur.Load()
+}
+
+func (d *Dir) refresh() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, err := d.stat()
+	if err != nil {
+		if !d.statFailed {
+			d.log.Error("tls material unreadable; keeping the last good one", "dir", d.dir, "error", err.Error())
+		}
+		d.statFailed = true
+		return
+	}
+	d.statFailed = false
+	if s.same(d.cur.Load().stamp) || s.same(d.tried) {
+		return
+	}
+	d.tried = s
+	m, err := d.load()
+	if err != nil {
+		// Often a rotation caught between two files; the next change retries.
+		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.dir, "error", err.Error())
+		return
+	}
+	d.cur.Store(m)
+	d.log.Info("tls material reloaded", "dir", d.dir,
+		"subject", m.cert.Leaf.Subject.String(), "not_after", m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+}
+
+func (d *Dir) stat() (stamp, error) {
+	var s stamp
+	for i, name := range files {
+		fi, err := os.Stat(filepath.Join(d.dir, name))
+		if err != nil {
+			return stamp{}, err
+		}
+		s[i] = fileID{size: fi.Size(), mtime: fi.ModTime(), fi: fi}
+	}
+	return s, nil
+}
+
+// load reads and validates the files. It stats before reading, so a change
+// racing the read shows up as a new stamp at the next check.
+func (d *Dir) load() (*material, error) {
+	s, err := d.stat()
+	if err != nil {
+		return nil, fmt.Errorf("tlsdir: %w", err)
+	}
+	var data [3][]byte
+	for i, name := range files {
+		if data[i], err = os.ReadFile(filepath.Join(d.dir, name)); err != nil {
+			return nil, fmt.Errorf("tlsdir: %w", err)
+		}
+	}
+	certPath := filepath.Join(d.dir, certgen.CertFile)
+	keyPath := filepath.Join(d.dir, certgen.KeyFile)
+	caPath := filepath.Join(d.dir, certgen.CAFile)
+
+	chain, err := certgen.ParseCerts(data[0])
+	if err != nil {
+		return nil, fmt.Errorf("tlsdir: %s: %w", certPath, err)
+	}
+	leaf := chain[0]
+	desc := fmt.Sprintf("certificate %q (not after %s)", leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))
+	cert, err := tls.X509KeyPair(data[0], data[1])
+	if err != nil {
+		return nil, fmt.Errorf("tlsdir: %s does not hold the key of %s in %s: %w", keyPath, desc, certPath, err)
+	}
+	now := d.now()
+	if now.After(leaf.NotAfter) {
+		return nil, fmt.Errorf("tlsdir: %s: %s has expired", certPath, desc)
+	}
+	if now.Before(leaf.NotBefore) {
+		return nil, fmt.Errorf("tlsdir: %s: %s is not valid before %s", certPath, desc, leaf.NotBefore.UTC().Format(time.RFC3339))
+	}
+	cas, err := certgen.ParseCerts(data[2])
+	if err != nil {
+		return nil, fmt.Errorf("tlsdir: %s: %w", caPath, err)
+	}
+	roots := x509.NewCertPool()
+	valid := 0
+	for _, ca := range cas {
+		roots.AddCert(ca)
+		if !now.After(ca.NotAfter) {
+			valid++
+		}
+	}
+	if valid == 0 {
+		return nil, fmt.Errorf("tlsdir: %s: every CA certificate has expired (the first, %q, at %s)",
+			caPath, cas[0].Subject, cas[0].NotAfter.UTC().Format(time.RFC3339))
+	}
+	return &material{cert: cert, roots: roots, stamp: s}, nil
+}
