@@ -1,0 +1,83 @@
+// Drives the unmodified Firebase JS SDK (the `firebase` npm package pinned in
+// web/package.json) against the emulator, the way the browser sign-in module
+// does, and prints what happened as one JSON object for jssdk_test.go to check.
+//
+// usage: node jssdk.mjs <emulator URL> <absolute path of web/package.json>
+//
+// Every step records its outcome instead of throwing, so the Go test can
+// report each expectation separately.
+import { createRequire } from 'node:module';
+
+const [emulatorURL, webPackageJSON] = process.argv.slice(2);
+if (!emulatorURL || !webPackageJSON) {
+  console.error('usage: node jssdk.mjs <emulator URL> <web/package.json>');
+  process.exit(2);
+}
+// Resolve `firebase` from web/node_modules: one lockfile serves the bundle and this test.
+const require = createRequire(webPackageJSON);
+const { initializeApp } = require('firebase/app');
+const {
+  initializeAuth, inMemoryPersistence, connectAuthEmulator,
+  createUserWithEmailAndPassword, signInWithEmailAndPassword, signOut,
+} = require('firebase/auth');
+
+const app = initializeApp({ apiKey: 'demo-api-key', projectId: 'demo-acme', appId: '1:1234:web:abcd' });
+const auth = initializeAuth(app, { persistence: inMemoryPersistence });
+connectAuthEmulator(auth, emulatorURL, { disableWarnings: true });
+
+const email = 'jssdk@example.com';
+const password = 'correct horse battery';
+const out = {};
+
+async function step(name, fn) {
+  try {
+    out[name] = { ok: true, ...(await fn()) };
+  } catch (err) {
+    out[name] = { ok: false, code: err?.code ?? null, message: String(err?.message ?? err) };
+  }
+}
+
+await step('signUp', async () => {
+  const cred = await createUserWithEmailAndPassword(auth, email, password);
+  return { uid: cred.user.uid, email: cred.user.email, idToken: await cred.user.getIdToken() };
+});
+await step('signUpAgain', async () => {
+  await createUserWithEmailAndPassword(auth, email, password);
+  return {};
+});
+await step('signUpWeak', async () => {
+  await createUserWithEmailAndPassword(auth, 'weak@example.com', '123');
+  return {};
+});
+await step('signOutAfterSignUp', async () => {
+  await signOut(auth);
+  return { currentUser: auth.currentUser?.uid ?? null };
+});
+await step('signIn', async () => {
+  const cred = await signInWithEmailAndPassword(auth, email, password);
+  const result = await cred.user.getIdTokenResult();
+  return {
+    uid: cred.user.uid, email: cred.user.email, isAnonymous: cred.user.isAnonymous,
+    providers: cred.user.providerData.map((p) => p.providerId),
+    signInProvider: result.signInProvider, idToken: result.token,
+  };
+});
+await step('refresh', async () => {
+  const result = await auth.currentUser.getIdTokenResult(true);
+  return { uid: auth.currentUser.uid, idToken: result.token, signInProvider: result.signInProvider };
+});
+await step('signOut', async () => {
+  await signOut(auth);
+  return { currentUser: auth.currentUser?.uid ?? null };
+});
+await step('wrongPassword', async () => {
+  await signInWithEmailAndPassword(auth, email, 'not the password');
+  return {};
+});
+await step('unknownUser', async () => {
+  await signInWithEmailAndPassword(auth, 'nobody@example.com', password);
+  return {};
+});
+
+console.log(JSON.stringify(out));
+process.exit(0);
