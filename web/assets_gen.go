@@ -5,5 +5,5 @@ package web
 // Content-hashed names of the built assets in static/dist.
 const (
 	signInScript = "signin-WJTETD35.js"
-	stylesheet   = "app-O2FVZRJK.css"
+	stylesheet   = "app-A7AWK6HZ.css"
 )
