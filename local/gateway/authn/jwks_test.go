@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
-	securityv1beta1 "istio.io/api/security/v1beta1"
 	"google.golang.org/protobuf/types/known/durationpb"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 )
 
 // Faults at the JWKS endpoint (issue "Hardening": down, slow, garbage; cached
@@ -42,7 +42,10 @@ func TestJWKSFaults(t *testing.T) {
 		}},
 		{name: "a garbage JWKS does not replace good keys", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusOK, []byte("<html>oops")); c.Advance(6 * time.Minute) },
+			{do: func(s *jwksServer, c *clock) {
+				s.serve(http.StatusOK, []byte("<html>oops"))
+				c.Advance(6 * time.Minute)
+			},
 				kid: "key-1", wantFetches: 2},
 		}},
 		{name: "an unknown kid fails closed while the endpoint is down", steps: []step{
@@ -60,7 +63,10 @@ func TestJWKSFaults(t *testing.T) {
 			{kid: "key-1", wantFetches: 1},
 			{do: func(s *jwksServer, c *clock) { c.Advance(time.Minute) },
 				kid: "key-2", wantBody: "Jwks doesn't have key to match kid or alg from Jwt", wantFetches: 2},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusOK, both); c.Advance(minRefetchInterval - time.Second) },
+			{do: func(s *jwksServer, c *clock) {
+				s.serve(http.StatusOK, both)
+				c.Advance(minRefetchInterval - time.Second)
+			},
 				kid: "key-2", wantBody: "Jwks doesn't have key to match kid or alg from Jwt", wantFetches: 2},
 			{do: func(s *jwksServer, c *clock) { c.Advance(time.Second) },
 				kid: "key-2", wantFetches: 3},
