@@ -1,0 +1,502 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// stepTimeout bounds each step of a browser case (a navigation, a sign-in
+// round trip), so that a broken page fails the case with what it shows
+// instead of hanging the run.
+const stepTimeout = 20 * time.Second
+
+// browser is one headless Chromium for the browser tests. Every case opens
+// its tab in a new browser context: its own cookies, IndexedDB and storage,
+// like a fresh profile.
+type browser struct {
+	ctx context.Context
+}
+
+// newBrowser starts Debian's Chromium, kept off the network: no background
+// or component traffic, and locally a host resolver that resolves nothing,
+// so the page can reach only the stack on 127.0.0.1.
+func newBrowser(t *testing.T) *browser {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		const msg = "Chromium is not installed; install it with `apt-get install -y chromium` to run the browser tests"
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg + " (CI is set: the browser tests must run there, never skip)")
+		}
+		t.Skip(msg)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.UserDataDir(t.TempDir()),
+		// CI runs as root, where Chromium's sandbox cannot start.
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-domain-reliability", true),
+		chromedp.Flag("no-pings", true),
+	)
+	if env.local != nil {
+		opts = append(opts,
+			chromedp.Flag("no-proxy-server", true),
+			chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+		)
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	// The first Do starts the browser and ties its life to ctx, so it gets
+	// no timeout of its own.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	return &browser{ctx: ctx}
+}
+
+// tab is one case's page, with what the page did recorded for the checks
+// that every case ends with (see checkHygiene).
+type tab struct {
+	ctx context.Context
+
+	mu         sync.Mutex
+	requests   []string // every URL the page asked for
+	exceptions []string // uncaught JavaScript exceptions
+	errors     []string // browser log entries at level error
+	documents  []string // "status URL" of every page load
+}
+
+func (b *browser) newTab(t *testing.T) *tab {
+	t.Helper()
+	tb := &tab{}
+	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(tb.record))
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("opening a tab: %v", err)
+	}
+	tb.ctx = ctx
+	t.Cleanup(func() { tb.checkHygiene(t) }) // runs before cancel: cleanups are LIFO
+	return tb
+}
+
+// record runs in the tab's event loop: it must return fast.
+func (tb *tab) record(ev any) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	switch ev := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		tb.requests = append(tb.requests, ev.Request.URL)
+	case *network.EventResponseReceived:
+		if ev.Type == network.ResourceTypeDocument {
+			tb.documents = append(tb.documents, fmt.Sprintf("%d %s", ev.Response.Status, ev.Response.URL))
+		}
+	case *runtime.EventExceptionThrown:
+		d := ev.ExceptionDetails
+		text := d.Text
+		if d.Exception != nil && d.Exception.Description != "" {
+			text = d.Exception.Description
+		}
+		tb.exceptions = append(tb.exceptions, fmt.Sprintf("%s (%s:%d)", text, d.URL, d.LineNumber+1))
+	case *log.EventEntryAdded:
+		if ev.Entry.Level == log.EntryLevelError {
+			tb.errors = append(tb.errors, fmt.Sprintf("[%s] %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+		}
+	}
+}
+
+// checkHygiene holds every case to what a real user's session must never
+// show: an uncaught exception, a Content-Security-Policy violation, an error
+// page, or (locally) a request that leaves the machine.
+func (tb *tab) checkHygiene(t *testing.T) {
+	t.Helper()
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	for _, e := range tb.exceptions {
+		t.Errorf("uncaught exception in the page: %s", e)
+	}
+	for _, e := range tb.errors {
+		if strings.Contains(e, "Content Security Policy") || strings.Contains(e, "Content-Security-Policy") {
+			t.Errorf("Content-Security-Policy violation: %s", e)
+		} else {
+			t.Logf("browser log: %s", e)
+		}
+	}
+	for _, d := range tb.documents {
+		if !strings.HasPrefix(d, "2") && !strings.HasPrefix(d, "3") {
+			t.Errorf("a page load answered %s; want no error page", d)
+		}
+	}
+	if env.local == nil {
+		return
+	}
+	if len(tb.requests) == 0 {
+		t.Error("recorded no request at all: the network listener is not working, so staying on loopback is unproven")
+	}
+	for _, r := range tb.requests {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "data" && u.Scheme != "blob" && u.Hostname() != "127.0.0.1") {
+			t.Errorf("the page asked for %s; the local flow must stay on 127.0.0.1", r)
+		}
+	}
+}
+
+// do runs steps with a timeout; on failure it reports what the page shows
+// and keeps a screenshot of it.
+func (tb *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v\n%s", what, err, tb.describe(t))
+	}
+}
+
+var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// describe says where the page is and what it shows, for failure messages,
+// and saves a screenshot next to the others.
+func (tb *tab) describe(t *testing.T) string {
+	ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+	defer cancel()
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+	if err != nil {
+		return "(could not read the page: " + err.Error() + ")"
+	}
+	name := "failed-" + unsafeFileChars.ReplaceAllString(t.Name(), "_") + ".png"
+	if png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot()); err == nil && writeOutput(name, png) == nil {
+		name = "e2e/testoutput/" + name
+	} else {
+		name = "(no screenshot)"
+	}
+	return fmt.Sprintf("the page at %s shows (screenshot %s):\n%s", st.URL, name, st.Text)
+}
+
+// pageState is what a user sees that the cases check.
+type pageState struct {
+	URL        string `json:"url"`
+	Heading    string `json:"heading"`    // the card's h1
+	SignedInAs string `json:"signedInAs"` // the account card's email, "" when signed out
+	Secret     string `json:"secret"`     // the secret message box
+	Alerts     string `json:"alerts"`     // every visible role=alert, joined
+	FormReady  bool   `json:"formReady"`  // the sign-in form is shown and enabled
+	Text       string `json:"text"`       // all of main's text, for failure messages
+}
+
+const pageStateJS = `(() => {
+	const shown = (el) => !!el && !el.hidden && !el.closest('[hidden]');
+	const text = (sel) => { const el = document.querySelector(sel); return shown(el) ? el.innerText.trim() : ''; };
+	const form = document.querySelector('#auth-form');
+	const fieldset = form && form.querySelector('fieldset');
+	return {
+		url: location.href,
+		heading: text('main h1'),
+		signedInAs: text('.account-email'),
+		secret: text('.secret'),
+		alerts: [...document.querySelectorAll('[role=alert]')].filter(shown).map((e) => e.innerText.trim()).filter(Boolean).join(' | '),
+		formReady: shown(form) && !!fieldset && !fieldset.disabled,
+		text: (document.querySelector('main') || document.body).innerText.trim(),
+	};
+})()`
+
+func (tb *tab) state(t *testing.T) pageState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](pageStateJS))
+	if err != nil {
+		t.Fatalf("reading the page: %v", err)
+	}
+	return st
+}
+
+func (tb *tab) open(t *testing.T, path string) {
+	t.Helper()
+	tb.do(t, "opening "+path, chromedp.Navigate(env.frontendURL+path))
+}
+
+func (tb *tab) reload(t *testing.T) {
+	t.Helper()
+	tb.do(t, "reloading the page", chromedp.Reload())
+}
+
+// waitSignedOut waits until the sign-in module has enabled the form, which it
+// does only once it knows there is no signed-in user to restore.
+func (tb *tab) waitSignedOut(t *testing.T) pageState {
+	t.Helper()
+	tb.do(t, "waiting for the sign-in form to be ready", chromedp.WaitVisible(chromedp.CSS("#auth-form fieldset:enabled")))
+	st := tb.state(t)
+	if st.SignedInAs != "" {
+		t.Fatalf("the page shows the sign-in form and also signed in as %q", st.SignedInAs)
+	}
+	return st
+}
+
+// waitSignedIn waits for the account card, which the server renders only
+// for a verified session.
+func (tb *tab) waitSignedIn(t *testing.T) pageState {
+	t.Helper()
+	tb.do(t, "waiting for the signed-in page", chromedp.WaitVisible(chromedp.ID("account-title")))
+	return tb.state(t)
+}
+
+// submitCredentials fills in the form as a user does: type into the
+// labelled fields, press the button by its visible name.
+func (tb *tab) submitCredentials(t *testing.T, email, password, button string) {
+	t.Helper()
+	tb.do(t, "filling in and submitting the form",
+		chromedp.SendKeys(chromedp.ID("email"), email),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.Search(fmt.Sprintf(`//form[@id="auth-form"]//button[normalize-space()=%q]`, button))),
+	)
+}
+
+func (tb *tab) signIn(t *testing.T, email, password string) pageState {
+	t.Helper()
+	tb.open(t, "/")
+	tb.waitSignedOut(t)
+	tb.submitCredentials(t, email, password, "Sign in")
+	return tb.waitSignedIn(t)
+}
+
+func (tb *tab) screenshot(t *testing.T, name string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := writeOutput(name, png); err != nil {
+		t.Fatalf("writing %s: %v", name, err)
+	}
+}
+
+// sessionCookie is the cookie that holds the user's ID token (the only
+// cookie whose value is a JWT), or nil.
+func (tb *tab) sessionCookie(t *testing.T) *network.Cookie {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{env.frontendURL + "/"}})
+	if err != nil {
+		t.Fatalf("reading cookies: %v", err)
+	}
+	for _, c := range res.Cookies {
+		if jwtClaims(c.Value) != nil {
+			noteSecret(c.Value)
+			return c
+		}
+	}
+	return nil
+}
+
+// jwtClaims decodes the payload of a JWT-shaped value, or returns nil.
+func jwtClaims(v string) map[string]any {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	var hdr, claims map[string]any
+	if decodeSegment(parts[0], &hdr) != nil || hdr["alg"] == nil || decodeSegment(parts[1], &claims) != nil {
+		return nil
+	}
+	return claims
+}
+
+// checkSessionCookie holds the session cookie to the issue's contract.
+func checkSessionCookie(t *testing.T, c *network.Cookie, email string) map[string]any {
+	t.Helper()
+	if c == nil {
+		t.Fatal("no session cookie after signing in")
+	}
+	claims := jwtClaims(c.Value)
+	if claims["email"] != email {
+		t.Errorf("the session cookie holds a token for %v; want %s", claims["email"], email)
+	}
+	if !c.HTTPOnly || c.SameSite != network.CookieSameSiteLax {
+		t.Errorf("session cookie %s: HttpOnly=%v SameSite=%q; want HttpOnly, SameSite=Lax", c.Name, c.HTTPOnly, c.SameSite)
+	}
+	if strings.HasPrefix(env.frontendURL, "https://") && (!c.Secure || !strings.HasPrefix(c.Name, "__Host-")) {
+		t.Errorf("session cookie %s on HTTPS: Secure=%v; want Secure and a __Host- name", c.Name, c.Secure)
+	}
+	return claims
+}
+
+const secretSentence = "The secret message is: Hello World"
+
+func checkSignedIn(t *testing.T, st pageState, email string) {
+	t.Helper()
+	if st.SignedInAs != email {
+		t.Errorf("the page shows signed in as %q; want %q\n%s", st.SignedInAs, email, st.Text)
+	}
+	if !strings.Contains(st.Secret, secretSentence) {
+		t.Errorf("the page shows secret %q and alerts %q; want %q", st.Secret, st.Alerts, secretSentence)
+	}
+}
+
+func TestBrowser(t *testing.T) {
+	b := newBrowser(t)
+
+	t.Run("signing in as the demo user shows the email and the secret message", func(t *testing.T) {
+		email, password := requireUser(t)
+		tb := b.newTab(t)
+		tb.open(t, "/")
+		st := tb.waitSignedOut(t)
+		if st.Heading != "Sign in" {
+			t.Errorf("signed-out heading = %q; want Sign in", st.Heading)
+		}
+		tb.screenshot(t, "signed-out.png")
+		tb.submitCredentials(t, email, password, "Sign in")
+		st = tb.waitSignedIn(t)
+		checkSignedIn(t, st, email)
+		checkSessionCookie(t, tb.sessionCookie(t), email)
+		tb.screenshot(t, "signed-in.png")
+	})
+
+	t.Run("a wrong password shows an inline error and stays signed out", func(t *testing.T) {
+		email, password := requireUser(t)
+		tb := b.newTab(t)
+		tb.open(t, "/")
+		tb.waitSignedOut(t)
+		tb.submitCredentials(t, email, "not-"+password, "Sign in")
+		tb.do(t, "waiting for the inline error", chromedp.WaitVisible(chromedp.ID("auth-error")))
+		tb.do(t, "waiting for the form to be usable again", chromedp.WaitVisible(chromedp.CSS("#auth-form fieldset:enabled")))
+		st := tb.state(t)
+		if !strings.Contains(st.Alerts, "email and password do not match") {
+			t.Errorf("inline error = %q; want the page's wrong-credentials message", st.Alerts)
+		}
+		if st.SignedInAs != "" || !st.FormReady {
+			t.Errorf("after a wrong password: signed in as %q, form ready %v; want still signed out with the form", st.SignedInAs, st.FormReady)
+		}
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("a wrong password left a session cookie %s", c.Name)
+		}
+		tb.reload(t)
+		tb.waitSignedOut(t)
+	})
+
+	t.Run("creating a new account signs the new user in", func(t *testing.T) {
+		email := fmt.Sprintf("e2e-%d@example.com", time.Now().UnixNano())
+		password := randomString(12)
+		noteSecret(password)
+		t.Cleanup(func() { deleteUser(t, email, password) })
+		tb := b.newTab(t)
+		tb.open(t, "/?mode=create")
+		st := tb.waitSignedOut(t)
+		if st.Heading != "Create your account" {
+			t.Errorf("heading = %q; want Create your account", st.Heading)
+		}
+		tb.submitCredentials(t, email, password, "Create account")
+		st = tb.waitSignedIn(t)
+		checkSignedIn(t, st, email)
+		checkSessionCookie(t, tb.sessionCookie(t), email)
+	})
+
+	t.Run("signing out returns to the sign-in form and stays signed out", func(t *testing.T) {
+		email, password := requireUser(t)
+		tb := b.newTab(t)
+		checkSignedIn(t, tb.signIn(t, email, password), email)
+		tb.do(t, "pressing Sign out", chromedp.Click(chromedp.Search(`//form[@id="sign-out-form"]//button[normalize-space()="Sign out"]`)))
+		tb.waitSignedOut(t)
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("signing out left the session cookie %s", c.Name)
+		}
+		// The SDK must have forgotten the user too, or the page would sign
+		// them straight back in.
+		tb.reload(t)
+		if st := tb.waitSignedOut(t); st.SignedInAs != "" {
+			t.Errorf("after a reload the page is signed in as %q again", st.SignedInAs)
+		}
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("after sign-out and a reload there is a session cookie %s again", c.Name)
+		}
+	})
+
+	t.Run("reloading keeps a signed-in session", func(t *testing.T) {
+		email, password := requireUser(t)
+		tb := b.newTab(t)
+		tb.signIn(t, email, password)
+		tb.reload(t)
+		checkSignedIn(t, tb.waitSignedIn(t), email)
+	})
+
+	t.Run("an expired ID token in the session cookie is refreshed silently", func(t *testing.T) {
+		st := requireLocal(t, "an expired ID token needs the local emulator's private key")
+		email, password := requireUser(t)
+		tb := b.newTab(t)
+		tb.signIn(t, email, password)
+		c := tb.sessionCookie(t)
+		uid, _ := checkSessionCookie(t, c, email)["sub"].(string)
+
+		// Replace only the cookie's value with the same user's token from two
+		// hours ago, as if the tab had slept past the token's hour.
+		expired, err := st.Emulator.IDTokenFor(tb.ctx, uid, time.Now().Add(-2*time.Hour))
+		if err != nil {
+			t.Fatalf("IDTokenFor: %v", err)
+		}
+		noteSecret(expired)
+		tb.do(t, "putting the expired token in the session cookie", chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+			_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+				Name: c.Name, Value: expired, URL: env.frontendURL + "/", Path: c.Path,
+				Secure: &c.Secure, HTTPOnly: &c.HTTPOnly, SameSite: c.SameSite,
+			})
+			return err
+		}))
+		if got := tb.sessionCookie(t); got == nil || got.Value != expired {
+			t.Fatal("the expired token did not replace the session cookie")
+		}
+
+		tb.reload(t)
+		checkSignedIn(t, tb.waitSignedIn(t), email)
+		fresh := tb.sessionCookie(t)
+		if fresh == nil || fresh.Value == expired {
+			t.Fatal("the session cookie still holds the expired token; want a refreshed one")
+		}
+		exp, _ := jwtClaims(fresh.Value)["exp"].(float64)
+		if left := time.Until(time.Unix(int64(exp), 0)); left < 50*time.Minute {
+			t.Errorf("the refreshed token expires in %v; want about an hour", left.Round(time.Second))
+		}
+		if alerts := tb.state(t).Alerts; alerts != "" {
+			t.Errorf("the refreshed page shows %q; want no message", alerts)
+		}
+	})
+}
+
+// deleteUser removes an account a case created, through the same REST API
+// (a user may delete themselves), so deployed projects do not fill up.
+func deleteUser(t *testing.T, email, password string) {
+	ic := newIdentityClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := ic.signIn(ctx, email, password)
+	if err != nil {
+		t.Logf("cleanup: could not sign %s in to delete the account: %v", email, err)
+		return
+	}
+	if err := ic.deleteAccount(ctx, res.IDToken); err != nil {
+		t.Errorf("cleanup: deleting %s: %v", email, err)
+	}
+}
