@@ -1,7 +1,7 @@
 // Package tlsdir serves TLS material from a directory in the Kubernetes TLS
-// secret layout (tls.crt, tls.key, ca.crt) — a Secret volume on GKE, Secret
-// Manager volumes on Cloud Run, the dev PKI locally — and follows rotations of
-// those files without a restart.
+// secret layout (tls.crt, tls.key, ca.crt) — a Secret volume on GKE, the dev
+// PKI locally — or from three files (Secret Manager volumes on Cloud Run),
+// and follows rotations of those files without a restart.
 //
 // The gateway serves with ServerConfig (its ca.crt verifies client
 // certificates); the frontend dials with ClientConfig (its ca.crt verifies the
@@ -32,10 +32,16 @@ import (
 // CheckInterval is how often, at most, the files are stat'ed for changes.
 const CheckInterval = time.Second
 
-// Config describes one directory of TLS material.
+// Config says where the TLS material is: a directory in the TLS secret
+// layout, or three files.
 type Config struct {
-	Dir    string       // required: holds tls.crt, tls.key, ca.crt
-	Logger *slog.Logger // optional: reloads and refused rotations are logged here
+	Dir string // holds tls.crt, tls.key and ca.crt
+	// CertFile, KeyFile and CAFile, when set, override Dir's file of that
+	// name: Cloud Run mounts each Secret Manager secret as a volume of its
+	// own, so there the three files live in three directories. Without Dir
+	// all three are required.
+	CertFile, KeyFile, CAFile string
+	Logger                    *slog.Logger // optional: reloads and refused rotations are logged here
 	// Now is the clock for expiry checks and for pacing the change checks;
 	// nil means time.Now. Tests move it to cross CheckInterval and NotAfter.
 	Now func() time.Time
@@ -44,9 +50,10 @@ type Config struct {
 // Dir is the current TLS material of one directory. It is safe for
 // concurrent use.
 type Dir struct {
-	dir string
-	log *slog.Logger
-	now func() time.Time
+	paths [3]string // tls.crt, tls.key, ca.crt
+	where string    // for logs: the directory, or the certificate file
+	log   *slog.Logger
+	now   func() time.Time
 
 	cur       atomic.Pointer[material]
 	nextCheck atomic.Int64 // UnixNano before which the files are not stat'ed again
@@ -81,16 +88,28 @@ func (a stamp) same(b stamp) bool {
 	return a[0].same(b[0]) && a[1].same(b[1]) && a[2].same(b[2])
 }
 
-var files = [3]string{certgen.CertFile, certgen.KeyFile, certgen.CAFile}
-
 // Open loads and validates the material in cfg.Dir. It fails, naming the
 // file, if a file is missing or unreadable, the key does not match the
 // certificate, or the certificate is expired or not yet valid.
 func Open(cfg Config) (*Dir, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("tlsdir: Config.Dir is required")
+	d := &Dir{log: cfg.Logger, now: cfg.Now, where: cfg.Dir}
+	for i, f := range []struct{ file, name, field string }{
+		{cfg.CertFile, certgen.CertFile, "CertFile"},
+		{cfg.KeyFile, certgen.KeyFile, "KeyFile"},
+		{cfg.CAFile, certgen.CAFile, "CAFile"},
+	} {
+		switch {
+		case f.file != "":
+			d.paths[i] = f.file
+		case cfg.Dir != "":
+			d.paths[i] = filepath.Join(cfg.Dir, f.name)
+		default:
+			return nil, fmt.Errorf("tlsdir: Config.Dir or Config.%s is required", f.field)
+		}
 	}
-	d := &Dir{dir: cfg.Dir, log: cfg.Logger, now: cfg.Now}
+	if d.where == "" {
+		d.where = cfg.CertFile
+	}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -191,7 +210,7 @@ func (d *Dir) DialTLSContext(serverName string) func(ctx context.Context, networ
 func (d *Dir) usable(m *material) error {
 	if now := d.now(); now.After(m.cert.Leaf.NotAfter) {
 		return fmt.Errorf("tlsdir: %s: certificate %q expired at %s and no valid replacement was found",
-			filepath.Join(d.dir, certgen.CertFile), m.cert.Leaf.Subject, m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+			d.paths[0], m.cert.Leaf.Subject, m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -213,7 +232,7 @@ func (d *Dir) refresh() {
 	s, err := d.stat()
 	if err != nil {
 		if !d.statFailed {
-			d.log.Error("tls material unreadable; keeping the last good one", "dir", d.dir, "error", err.Error())
+			d.log.Error("tls material unreadable; keeping the last good one", "dir", d.where, "error", err.Error())
 		}
 		d.statFailed = true
 		return
@@ -226,18 +245,18 @@ func (d *Dir) refresh() {
 	m, err := d.load()
 	if err != nil {
 		// Often a rotation caught between two files; the next change retries.
-		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.dir, "error", err.Error())
+		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.where, "error", err.Error())
 		return
 	}
 	d.cur.Store(m)
-	d.log.Info("tls material reloaded", "dir", d.dir,
+	d.log.Info("tls material reloaded", "dir", d.where,
 		"subject", m.cert.Leaf.Subject.String(), "not_after", m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 }
 
 func (d *Dir) stat() (stamp, error) {
 	var s stamp
-	for i, name := range files {
-		fi, err := os.Stat(filepath.Join(d.dir, name))
+	for i, name := range d.paths {
+		fi, err := os.Stat(name)
 		if err != nil {
 			return stamp{}, err
 		}
@@ -254,14 +273,12 @@ func (d *Dir) load() (*material, error) {
 		return nil, fmt.Errorf("tlsdir: %w", err)
 	}
 	var data [3][]byte
-	for i, name := range files {
-		if data[i], err = os.ReadFile(filepath.Join(d.dir, name)); err != nil {
+	for i, name := range d.paths {
+		if data[i], err = os.ReadFile(name); err != nil {
 			return nil, fmt.Errorf("tlsdir: %w", err)
 		}
 	}
-	certPath := filepath.Join(d.dir, certgen.CertFile)
-	keyPath := filepath.Join(d.dir, certgen.KeyFile)
-	caPath := filepath.Join(d.dir, certgen.CAFile)
+	certPath, keyPath, caPath := d.paths[0], d.paths[1], d.paths[2]
 
 	chain, err := certgen.ParseCerts(data[0])
 	if err != nil {

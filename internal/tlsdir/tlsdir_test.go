@@ -516,6 +516,51 @@ func mustRead(t *testing.T, dir, name string) []byte {
 	return b
 }
 
+func TestFilesInSeparateDirectories(t *testing.T) {
+	// Cloud Run mounts each Secret Manager secret as its own volume.
+	c := newClock()
+	ca := newCA(t, "CA", c.Now())
+	gwDir, src := t.TempDir(), t.TempDir()
+	writeDir(t, gwDir, serverPair(t, ca, certgen.For(c.Now(), time.Hour)), ca)
+	gw := startGateway(t, open(t, gwDir, c, nil))
+
+	paths := map[string]string{}
+	place := func(p *certgen.Pair) {
+		writeDir(t, src, p, ca)
+		for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
+			dir := filepath.Join(t.TempDir(), "frontend-"+name)
+			if paths[name] != "" {
+				dir = filepath.Dir(paths[name])
+			}
+			os.MkdirAll(dir, 0o700)
+			if err := certgen.WriteFileAtomic(filepath.Join(dir, name), mustRead(t, src, name), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			paths[name] = filepath.Join(dir, name)
+		}
+	}
+	place(clientPair(t, ca, certgen.For(c.Now(), time.Hour)))
+	fe, err := tlsdir.Open(tlsdir.Config{CertFile: paths["tls.crt"], KeyFile: paths["tls.key"], CAFile: paths["ca.crt"], Now: c.Now})
+	if err != nil {
+		t.Fatalf("Open with three files: %v", err)
+	}
+	if _, err := get(gw.URL, fe.DialTLSContext("localhost")); err != nil {
+		t.Fatalf("GET with the files in three directories: %v", err)
+	}
+
+	next := clientPair(t, ca, certgen.For(c.Now(), time.Hour))
+	place(next)
+	c.Advance(tlsdir.CheckInterval)
+	a, err := get(gw.URL, fe.DialTLSContext("localhost"))
+	if want := "serial=" + next.Cert.SerialNumber.String(); err != nil || !strings.HasSuffix(a.body, want) {
+		t.Errorf("after rotation: %q, %v; want the gateway to see %s", a.body, err, want)
+	}
+
+	if _, err := tlsdir.Open(tlsdir.Config{CertFile: paths["tls.crt"], KeyFile: paths["tls.key"]}); err == nil || !strings.Contains(err.Error(), "Config.CAFile") {
+		t.Errorf("Open without CAFile or Dir: error = %v, want one naming Config.CAFile", err)
+	}
+}
+
 func TestClientConfigNeedsAServerName(t *testing.T) {
 	c := newClock()
 	ca := newCA(t, "CA", c.Now())
