@@ -242,6 +242,15 @@ func (rs *Resources) add(dir string, r *resource.Resource) error {
 	return nil
 }
 
+// origin names a resource for an error: "istio/gateway.yaml: Gateway ns/name".
+func (rs *Resources) origin(kind, ns, name string) string {
+	id := kind + " " + qualifiedName(ns, name)
+	if f := rs.origins[id]; f != "" {
+		return f + ": " + id
+	}
+	return id
+}
+
 func typeMeta(env envelope) metav1.TypeMeta {
 	return metav1.TypeMeta{APIVersion: env.APIVersion, Kind: env.Kind}
 }
