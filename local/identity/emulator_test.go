@@ -52,6 +52,15 @@ func newTestEmulator(t testing.TB, mod ...func(*Config)) (*Emulator, *httptest.S
 	return e, srv
 }
 
+// clientOf is srv's client, or the default one for a server in another
+// process (TestIdleRSS) that httptest did not start.
+func clientOf(srv *httptest.Server) *http.Client {
+	if c := srv.Client(); c != nil {
+		return c
+	}
+	return http.DefaultClient
+}
+
 // call POSTs body (JSON-encoded unless it is a string) to path and decodes the reply.
 func call(t testing.TB, srv *httptest.Server, method, path string, body any, hdr ...string) (int, map[string]any) {
 	t.Helper()
@@ -75,7 +84,7 @@ func call(t testing.TB, srv *httptest.Server, method, path string, body any, hdr
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
-	resp, err := srv.Client().Do(req)
+	resp, err := clientOf(srv).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -118,7 +127,7 @@ func errMessage(out map[string]any) string {
 func refreshForm(t testing.TB, srv *httptest.Server, tok string) (int, map[string]any) {
 	t.Helper()
 	form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tok}}
-	resp, err := srv.Client().PostForm(srv.URL+tokenPath, form)
+	resp, err := clientOf(srv).PostForm(srv.URL+tokenPath, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +295,7 @@ func TestCORSLetsTheSDKCallFromAnotherOrigin(t *testing.T) {
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
 		req.Header.Set("Access-Control-Request-Headers", "content-type,x-client-version,x-firebase-gmpid,x-firebase-client")
-		resp, err := srv.Client().Do(req)
+		resp, err := clientOf(srv).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +322,7 @@ func TestCORSLetsTheSDKCallFromAnotherOrigin(t *testing.T) {
 		req, _ := http.NewRequest("POST", srv.URL+signInPath, strings.NewReader(`{"email":"c@example.com","password":"nope!!"}`))
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := srv.Client().Do(req)
+		resp, err := clientOf(srv).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

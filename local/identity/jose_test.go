@@ -26,7 +26,7 @@ import (
 
 func fetchJWKS(t *testing.T, srv *httptest.Server) jose.JSONWebKeySet {
 	t.Helper()
-	resp, err := srv.Client().Get(srv.URL + JWKSPath)
+	resp, err := clientOf(srv).Get(srv.URL + JWKSPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +305,7 @@ func TestX509MapAndDiscoveryMatchTheJWKS(t *testing.T) {
 	_, srv := newTestEmulator(t)
 	set := fetchJWKS(t, srv)
 
-	resp, err := srv.Client().Get(srv.URL + X509Path)
+	resp, err := clientOf(srv).Get(srv.URL + X509Path)
 	if err != nil {
 		t.Fatal(err)
 	}
