@@ -1,0 +1,64 @@
+// Command frontend is the Cloud Run web app: it signs users in with Identity
+// Platform and shows them the secret message from the private GKE backend,
+// fetched through the Istio ingress gateway over mutual TLS. All the logic
+// is in package frontend; this wires configuration to it.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/acme/cloudrun-istio-gke/frontend"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "frontend:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := frontend.ParseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stdout, slog.LevelInfo, cfg.ProjectID).With(
+		// Cloud Run names the service and revision; both help read the logs.
+		"service", getenv("K_SERVICE"), "revision", getenv("K_REVISION"))
+	log.Info("starting frontend", "config", cfg)
+
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost})
+	if err != nil {
+		return err
+	}
+	certs, err := tlsdir.Open(tlsdir.Config{
+		Dir: cfg.ClientTLSDir, CertFile: cfg.ClientCertFile, KeyFile: cfg.ClientKeyFile, CAFile: cfg.ClientCAFile,
+		Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("loading the client certificate: %w", err)
+	}
+	f, err := frontend.New(cfg, frontend.Deps{Verifier: verifier, GatewayTLS: certs, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	ln, err := serve.Listen(ctx, cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "url", "http://"+ln.Addr().String())
+	return serve.Run(ctx, serve.Options{Name: "frontend", Handler: f, Listener: ln, Logger: log})
+}

@@ -1,0 +1,154 @@
+package frontend
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserSignsInWithTheBundle drives Debian's chromium through the real
+// bundle: the Firebase JS SDK signs in against the emulator, posts the token
+// to /session, and the server-rendered page shows the secret. It also checks
+// the inline error for a wrong password and that nothing breaks the CSP.
+// FRONTEND_SCREENSHOTS=dir saves screenshots at 1280 and 320 px.
+func TestBrowserSignsInWithTheBundle(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
+	}
+	s := newStack(t)
+	if _, err := s.emulator.EnsureUser(context.Background(), "ada@example.com", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	bctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	// The first Run starts the browser and must not carry a timeout.
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+
+	var mu sync.Mutex
+	var problems []string
+	cctx, stopConsole := context.WithCancel(bctx)
+	messages := chromedp.Console(cctx)
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			// A refused password is a 400 from the emulator, which chromium
+			// logs as a network error; that is the expected answer.
+			if m.Source == "network" {
+				continue
+			}
+			if m.Type == chromedp.ConsoleError || m.IsException() {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+
+	shots := os.Getenv("FRONTEND_SCREENSHOTS")
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
+			if shots == "" {
+				return chromedp.Void{}, nil
+			}
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return chromedp.Void{}, err
+			}
+			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
+		}
+	}
+	step := func(t *testing.T) context.Context {
+		ctx, cancel := context.WithTimeout(bctx, 30*time.Second)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	ready := `#auth-form:not([hidden]) fieldset:not([disabled])`
+
+	t.Run("a wrong password shows an inline error that does not tell whether the account exists", func(t *testing.T) {
+		ctx := step(t)
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(s.front.URL),
+			chromedp.WaitVisible(ready),
+			shot("signin-1280"),
+			chromedp.SendKeys("#email", "ada@example.com"),
+			chromedp.SendKeys("#password", "wrong password"),
+			chromedp.Click(`#auth-form button[type=submit]`),
+			chromedp.WaitVisible(`#auth-error:not([hidden])`),
+			shot("signin-error-1280"),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, err := chromedp.Run(ctx, chromedp.Text(`#auth-error`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(msg, "do not match") {
+			t.Errorf("error message %q: want the generic no-match message", msg)
+		}
+	})
+	t.Run("signing in shows the secret message fetched by the server", func(t *testing.T) {
+		ctx := step(t)
+		err := chromedp.Do(ctx,
+			chromedp.Navigate(s.front.URL),
+			chromedp.WaitVisible(ready),
+			chromedp.SendKeys("#email", "ada@example.com"),
+			chromedp.SendKeys("#password", "correct horse battery"),
+			chromedp.Click(`#auth-form button[type=submit]`),
+			chromedp.WaitVisible(`#secret-message`),
+			shot("signed-in-1280"),
+			chromedp.EmulateViewport(320, 640),
+			shot("signed-in-320"),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		secret, err := chromedp.Run(ctx, chromedp.Text(`#secret-message`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if secret != "Hello World" {
+			t.Errorf("secret: got %q, want Hello World", secret)
+		}
+	})
+	t.Run("signing out returns to the sign-in form and stays signed out", func(t *testing.T) {
+		ctx := step(t)
+		err := chromedp.Do(ctx,
+			chromedp.Click(`#sign-out-form button`),
+			chromedp.WaitVisible(ready),
+			shot("signed-out-320"),
+			chromedp.Reload(),
+			chromedp.WaitVisible(ready),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	stopConsole()
+	<-consoleDone
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range problems {
+		t.Errorf("browser reported: %s", p)
+	}
+}

@@ -1,0 +1,96 @@
+// Package frontend is the public web app that runs on Cloud Run: it renders
+// the pages (templ components from package web/components), accepts the
+// Identity Platform ID token the browser's Firebase SDK obtains and keeps it
+// in an HttpOnly session cookie, and fetches the secret message from the
+// private GKE backend through the Istio ingress gateway, presenting its
+// client certificate (mTLS) and the user's token as a bearer JWT.
+//
+// New builds the whole handler from a validated Config and its dependencies;
+// cmd/frontend and local/stack wire those from flags or the dev stack.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"firebase.google.com/go/v4/auth"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/web"
+	"github.com/labstack/echo/v4"
+)
+
+// Verifier checks Identity Platform ID tokens; *idtoken.Firebase implements
+// it. Refusals wrap idtoken.ErrInvalidToken.
+type Verifier interface {
+	Verify(ctx context.Context, idToken string) (*auth.Token, error)
+}
+
+// Deps are the frontend's collaborators.
+type Deps struct {
+	Verifier Verifier
+	// GatewayTLS gives the client certificate and gateway CA per connection;
+	// *tlsdir.Dir implements it.
+	GatewayTLS ClientTLS
+	Logger     *slog.Logger // nil discards
+	Now        func() time.Time
+}
+
+type server struct {
+	cfg      Config
+	verifier Verifier
+	backend  *Backend
+	log      *slog.Logger
+	now      func() time.Time
+	assets   assetURLs
+}
+
+type assetURLs struct{ script, stylesheet string }
+
+// Frontend is the frontend's HTTP handler.
+type Frontend struct {
+	http.Handler
+	backend *Backend
+}
+
+// Close releases the backend client's idle connections.
+func (f *Frontend) Close() { f.backend.Close() }
+
+// New validates cfg and returns the frontend's handler.
+func New(cfg Config, deps Deps) (*Frontend, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("frontend: invalid config: %w", err)
+	}
+	if deps.Verifier == nil || deps.GatewayTLS == nil {
+		return nil, errors.New("frontend: Deps.Verifier and Deps.GatewayTLS are required")
+	}
+	backend, err := NewBackend(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	s := &server{
+		cfg:      cfg,
+		verifier: deps.Verifier,
+		backend:  backend,
+		log:      deps.Logger,
+		now:      deps.Now,
+		assets:   assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(withRequestID, accessLog(s.log), securityHeaders(contentSecurityPolicy(cfg)))
+	s.routes(e)
+	// The trace middleware runs first, so every log line of a request is
+	// correlated with its Cloud Trace trace.
+	return &Frontend{Handler: logging.Middleware(e), backend: backend}, nil
+}

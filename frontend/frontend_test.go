@@ -1,0 +1,315 @@
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/local/identity"
+	"golang.org/x/net/html"
+)
+
+const testProject = "demo-acme"
+
+// stack is the frontend wired to real collaborators on loopback: the
+// Identity Platform emulator, the real Admin SDK (emulator mode) behind
+// idtoken, and a TLS server standing in for the gateway.
+type stack struct {
+	t        *testing.T
+	emulator *identity.Emulator
+	gateway  *fakeGateway
+	front    *httptest.Server
+	logs     *syncBuffer
+	cfg      Config
+}
+
+// fakeGateway answers GET /api/secure.json like the backend behind Istio,
+// or with whatever status the test sets.
+type fakeGateway struct {
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	status    int    // 0: answer as the backend would
+	lastAuthz string // the Authorization header of the last request
+	lastReqID string
+}
+
+func (g *fakeGateway) setStatus(code int) { g.mu.Lock(); g.status = code; g.mu.Unlock() }
+
+func (g *fakeGateway) last() (authz, reqID string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.lastAuthz, g.lastReqID
+}
+
+func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	status := g.status
+	g.lastAuthz, g.lastReqID = r.Header.Get("Authorization"), r.Header.Get("X-Request-Id")
+	g.mu.Unlock()
+	switch {
+	case r.URL.Path != "/api/secure.json":
+		http.NotFound(w, r)
+	case status == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+r.Host+`/api/secure.json", error="invalid_token"`)
+		http.Error(w, "Jwt is expired", status)
+	case status == http.StatusForbidden:
+		http.Error(w, "RBAC: access denied", status)
+	case status != 0:
+		http.Error(w, "no healthy upstream", status)
+	case !strings.HasPrefix(r.Header.Get("Authorization"), "Bearer "):
+		http.Error(w, "RBAC: access denied", http.StatusForbidden)
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"message":"Hello World","uid":"u","email":"e"}`)
+	}
+}
+
+// staticTLS trusts one server certificate and presents no client
+// certificate: enough for handler tests (the mTLS client has its own).
+type staticTLS struct{ roots *x509.CertPool }
+
+func (s staticTLS) ClientConfig(serverName string) (*tls.Config, error) {
+	return &tls.Config{RootCAs: s.roots, ServerName: serverName, NextProtos: []string{"h2", "http/1.1"}}, nil
+}
+
+func newStack(t *testing.T, mod ...func(*Config)) *stack {
+	t.Helper()
+	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
+	if err != nil {
+		t.Fatalf("identity.New: %v", err)
+	}
+	idp := httptest.NewServer(em.Handler())
+	t.Cleanup(idp.Close)
+	emuHost := strings.TrimPrefix(idp.URL, "http://")
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", emuHost)
+	verifier, err := idtoken.New(context.Background(), idtoken.Config{ProjectID: testProject, EmulatorHost: emuHost})
+	if err != nil {
+		t.Fatalf("idtoken.New: %v", err)
+	}
+
+	gw := &fakeGateway{}
+	gw.srv = httptest.NewUnstartedServer(gw)
+	gw.srv.EnableHTTP2 = true
+	gw.srv.StartTLS()
+	t.Cleanup(gw.srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(gw.srv.Certificate())
+
+	cfg := Config{
+		Addr:               "127.0.0.1:0",
+		ProjectID:          testProject,
+		FirebaseAPIKey:     "emulator-api-key",
+		FirebaseAuthDomain: testProject + ".firebaseapp.com",
+		AuthEmulatorHost:   emuHost,
+		GatewayURL:         gw.srv.URL,
+		GatewayServerName:  "example.com", // httptest's certificate names it
+		ClientTLSDir:       "unused-by-staticTLS",
+		BackendTimeout:     5 * time.Second,
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	logs := &syncBuffer{}
+	f, err := New(cfg, Deps{
+		Verifier:   verifier,
+		GatewayTLS: staticTLS{roots: roots},
+		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatalf("frontend.New: %v", err)
+	}
+	t.Cleanup(f.Close)
+	front := httptest.NewServer(f)
+	t.Cleanup(front.Close)
+	return &stack{t: t, emulator: em, gateway: gw, front: front, logs: logs, cfg: cfg}
+}
+
+// user creates an account and returns its uid and a fresh ID token.
+func (s *stack) user(email string) (uid, token string) {
+	s.t.Helper()
+	uid, err := s.emulator.EnsureUser(context.Background(), email, "correct horse battery")
+	if err != nil {
+		s.t.Fatalf("EnsureUser: %v", err)
+	}
+	token, err = s.emulator.IDTokenFor(context.Background(), uid, time.Now())
+	if err != nil {
+		s.t.Fatalf("IDTokenFor: %v", err)
+	}
+	return uid, token
+}
+
+// page GETs / (or path) with the cookies given and parses the HTML.
+func (s *stack) get(path string, cookies ...*http.Cookie) (*http.Response, string) {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.front.URL+path, nil)
+	for _, c := range cookies {
+		req.AddCookie(c)
+	}
+	return s.do(req)
+}
+
+func (s *stack) do(req *http.Request) (*http.Response, string) {
+	s.t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, string(body)
+}
+
+// csrf fetches the sign-in page and returns the CSRF cookie and token.
+func (s *stack) csrf() (*http.Cookie, string) {
+	s.t.Helper()
+	resp, body := s.get("/")
+	ck := cookieNamed(resp, "csrf")
+	if ck == nil {
+		s.t.Fatalf("GET / set no csrf cookie; cookies: %v", resp.Cookies())
+	}
+	doc := parseHTML(s.t, body)
+	var cfg struct {
+		CSRFToken string `json:"csrfToken"`
+	}
+	if err := json.Unmarshal([]byte(textOf(byID(doc, "app-config"))), &cfg); err != nil {
+		s.t.Fatalf("app-config is not JSON: %v", err)
+	}
+	return ck, cfg.CSRFToken
+}
+
+// postSession posts an ID token as the sign-in module does.
+func (s *stack) postSession(idToken string, mod func(*http.Request)) *http.Response {
+	s.t.Helper()
+	ck, tok := s.csrf()
+	body, _ := json.Marshal(map[string]string{"idToken": idToken})
+	req, _ := http.NewRequest(http.MethodPost, s.front.URL+"/session", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", s.front.URL)
+	req.Header.Set("X-CSRF-Token", tok)
+	req.AddCookie(ck)
+	if mod != nil {
+		mod(req)
+	}
+	resp, _ := s.do(req)
+	return resp
+}
+
+// signIn returns the session cookie for a fresh user.
+func (s *stack) signIn(email string) (*http.Cookie, string) {
+	s.t.Helper()
+	_, token := s.user(email)
+	resp := s.postSession(token, nil)
+	ck := cookieNamed(resp, "session")
+	if resp.StatusCode != http.StatusNoContent || ck == nil {
+		s.t.Fatalf("POST /session with a good token: got %d and cookie %v, want 204 and a session cookie", resp.StatusCode, ck)
+	}
+	return ck, token
+}
+
+func cookieNamed(resp *http.Response, name string) *http.Cookie {
+	for _, c := range resp.Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+func parseHTML(t testing.TB, s string) *html.Node {
+	t.Helper()
+	doc, err := html.Parse(strings.NewReader(s))
+	if err != nil {
+		t.Fatalf("parsing HTML: %v", err)
+	}
+	return doc
+}
+
+func find(n *html.Node, match func(*html.Node) bool) *html.Node {
+	if n.Type == html.ElementNode && match(n) {
+		return n
+	}
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if m := find(c, match); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+func byID(doc *html.Node, id string) *html.Node {
+	return find(doc, func(n *html.Node) bool { return attr(n, "id") == id })
+}
+
+func attr(n *html.Node, key string) string {
+	if n == nil {
+		return ""
+	}
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return a.Val
+		}
+	}
+	return ""
+}
+
+func hasAttr(n *html.Node, key string) bool {
+	for _, a := range n.Attr {
+		if a.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+func textOf(n *html.Node) string {
+	if n == nil {
+		return ""
+	}
+	var b strings.Builder
+	var walk func(*html.Node)
+	walk = func(n *html.Node) {
+		if n.Type == html.TextNode {
+			b.WriteString(n.Data)
+		}
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			walk(c)
+		}
+	}
+	walk(n)
+	return strings.Join(strings.Fields(b.String()), " ")
+}
+
+func mustURL(t testing.TB, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -1,0 +1,112 @@
+package frontend
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"firebase.google.com/go/v4/auth"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/labstack/echo/v4"
+)
+
+// The session is the user's Identity Platform ID token itself, kept in an
+// HttpOnly cookie that lives no longer than the token. The frontend verifies
+// it on every page and forwards it to the gateway, which verifies it again;
+// the browser's SDK refreshes it (hourly) and posts the new one.
+const sessionCookieBase = "session"
+
+// cookieName is __Host-<base> on HTTPS, and plain <base> on plain-HTTP
+// localhost, where browsers refuse __Host- cookies (they must be Secure).
+func cookieName(r *http.Request, base string) string {
+	if plainLocalhost(r) {
+		return base
+	}
+	return "__Host-" + base
+}
+
+// newCookie returns a cookie for this request's scheme: Secure except on
+// plain-HTTP localhost, HttpOnly, SameSite=Lax, host-only, whole site.
+// maxAge 0 makes a browser-session cookie; negative deletes it.
+func newCookie(r *http.Request, base, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     cookieName(r, base),
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		Secure:   !plainLocalhost(r),
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// sessionToken returns the raw ID token from the session cookie, or "".
+func sessionToken(r *http.Request) string {
+	ck, err := r.Cookie(cookieName(r, sessionCookieBase))
+	if err != nil {
+		return ""
+	}
+	return ck.Value
+}
+
+// maxSessionRequest bounds POST /session: an ID token is about 1 KB.
+const maxSessionRequest = 32 << 10
+
+// createSession verifies the ID token the sign-in module posts and keeps it
+// in the session cookie until the token expires.
+func (s *server) createSession(c echo.Context) error {
+	var body struct {
+		IDToken string `json:"idToken"`
+	}
+	r := c.Request()
+	dec := json.NewDecoder(http.MaxBytesReader(c.Response(), r.Body, maxSessionRequest))
+	if err := dec.Decode(&body); err != nil || body.IDToken == "" {
+		return echo.NewHTTPError(http.StatusBadRequest, "Expected a JSON body with an idToken.")
+	}
+	tok, err := s.verifier.Verify(r.Context(), body.IDToken)
+	if err != nil {
+		return sessionRefused(err)
+	}
+	ttl := time.Unix(tok.Expires, 0).Sub(s.now())
+	if ttl < time.Second {
+		return echo.NewHTTPError(http.StatusUnauthorized, "That sign-in has expired. Sign in again.")
+	}
+	c.SetCookie(newCookie(r, sessionCookieBase, body.IDToken, int(ttl/time.Second)))
+	return c.NoContent(http.StatusNoContent)
+}
+
+// sessionRefused turns a verification failure into the user's answer: 401
+// for a refused token, 503 when it could not be checked at all.
+func sessionRefused(err error) error {
+	if errors.Is(err, idtoken.ErrInvalidToken) {
+		return echo.NewHTTPError(http.StatusUnauthorized, "That sign-in was not accepted. Sign in again.").SetInternal(err)
+	}
+	return echo.NewHTTPError(http.StatusServiceUnavailable, "We could not check your sign-in right now. Try again in a moment.").SetInternal(err)
+}
+
+// signOut forgets the session. The sign-in module also signs the SDK out
+// before it submits the form, so the browser does not sign straight back in.
+func (s *server) signOut(c echo.Context) error {
+	c.SetCookie(newCookie(c.Request(), sessionCookieBase, "", -1))
+	if wantsJSON(c.Request()) {
+		return c.NoContent(http.StatusNoContent)
+	}
+	return c.Redirect(http.StatusSeeOther, "/")
+}
+
+// currentUser verifies the session cookie. It returns the token and its
+// claims for a live session, ("", nil, nil) with no session, and an error
+// wrapping idtoken.ErrInvalidToken for a cookie that is no longer (or never
+// was) good: expired, revoked, forged.
+func (s *server) currentUser(r *http.Request) (string, *auth.Token, error) {
+	raw := sessionToken(r)
+	if raw == "" {
+		return "", nil, nil
+	}
+	tok, err := s.verifier.Verify(r.Context(), raw)
+	if err != nil {
+		return "", nil, err
+	}
+	return raw, tok, nil
+}
