@@ -1,0 +1,242 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// skaffoldSchema is skaffold's published JSON schema for skaffold/v4beta14.
+// It lives in shared/, which CI clones beside the repository; it is not
+// copied into the repository.
+var skaffoldSchema = filepath.Join(repoRoot, "..", "shared", "schemas", "skaffold-v4beta14.json")
+
+// skaffoldConfig is the part of skaffold.yaml these tests reason about; the
+// schema checks the whole of it.
+type skaffoldConfig struct {
+	APIVersion string `json:"apiVersion"`
+	Build      struct {
+		Artifacts []struct {
+			Image string `json:"image"`
+			Ko    *struct {
+				Main      string `json:"main"`
+				FromImage string `json:"fromImage"`
+			} `json:"ko"`
+		} `json:"artifacts"`
+	} `json:"build"`
+	Manifests struct {
+		Kustomize *struct {
+			Paths []string `json:"paths"`
+		} `json:"kustomize"`
+		RawYaml []string `json:"rawYaml"`
+	} `json:"manifests"`
+	Deploy   map[string]json.RawMessage `json:"deploy"`
+	Profiles []json.RawMessage          `json:"profiles"`
+}
+
+func readSkaffold(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "skaffold.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		t.Fatalf("skaffold.yaml: %v", err)
+	}
+	return js
+}
+
+func TestSkaffoldConfigMatchesItsSchema(t *testing.T) {
+	if _, err := os.Stat(skaffoldSchema); errors.Is(err, fs.ErrNotExist) {
+		abs, _ := filepath.Abs(skaffoldSchema)
+		t.Fatalf("skaffold's schema is not at %s: this test expects the shared/ directory beside the repository, as CI clones it", abs)
+	}
+	c := jsonschema.NewCompiler()
+	schema, err := c.Compile(skaffoldSchema)
+	if err != nil {
+		t.Fatalf("compiling %s: %v", skaffoldSchema, err)
+	}
+	tests := []struct {
+		name  string
+		patch string // a JSON merge patch applied to skaffold.yaml first
+		valid bool
+	}{
+		{name: "skaffold.yaml is valid skaffold/v4beta14", valid: true},
+		// The schema must be able to say no, or the first case proves nothing.
+		{name: "a misspelt builder field is refused", patch: `{"build":{"artifacts":[{"image":"backend","ko":{"mian":"./cmd/backend"}}]}}`},
+		{name: "an unknown deployer is refused", patch: `{"deploy":{"kubctl":{}}}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			js := readSkaffold(t)
+			if tt.patch != "" {
+				var err error
+				if js, err = jsonpatch.MergePatch(js, []byte(tt.patch)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(js))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = schema.Validate(inst)
+			if tt.valid && err != nil {
+				t.Errorf("want valid, got: %v", err)
+			}
+			if !tt.valid && err == nil {
+				t.Error("want invalid, the schema accepted it")
+			}
+		})
+	}
+}
+
+// profileConfig returns skaffold.yaml as skaffold sees it with the named
+// profile active: the profile's JSON patches applied, then its top-level
+// sections replacing the config's.
+func profileConfig(t *testing.T, name string) skaffoldConfig {
+	t.Helper()
+	js := readSkaffold(t)
+	var base skaffoldConfig
+	if err := json.Unmarshal(js, &base); err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range base.Profiles {
+		var p struct {
+			Name    string          `json:"name"`
+			Patches json.RawMessage `json:"patches"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.Name != name {
+			continue
+		}
+		if len(p.Patches) > 0 {
+			patch, err := jsonpatch.DecodePatch(p.Patches)
+			if err != nil {
+				t.Fatalf("profile %s patches: %v", name, err)
+			}
+			if js, err = patch.Apply(js); err != nil {
+				t.Fatalf("profile %s patches do not apply: %v", name, err)
+			}
+		}
+		var sections map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &sections); err != nil {
+			t.Fatal(err)
+		}
+		delete(sections, "name")
+		delete(sections, "patches")
+		merged, err := jsonpatch.MergePatch(js, mustJSON(t, sections))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A profile's section replaces the config's whole, it is not merged.
+		var cfg map[string]json.RawMessage
+		if err := json.Unmarshal(merged, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		for k, v := range sections {
+			cfg[k] = v
+		}
+		var out skaffoldConfig
+		if err := json.Unmarshal(mustJSON(t, cfg), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	t.Fatalf("skaffold.yaml has no profile %q", name)
+	return skaffoldConfig{}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestSkaffoldProfilesBuildWhatTheyDeploy checks, per profile, that every
+// image a manifest names is an artifact the profile builds (so skaffold
+// replaces it with the built reference) and every artifact is deployed.
+func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
+	tests := []struct {
+		profile   string
+		artifacts []string
+		deployer  string
+	}{
+		{"gke", []string{"backend"}, "kubectl"},
+		{"cloudrun", []string{"frontend"}, "cloudrun"},
+		{"local-cluster", []string{"backend"}, "kubectl"},
+	}
+	for _, tt := range tests {
+		t.Run("the "+tt.profile+" profile builds with ko exactly the images its manifests use", func(t *testing.T) {
+			cfg := profileConfig(t, tt.profile)
+			var built []string
+			for _, a := range cfg.Build.Artifacts {
+				built = append(built, a.Image)
+				if a.Ko == nil {
+					t.Errorf("artifact %s is not built with ko", a.Image)
+					continue
+				}
+				if a.Ko.FromImage != "gcr.io/distroless/static-debian12:nonroot" {
+					t.Errorf("artifact %s base %q, want distroless static nonroot", a.Image, a.Ko.FromImage)
+				}
+				if _, err := os.Stat(filepath.Join(repoRoot, a.Ko.Main, "main.go")); err != nil {
+					t.Errorf("artifact %s: main %s has no main.go: %v", a.Image, a.Ko.Main, err)
+				}
+			}
+			if !slices.Equal(built, tt.artifacts) {
+				t.Errorf("builds %v, want %v", built, tt.artifacts)
+			}
+			if _, ok := cfg.Deploy[tt.deployer]; !ok {
+				t.Errorf("deploys with %v, want %s", slices.Collect(maps.Keys(cfg.Deploy)), tt.deployer)
+			}
+			used := map[string]bool{}
+			if k := cfg.Manifests.Kustomize; k != nil {
+				for _, dir := range k.Paths {
+					for _, o := range render(t, dir).objects {
+						if d, ok := o.Obj.(*appsv1.Deployment); ok {
+							for _, c := range d.Spec.Template.Spec.Containers {
+								used[c.Image] = true
+							}
+						}
+					}
+				}
+			}
+			for _, f := range cfg.Manifests.RawYaml {
+				if f != cloudRunService {
+					t.Fatalf("rawYaml %s: only %s is known to this test", f, cloudRunService)
+				}
+				for _, c := range readCloudRunService(t).Spec.Template.Spec.Containers {
+					used[c.Image] = true
+				}
+			}
+			// "auto" is Istio's gateway injection placeholder: istiod sets
+			// the proxy image of the installed control plane.
+			delete(used, "auto")
+			var images []string
+			for img := range used {
+				images = append(images, img)
+			}
+			sort.Strings(images)
+			if !slices.Equal(images, tt.artifacts) {
+				t.Errorf("manifests use images %v, want exactly the artifacts %v", images, tt.artifacts)
+			}
+		})
+	}
+}
