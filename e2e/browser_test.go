@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -32,7 +33,7 @@ type browser struct {
 
 // newBrowser starts Debian's Chromium, kept off the network: no background
 // or component traffic, and locally a host resolver that resolves nothing,
-// so the page can reach only the stack on 127.0.0.1.
+// so the page can reach only the stack on loopback.
 func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
@@ -62,7 +63,7 @@ func newBrowser(t *testing.T) *browser {
 	if env.local != nil {
 		opts = append(opts,
 			chromedp.Flag("no-proxy-server", true),
-			chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"),
+			chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE localhost"),
 		)
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -157,10 +158,18 @@ func (tb *tab) checkHygiene(t *testing.T) {
 	}
 	for _, r := range tb.requests {
 		u, err := url.Parse(r)
-		if err != nil || (u.Scheme != "data" && u.Scheme != "blob" && u.Hostname() != "127.0.0.1") {
-			t.Errorf("the page asked for %s; the local flow must stay on 127.0.0.1", r)
+		if err != nil || (u.Scheme != "data" && u.Scheme != "blob" && !isLoopback(u.Hostname())) {
+			t.Errorf("the page asked for %s; the local flow must stay on loopback", r)
 		}
 	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // do runs steps with a timeout; on failure it reports what the page shows
