@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-WJTETD35.js"
-	stylesheet   = "app-A7AWK6HZ.css"
+	signInScript = "signin-67c1564ee5d435bc.js"
+	stylesheet   = "app-0a3e40379a28e014.css"
 )

@@ -5,8 +5,9 @@
 // lockfile's package versions and the options below (no timestamps, no
 // absolute paths), so CI can rebuild it and fail on any difference.
 import * as esbuild from 'esbuild';
+import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = dirname(fileURLToPath(import.meta.url));
@@ -19,7 +20,8 @@ const result = await esbuild.build({
   absWorkingDir: root,
   entryPoints: { signin: 'src/signin.js', app: 'src/app.css' },
   outdir,
-  entryNames: '[name]-[hash]',
+  entryNames: '[name]',
+  write: false, // named below by a hash of the content alone
   bundle: true,
   minify: true,
   treeShaking: true,
@@ -29,18 +31,24 @@ const result = await esbuild.build({
   sourcemap: false,
   legalComments: 'eof', // the SDK's licence notices travel with it
   charset: 'utf8',
-  metafile: true,
   logLevel: 'warning',
   define: { 'process.env.NODE_ENV': '"production"' },
 });
 
+// esbuild's own [hash] also covers input paths (a symlinked node_modules
+// changes it); a SHA-256 of the bytes served depends on nothing else.
 const names = {};
-for (const [file, out] of Object.entries(result.metafile.outputs)) {
-  if (out.entryPoint === 'src/signin.js') names.script = basename(file);
-  if (out.entryPoint === 'src/app.css') names.style = basename(file);
+for (const out of result.outputFiles) {
+  const ext = extname(out.path);
+  const base = basename(out.path, ext);
+  const hash = createHash('sha256').update(out.contents).digest('hex').slice(0, 16);
+  const name = `${base}-${hash}${ext}`;
+  writeFileSync(`${root}/${outdir}/${name}`, out.contents);
+  if (base === 'signin' && ext === '.js') names.script = name;
+  if (base === 'app' && ext === '.css') names.style = name;
 }
 if (!names.script || !names.style) {
-  throw new Error(`build: missing outputs in ${JSON.stringify(Object.keys(result.metafile.outputs))}`);
+  throw new Error(`build: missing outputs in ${result.outputFiles.map((f) => f.path).join(', ')}`);
 }
 
 writeFileSync(
