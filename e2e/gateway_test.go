@@ -57,7 +57,7 @@ const (
 )
 
 // gatewayAddr is host:port of the gateway, for raw TLS connections.
-func gatewayAddr(t *testing.T) string {
+func gatewayAddr(t testing.TB) string {
 	t.Helper()
 	u, err := url.Parse(env.gatewayURL)
 	if err != nil {
@@ -231,7 +231,7 @@ var (
 
 // userTokens signs the test user in, over the same REST API the browser
 // uses, and keeps the token for every case of the run.
-func userTokens(t *testing.T) tokens {
+func userTokens(t testing.TB) tokens {
 	t.Helper()
 	email, password := requireUser(t)
 	ic := newIdentityClient(t)

@@ -229,7 +229,7 @@ func randomString(n int) string {
 }
 
 // requireLocal skips a test that needs the local stack's internals.
-func requireLocal(t *testing.T, why string) *stack.Stack {
+func requireLocal(t testing.TB, why string) *stack.Stack {
 	t.Helper()
 	if env.local == nil {
 		t.Skipf("skipped against a deployed environment: %s", why)
@@ -238,7 +238,7 @@ func requireLocal(t *testing.T, why string) *stack.Stack {
 }
 
 // requireUser skips a test that needs an existing user when none was given.
-func requireUser(t *testing.T) (email, password string) {
+func requireUser(t testing.TB) (email, password string) {
 	t.Helper()
 	if env.email == "" || env.password == "" {
 		t.Skip("skipped: no test user; pass -email and -password")
@@ -248,7 +248,7 @@ func requireUser(t *testing.T) (email, password string) {
 
 // requireGateway skips a test that talks to the gateway when it is out of
 // reach (a deployed gateway sits behind an internal load balancer).
-func requireGateway(t *testing.T) {
+func requireGateway(t testing.TB) {
 	t.Helper()
 	if env.gatewayURL == "" {
 		t.Skip("skipped: the gateway is not reachable from here; pass -gateway-url and -client-cert-dir from inside the VPC")
@@ -257,7 +257,7 @@ func requireGateway(t *testing.T) {
 
 // clientTLS is the TLS configuration the frontend uses to reach the gateway:
 // the gateway's CA from ca.crt and, when withCert, the client certificate.
-func clientTLS(t *testing.T, certDir string, withCert bool) *tls.Config {
+func clientTLS(t testing.TB, certDir string, withCert bool) *tls.Config {
 	t.Helper()
 	caPEM, err := os.ReadFile(filepath.Join(certDir, "ca.crt"))
 	if err != nil {
@@ -288,6 +288,7 @@ type appConfig struct {
 	APIKey      string `json:"apiKey"`
 	ProjectID   string `json:"projectId"`
 	EmulatorURL string `json:"emulatorUrl"`
+	CSRFToken   string `json:"csrfToken"` // pairs with the CSRF cookie of the same response
 }
 
 var (
@@ -299,17 +300,18 @@ var (
 // pageConfig reads the app-config JSON from the frontend's start page, so
 // the tests learn the project and the identity endpoint the same way the
 // browser does, locally and deployed.
-func pageConfig(t *testing.T) appConfig {
+func pageConfig(t testing.TB) appConfig {
 	t.Helper()
-	appConfigOnce.Do(func() { appConfigVal, appConfigErr = fetchAppConfig(env.frontendURL) })
+	appConfigOnce.Do(func() {
+		appConfigVal, appConfigErr = fetchAppConfig(&http.Client{Timeout: 10 * time.Second}, env.frontendURL)
+	})
 	if appConfigErr != nil {
 		t.Fatalf("reading the app-config of the frontend's page: %v", appConfigErr)
 	}
 	return appConfigVal
 }
 
-func fetchAppConfig(frontendURL string) (appConfig, error) {
-	hc := &http.Client{Timeout: 10 * time.Second}
+func fetchAppConfig(hc *http.Client, frontendURL string) (appConfig, error) {
 	resp, err := hc.Get(frontendURL + "/")
 	if err != nil {
 		return appConfig{}, err
@@ -355,7 +357,7 @@ type identityClient struct {
 	hc     *http.Client
 }
 
-func newIdentityClient(t *testing.T) identityClient {
+func newIdentityClient(t testing.TB) identityClient {
 	c := pageConfig(t)
 	base := "https://identitytoolkit.googleapis.com/v1"
 	if c.EmulatorURL != "" {
