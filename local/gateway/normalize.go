@@ -15,7 +15,7 @@ var errNulInPath = errors.New("path contains %00")
 //   - percent-encoded unreserved characters (ALPHA, DIGIT, "-", ".", "_",
 //     "~") are decoded, once, case-insensitively; %2F and %5C stay encoded
 //     (decoding them is DECODE_AND_MERGE_SLASHES, not the default);
-//   - %00 rejects the request (400);
+//   - %00, or a raw NUL, rejects the request (400);
 //   - backslashes become forward slashes;
 //   - "." and ".." segments are removed per RFC 3986 section 5.2.4, also when
 //     they were written as %2E;
@@ -47,6 +47,8 @@ func NormalizePath(p string) (string, error) {
 				b.WriteString(p[i : i+3])
 			}
 			i += 2
+		case c == 0:
+			return "", errNulInPath
 		case c == '\\':
 			b.WriteByte('/')
 		case mustEscape(c) || c == '%':

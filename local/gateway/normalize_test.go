@@ -42,7 +42,7 @@ func TestNormalizePathFollowsIstiosDefaultBASE(t *testing.T) {
 }
 
 func TestNormalizePathRejects(t *testing.T) {
-	for _, in := range []string{"/api/%00", "/api/%00/x", "api/healthz", ""} {
+	for _, in := range []string{"/api/%00", "/api/%00/x", "/api/\x00", "api/healthz", ""} {
 		if got, err := NormalizePath(in); err == nil {
 			t.Errorf("NormalizePath(%q) = %q, nil; want an error (Envoy answers 400)", in, got)
 		}
