@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -78,6 +79,9 @@ func (ca *Pair) IssueServer(hosts []string, v Validity) (*Pair, error) {
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
+		if !ValidHost(h) {
+			return nil, fmt.Errorf("certgen: %q is neither an IP address nor a DNS name", h)
+		}
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 		} else {
@@ -85,6 +89,28 @@ func (ca *Pair) IssueServer(hosts []string, v Validity) (*Pair, error) {
 		}
 	}
 	return issue(tmpl, v, ca)
+}
+
+// ValidHost reports whether h can be a server certificate's SAN: an IP
+// address or a DNS name (a leading "*." for a wildcard allowed).
+func ValidHost(h string) bool {
+	if net.ParseIP(h) != nil {
+		return true
+	}
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(strings.TrimPrefix(h, "*."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // IssueClient issues a TLS client certificate whose identity is uri, e.g. the

@@ -193,7 +193,9 @@ func (d *Dir) ClientConfig(serverName string) (*tls.Config, error) {
 }
 
 // DialTLSContext returns a dial function for http.Transport.DialTLSContext
-// that handshakes each new connection with ClientConfig(serverName).
+// that handshakes each new connection with ClientConfig(serverName). The
+// Transport must set ForceAttemptHTTP2: with a custom dialer net/http does
+// not speak HTTP/2 on its own, yet the server may have chosen h2 in ALPN.
 func (d *Dir) DialTLSContext(serverName string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cfg, err := d.ClientConfig(serverName)

@@ -26,7 +26,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
@@ -87,7 +86,7 @@ func (c Config) withDefaults() (Config, error) {
 	for _, h := range c.GatewayHosts {
 		if ip := net.ParseIP(h); ip != nil {
 			h = ip.String()
-		} else if !validDNSName(h) {
+		} else if !certgen.ValidHost(h) {
 			return c, fmt.Errorf("pki: Config.GatewayHosts: %q is neither an IP address nor a DNS name", h)
 		}
 		if !slices.Contains(hosts, h) {
@@ -111,23 +110,6 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pki: Config.CAValidity %s must exceed Config.LeafValidity %s", c.CAValidity, c.LeafValidity)
 	}
 	return c, nil
-}
-
-func validDNSName(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(strings.TrimPrefix(h, "*."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // Ensure makes the dev PKI in cfg.Dir current: it reuses what is valid and
