@@ -1,0 +1,572 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+
+	"github.com/google/uuid"
+
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
+	"github.com/acme/cloudrun-istio-gke/local/gateway/authn"
+	"github.com/acme/cloudrun-istio-gke/local/gateway/authz"
+)
+
+// Names fixed for the project's gateway, the defaults of Config.
+const (
+	DefaultNamespace = "istio-ingress"
+	DefaultPort      = 443
+)
+
+// DefaultLabels are the pod labels of the project's internal ingress gateway.
+func DefaultLabels() map[string]string { return map[string]string{"istio": "internal-ingressgateway"} }
+
+// Envoy's local replies, the bodies a client of a real Istio gateway sees.
+const (
+	// RBAC filter denial: https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/rbac_filter
+	bodyRBACDenied = "RBAC: access denied"
+	// Router, upstream connection refused, after Istio's default retries
+	// (response flags URX,UF): https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#config-access-log-format-response-flags
+	bodyUpstreamRefused = "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: remote connection failure, transport failure reason: delayed connect error: 111"
+	bodyUpstreamFailure = "upstream connect error or disconnect/reset before headers. reset reason: connection failure"
+	// Router, route timeout (UT): https://www.envoyproxy.io/docs/envoy/latest/intro/arch_overview/http/http_routing#timeouts
+	bodyUpstreamTimeout = "upstream request timeout"
+	// Envoy's own server header on a gateway: Istio sets server_name istio-envoy.
+	serverHeader = "istio-envoy"
+)
+
+// Config is everything a Gateway needs; New validates it once.
+type Config struct {
+	// Resources are the rendered istio/ resources (Load).
+	Resources *Resources
+	// Workload is the gateway deployment stood in for; zero means the
+	// project's: namespace istio-ingress, labels istio=internal-ingressgateway.
+	Workload Workload
+	// Port is the Gateway port this listener serves; zero means 443.
+	Port uint32
+	// Credentials maps a Gateway's tls.credentialName to a local directory
+	// in the Kubernetes TLS secret layout (tls.crt, tls.key, ca.crt).
+	Credentials map[string]string
+	// Upstreams maps a VirtualService destination ("host:port", or "host"
+	// when the route names no port) to a local address ("127.0.0.1:8081").
+	Upstreams map[string]string
+	// JWKSOverride maps a jwksUri as written in istio/ to the URL actually
+	// fetched (the local Identity Platform emulator): the one deliberate
+	// local difference, logged at start-up.
+	JWKSOverride map[string]string
+	// HTTPClient fetches JWKS documents; required.
+	HTTPClient *http.Client
+	// Transport carries requests to upstreams; nil means a keep-alive
+	// transport of the gateway's own.
+	Transport http.RoundTripper
+	// Logger receives start-up and error lines; AccessLog one JSON line per
+	// request (nil: Logger). Neither ever sees a token.
+	Logger    *slog.Logger
+	AccessLog *slog.Logger
+	// Now is the clock for tokens and certificates; nil means time.Now.
+	Now func() time.Time
+	// Listener, already bound, is where Run serves; only Run needs it.
+	Listener net.Listener
+	// TokenCacheSize bounds the verified-token cache (authn.Options.CacheSize).
+	TokenCacheSize int
+}
+
+// Gateway serves the selected Istio resources for one workload and port.
+type Gateway struct {
+	cfg       Config
+	log       *slog.Logger
+	access    *slog.Logger
+	listener  *listener
+	router    *router
+	authn     *authn.Authenticator
+	authz     *authz.Engine
+	transport http.RoundTripper
+	proxy     *httputil.ReverseProxy
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.Resources == nil {
+		errs = append(errs, errors.New("Config.Resources is required (gateway.Load)"))
+	}
+	if c.HTTPClient == nil {
+		errs = append(errs, errors.New("Config.HTTPClient is required (JWKS fetches)"))
+	}
+	if c.Logger == nil {
+		errs = append(errs, errors.New("Config.Logger is required"))
+	}
+	for name, dir := range c.Credentials {
+		if dir == "" {
+			errs = append(errs, fmt.Errorf("Config.Credentials[%q] is empty", name))
+		}
+	}
+	for dst, addr := range c.Upstreams {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("Config.Upstreams[%q] = %q: want host:port: %v", dst, addr, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// New selects what applies to the workload, opens the credentials and builds
+// the engines. Everything the local gateway cannot honour is an error here,
+// naming the file, resource and field, rather than a surprise per request.
+func New(cfg Config) (*Gateway, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if cfg.Workload.Namespace == "" {
+		cfg.Workload = Workload{Namespace: DefaultNamespace, Labels: DefaultLabels()}
+	}
+	if cfg.Port == 0 {
+		cfg.Port = DefaultPort
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.AccessLog == nil {
+		cfg.AccessLog = cfg.Logger
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, access: cfg.AccessLog}
+	sel := cfg.Resources.Select(cfg.Workload)
+	if len(sel.Gateways) == 0 {
+		return nil, fmt.Errorf("gateway: no Gateway selects workload %s", cfg.Workload)
+	}
+	var err error
+	if g.listener, err = g.newListener(sel); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if g.router, err = newRouter(sel.VirtualServices, cfg.Upstreams, cfg.Resources.origin); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if g.authn, err = g.newAuthenticator(sel.RequestAuthentications); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if g.authz, err = authz.New(sel.AuthorizationPolicies); err != nil {
+		return nil, fmt.Errorf("gateway: AuthorizationPolicies %s: %w", names(sel.AuthorizationPolicies), err)
+	}
+	g.transport = cfg.Transport
+	if g.transport == nil {
+		g.transport = newUpstreamTransport()
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:      g.rewrite,
+		Transport:    g.transport,
+		ErrorHandler: g.upstreamError,
+		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		// Stream responses as they come, as Envoy does.
+		FlushInterval: -1,
+	}
+	for from, to := range cfg.JWKSOverride {
+		g.log.Info("gateway: jwksUri overridden for local use", "jwksUri", from, "fetched_from", to)
+	}
+	return g, nil
+}
+
+func names(aps []*securityv1.AuthorizationPolicy) string {
+	var n []string
+	for _, ap := range aps {
+		n = append(n, ap.Namespace+"/"+ap.Name)
+	}
+	return "[" + strings.Join(n, " ") + "]"
+}
+
+func (g *Gateway) newListener(sel Selected) (*listener, error) {
+	l := &listener{port: g.cfg.Port}
+	dirs := map[string]*tlsdir.Dir{}
+	open := func(name string) (*tlsdir.Dir, error) {
+		if d := dirs[name]; d != nil {
+			return d, nil
+		}
+		dir, ok := g.cfg.Credentials[name]
+		if !ok {
+			return nil, fmt.Errorf("no local directory for it (Config.Credentials has %q)", slices.Sorted(maps.Keys(g.cfg.Credentials)))
+		}
+		d, err := tlsdir.Open(tlsdir.Config{Dir: dir, Logger: g.log, Now: g.cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		dirs[name] = d
+		return d, nil
+	}
+	protocols := map[string]bool{}
+	for _, gw := range sel.Gateways {
+		for i, s := range gw.Spec.GetServers() {
+			if s.GetPort().GetNumber() != g.cfg.Port {
+				continue
+			}
+			where := fmt.Sprintf("%s: spec.servers[%d]", g.cfg.Resources.origin("Gateway", gw.Namespace, gw.Name), i)
+			proto := strings.ToUpper(s.GetPort().GetProtocol())
+			switch proto {
+			case "HTTPS":
+				if s.GetTls() == nil {
+					return nil, fmt.Errorf("%s: protocol HTTPS needs tls", where)
+				}
+				ts, err := newTLSServer(where, s.GetHosts(), s.GetTls(), open)
+				if err != nil {
+					return nil, err
+				}
+				l.servers = append(l.servers, ts)
+				l.tls = true
+			case "HTTP", "HTTP2":
+				if s.GetTls() != nil {
+					return nil, fmt.Errorf("%s: protocol %s with tls is not supported by the local gateway", where, proto)
+				}
+			default:
+				return nil, fmt.Errorf("%s.port.protocol %s is not supported by the local gateway (HTTP, HTTPS)", where, s.GetPort().GetProtocol())
+			}
+			protocols[map[bool]string{true: "TLS", false: "plain"}[proto == "HTTPS"]] = true
+		}
+	}
+	switch len(protocols) {
+	case 0:
+		return nil, fmt.Errorf("no selected Gateway has a server on port %d", g.cfg.Port)
+	case 2:
+		return nil, fmt.Errorf("port %d mixes HTTPS and plain HTTP servers, which the local gateway does not support", g.cfg.Port)
+	}
+	return l, nil
+}
+
+// newAuthenticator merges the jwtRules of every selected
+// RequestAuthentication, as Istio does for one workload. Each one is first
+// checked on its own so that an error names its resource.
+func (g *Gateway) newAuthenticator(ras []*securityv1.RequestAuthentication) (*authn.Authenticator, error) {
+	opts := authn.Options{
+		HTTPClient:   g.cfg.HTTPClient,
+		JWKSOverride: g.cfg.JWKSOverride,
+		Now:          g.cfg.Now,
+		Logger:       g.log,
+		CacheSize:    g.cfg.TokenCacheSize,
+	}
+	var rules []*securityv1beta1.JWTRule
+	for _, ra := range ras {
+		if _, err := authn.New(ra.Spec.GetJwtRules(), opts); err != nil {
+			return nil, fmt.Errorf("%s: spec: %w", g.cfg.Resources.origin("RequestAuthentication", ra.Namespace, ra.Name), err)
+		}
+		rules = append(rules, ra.Spec.GetJwtRules()...)
+	}
+	return authn.New(rules, opts)
+}
+
+// newUpstreamTransport keeps connections to the backends alive, as Envoy's
+// connection pools do, with timeouts so a dead backend cannot hang a request.
+func newUpstreamTransport() *http.Transport {
+	return &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   128,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 60 * time.Second,
+		ForceAttemptHTTP2:     false,
+	}
+}
+
+// TLSConfig is the listener's TLS config, nil when the port serves plain HTTP.
+func (g *Gateway) TLSConfig() *tls.Config {
+	if !g.listener.tls {
+		return nil
+	}
+	return g.listener.tlsConfig()
+}
+
+// Handler is the gateway's HTTP surface, for tests that bring their own
+// server (httptest.NewUnstartedServer with TLSConfig()).
+func (g *Gateway) Handler() http.Handler { return logging.Middleware(g) }
+
+// Run serves on Config.Listener until ctx ends, then shuts down gracefully.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.cfg.Listener == nil {
+		return errors.New("gateway: Config.Listener is required to Run")
+	}
+	g.log.Info("gateway: serving", "address", g.cfg.Listener.Addr().String(), "port", g.cfg.Port,
+		"workload", g.cfg.Workload.String(), "tls", g.listener.tls)
+	return serve.Run(ctx, serve.Options{
+		Name:     "gateway",
+		Handler:  g.Handler(),
+		Listener: g.cfg.Listener,
+		TLS:      g.TLSConfig(),
+		Logger:   g.log,
+	})
+}
+
+// outcome is what the access log records of one request.
+type outcome struct {
+	status           int
+	reason           string // Envoy's response code details, or the policy decision
+	route, upstream  string
+	principal        string
+	requestPrincipal string
+}
+
+// ServeHTTP runs Envoy's filter chain for a gateway: path normalization
+// (connection manager), jwt_authn, rbac, then the router.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	o := &outcome{principal: peerPrincipal(r.TLS)}
+	w.Header().Set("Server", serverHeader)
+	rid := r.Header.Get("X-Request-Id")
+	if rid == "" || len(rid) > 128 {
+		rid = uuid.NewString()
+	}
+	r.Header.Set("X-Request-Id", rid)
+	sw := &statusWriter{ResponseWriter: w}
+	path := "" // logged normalized, never with the query (it may hold a token)
+	defer func() {
+		if o.status == 0 {
+			o.status = sw.status()
+		}
+		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("method", r.Method),
+			slog.String("host", r.Host),
+			slog.String("path", path),
+			slog.Int("status", o.status),
+			slog.String("reason", o.reason),
+			slog.String("principal", o.principal),
+			slog.String("request_principal", o.requestPrincipal),
+			slog.String("route", o.route),
+			slog.String("upstream", o.upstream),
+			slog.String("request_id", rid),
+			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		)
+	}()
+
+	norm, err := NormalizePath(rawPath(r))
+	if err != nil {
+		o.reason = "path_normalization_failed"
+		localReply(sw, http.StatusBadRequest, "Bad Request", o)
+		return
+	}
+	path = norm
+	r = withNormalizedPath(r, norm)
+
+	res, fail := g.authn.Authenticate(r)
+	if fail != nil {
+		o.reason = fail.Reason
+		sw.Header().Set("Www-Authenticate", fail.WWWAuthenticate)
+		localReply(sw, fail.Status, fail.Body, o)
+		return
+	}
+	o.requestPrincipal = res.RequestPrincipal
+
+	d := g.authz.Decide(authz.Request{
+		Method:           r.Method,
+		Host:             r.Host,
+		Path:             norm,
+		Headers:          r.Header,
+		Principal:        o.principal,
+		RequestPrincipal: res.RequestPrincipal,
+		Claims:           res.Claims,
+		Port:             int(g.cfg.Port),
+		SourceIP:         remoteIP(r),
+	})
+	o.reason = d.Reason
+	if !d.Allow {
+		localReply(sw, http.StatusForbidden, bodyRBACDenied, o)
+		return
+	}
+
+	f := &facts{
+		method:    r.Method,
+		scheme:    map[bool]string{true: "https", false: "http"}[r.TLS != nil],
+		authority: r.Host,
+		path:      norm,
+		query:     r.URL.Query(),
+		header:    r.Header,
+		port:      g.cfg.Port,
+	}
+	rt := g.router.find(f)
+	if rt == nil {
+		o.reason = "route_not_found"
+		localReply(sw, http.StatusNotFound, "", o)
+		return
+	}
+	o.route = rt.name
+	dst := rt.pick()
+	o.upstream = dst.host
+
+	ctx := context.WithValue(r.Context(), callKey{}, &call{outcome: o, route: rt, dest: dst, facts: f, authn: &res})
+	if rt.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
+		defer cancel()
+	}
+	resp := &responseOps{ResponseWriter: sw, ops: []*networking.Headers_HeaderOperations{rt.headers.GetResponse(), dst.headers.GetResponse()}}
+	g.proxy.ServeHTTP(resp, r.WithContext(ctx))
+}
+
+// call is what the proxy's Rewrite and ErrorHandler need of one request.
+type call struct {
+	outcome *outcome
+	route   *route
+	dest    *destination
+	facts   *facts
+	authn   *authn.Result
+}
+
+type callKey struct{}
+
+// rewrite turns the client's request into the one Envoy sends the backend:
+// jwt_authn's header changes, rewritten path and authority, the route's
+// header operations, and the edge proxy's x-forwarded-* headers (an Istio
+// gateway uses the remote address: the client's own x-forwarded-for is not
+// trusted, and ReverseProxy has already removed it).
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	c := pr.In.Context().Value(callKey{}).(*call)
+	out := pr.Out
+	c.authn.Apply(out)
+	p := c.route.rewritePath(c.facts)
+	out.URL.Scheme = "http"
+	out.URL.Host = c.dest.addr
+	out.URL.RawPath = p
+	out.URL.Path, _ = url.PathUnescape(p)
+	if rw := c.route.rewrite; rw != nil && rw.authority != "" {
+		out.Host = rw.authority
+	}
+	applyHeaderOps(out.Header, c.route.headers.GetRequest())
+	applyHeaderOps(out.Header, c.dest.headers.GetRequest())
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		out.Header.Set("X-Forwarded-For", ip)
+		out.Header.Set("X-Envoy-External-Address", ip)
+	}
+	out.Header.Set("X-Forwarded-Proto", c.facts.scheme)
+}
+
+// upstreamError is the router's answer when the backend gives none: 504 on
+// the route timeout, 503 when it cannot be reached or resets.
+func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err error) {
+	o := &outcome{}
+	if c, ok := r.Context().Value(callKey{}).(*call); ok {
+		o = c.outcome
+	}
+	var op *net.OpError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		o.reason = "upstream_response_timeout"
+		localReply(w, http.StatusGatewayTimeout, bodyUpstreamTimeout, o)
+	case errors.Is(err, context.Canceled):
+		// The client went away: Envoy logs 0 / downstream_remote_disconnect.
+		o.reason = "downstream_remote_disconnect"
+		o.status = 499
+	case errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED):
+		o.reason = "upstream_reset_before_response_started{remote_connection_failure}"
+		localReply(w, http.StatusServiceUnavailable, bodyUpstreamRefused, o)
+	default:
+		o.reason = "upstream_reset_before_response_started{connection_failure}"
+		localReply(w, http.StatusServiceUnavailable, bodyUpstreamFailure, o)
+	}
+}
+
+// localReply writes one of Envoy's local replies: text/plain, the body as is.
+func localReply(w http.ResponseWriter, status int, body string, o *outcome) {
+	o.status = status
+	h := w.Header()
+	h.Del("Content-Length")
+	if body != "" {
+		h.Set("Content-Type", "text/plain")
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+func remoteIP(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// rawPath is the path as the client sent it, still escaped, without query.
+func rawPath(r *http.Request) string {
+	if strings.HasPrefix(r.RequestURI, "/") {
+		p, _, _ := strings.Cut(r.RequestURI, "?")
+		return p
+	}
+	return r.URL.EscapedPath()
+}
+
+// withNormalizedPath returns a shallow copy of r whose URL carries the
+// normalized path, which is what every later stage sees and the backend gets.
+func withNormalizedPath(r *http.Request, norm string) *http.Request {
+	u := *r.URL
+	u.RawPath = norm
+	u.Path, _ = url.PathUnescape(norm)
+	r2 := r.WithContext(r.Context())
+	r2.URL = &u
+	r2.RequestURI = u.RequestURI()
+	return r2
+}
+
+// statusWriter remembers the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// responseOps applies the route's response header operations to the
+// backend's response just before its header is written.
+type responseOps struct {
+	http.ResponseWriter
+	ops     []*networking.Headers_HeaderOperations
+	written bool
+}
+
+func (w *responseOps) WriteHeader(code int) {
+	if !w.written {
+		w.written = true
+		for _, ops := range w.ops {
+			applyHeaderOps(w.Header(), ops)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseOps) Write(b []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *responseOps) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/local/identity"
+)
+
+const (
+	projectID  = "demo-acme"
+	googleJWKS = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+	backendDst = "backend.api.svc.cluster.local:80"
+)
+
+// stack is the gateway between a real frontend client certificate, the
+// Identity Platform emulator signing real tokens, and an upstream.
+type stack struct {
+	idp      *identity.Emulator
+	uid      string
+	gw       *Gateway
+	addr     string
+	pki      *pkiDirs
+	client   *http.Client // presents the frontend's certificate, SNI api.internal.example
+	log      *syncBuffer  // the access log
+	upstream *recorder
+}
+
+type pkiDirs struct{ gateway, frontend string }
+
+// recorder is the upstream: it answers with what it received, as JSON.
+type recorder struct {
+	mu   sync.Mutex
+	last *http.Request
+}
+
+type echoed struct {
+	Path   string      `json:"path"`
+	Query  string      `json:"query"`
+	Host   string      `json:"host"`
+	Header http.Header `json:"header"`
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/api/slow" {
+		<-r.Context().Done() // until the gateway gives up on it
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(echoed{Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Host: r.Host, Header: r.Header})
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type stackOptions struct {
+	istioDir  string            // default: the repository's istio/
+	upstream  http.Handler      // default: a recorder
+	upstreams map[string]string // default: backendDst -> the upstream
+}
+
+func newStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	s := &stack{log: &syncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+
+	idp, err := identity.New(identity.Config{ProjectID: projectID, StateDir: filepath.Join(t.TempDir(), "identity"), PasswordHashCost: 10})
+	if err != nil {
+		t.Fatalf("identity.New: %v", err)
+	}
+	s.idp = idp
+	if s.uid, err = idp.EnsureUser(ctx, "ada@example.com", "correct horse battery"); err != nil {
+		t.Fatalf("EnsureUser: %v", err)
+	}
+	idpSrv := httptest.NewServer(idp.Handler())
+
+	if o.upstream == nil {
+		s.upstream = &recorder{}
+		o.upstream = s.upstream
+	}
+	up := httptest.NewServer(o.upstream)
+	if o.upstreams == nil {
+		o.upstreams = map[string]string{backendDst: up.Listener.Addr().String()}
+	}
+	if o.istioDir == "" {
+		o.istioDir = istioDir
+	}
+
+	b := devPKI(t)
+	s.pki = &pkiDirs{gateway: b.GatewayDir, frontend: b.FrontendDir}
+	rs, err := Load(o.istioDir, projectID)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	s.gw, err = New(Config{
+		Resources:    rs,
+		Credentials:  map[string]string{"api-gateway-mtls": b.GatewayDir},
+		Upstreams:    o.upstreams,
+		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath},
+		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
+		Logger:       slog.New(slog.DiscardHandler),
+		AccessLog:    slog.New(slog.NewJSONHandler(s.log, nil)),
+		Listener:     ln,
+	})
+	if err != nil {
+		t.Fatalf("gateway.New: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.gw.Run(ctx) }()
+	s.client = s.clientWith(t, s.pki.frontend)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("gateway Run: %v", err)
+		}
+		s.client.CloseIdleConnections()
+		up.Close()
+		idpSrv.Close()
+	})
+	return s
+}
+
+// clientWith dials the gateway with the client certificate in dir, sending
+// SNI api.internal.example as the frontend does.
+func (s *stack) clientWith(t testing.TB, dir string) *http.Client {
+	cfg, err := openDir(t, dir).ClientConfig(gatewayHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &net.Dialer{}
+	return &http.Client{
+		Transport: &http.Transport{
+			TLSClientConfig:   cfg,
+			ForceAttemptHTTP2: true,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, s.addr)
+			},
+		},
+		Timeout: 10 * time.Second,
+	}
+}
+
+// token mints a fresh ID token for the stack's user.
+func (s *stack) token(t testing.TB) string {
+	t.Helper()
+	tok, err := s.idp.IDTokenFor(context.Background(), s.uid, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (s *stack) do(t testing.TB, client *http.Client, req *http.Request) (response, error) {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{resp.StatusCode, resp.Header, string(b)}, err
+}
+
+func newRequest(t testing.TB, method, path string, header http.Header) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+gatewayHost+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Opaque keeps the path exactly as written (../, %2e, //).
+	p, q, _ := strings.Cut(path, "?")
+	req.URL.Opaque = p
+	req.URL.RawQuery = q
+	for k, vs := range header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	if h := header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	return req
+}
