@@ -178,9 +178,11 @@ func (tb *tab) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.V
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
 	defer cancel()
+	start := time.Now()
 	if err := chromedp.Do(ctx, steps...); err != nil {
 		t.Fatalf("%s: %v\n%s", what, err, tb.describe(t))
 	}
+	t.Logf("%s: %v", what, time.Since(start).Round(time.Millisecond))
 }
 
 var unsafeFileChars = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
