@@ -28,7 +28,7 @@ const testProject = "demo-acme"
 // Identity Platform emulator, the real Admin SDK (emulator mode) behind
 // idtoken, and a TLS server standing in for the gateway.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	emulator *identity.Emulator
 	gateway  *fakeGateway
 	front    *httptest.Server
@@ -86,7 +86,7 @@ func (s staticTLS) ClientConfig(serverName string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: s.roots, ServerName: serverName, NextProtos: []string{"h2", "http/1.1"}}, nil
 }
 
-func newStack(t *testing.T, mod ...func(*Config)) *stack {
+func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	t.Helper()
 	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
 	if err != nil {

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/local/pki"
+)
+
+// env is a minimal local configuration: the emulator mode needs no Google
+// credentials, and nothing is contacted before the first request.
+func env(t testing.TB) map[string]string {
+	t.Helper()
+	b, err := pki.Ensure(pki.Config{Dir: t.TempDir(), GatewayHosts: []string{"api.internal.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"GOOGLE_CLOUD_PROJECT":        "demo-acme",
+		"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9", // not contacted at start-up
+		"GATEWAY_URL":                 "https://127.0.0.1:9",
+		"CLIENT_TLS_DIR":              b.FrontendDir,
+		"K_SERVICE":                   "frontend",
+		"K_REVISION":                  "frontend-00001-abc",
+	}
+}
+
+// lockedBuffer collects the JSON log lines run writes from its goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
+
+func TestRunServesThenShutsDownOnCancel(t *testing.T) {
+	vars := env(t)
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", vars["FIREBASE_AUTH_EMULATOR_HOST"])
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	var logs lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string { return vars[k] }, io.MultiWriter(pw, &logs))
+		pw.Close()
+	}()
+	url := serveURL(t, pr)
+	go io.Copy(io.Discard, pr)
+
+	resp, err := http.Get(url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /healthz: %d, want 200", resp.StatusCode)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after cancel: %v, want a clean shutdown", err)
+	}
+	out := logs.String()
+	for _, want := range []string{`"severity":"INFO"`, `"service":"frontend"`, `"revision":"frontend-00001-abc"`, `"gateway_url":"https://127.0.0.1:9"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
+		}
+	}
+}
+
+func TestRunRefusesBadConfigNamingTheField(t *testing.T) {
+	vars := env(t)
+	delete(vars, "GATEWAY_URL")
+	err := run(context.Background(), nil, func(k string) string { return vars[k] }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "GatewayURL") {
+		t.Fatalf("run without a gateway: got %v, want an error naming GatewayURL", err)
+	}
+}
+
+// serveURL reads log lines until the "serving" line and returns its URL.
+func serveURL(t testing.TB, r io.Reader) string {
+	t.Helper()
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var line struct {
+			Message string `json:"message"`
+			URL     string `json:"url"`
+		}
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "serving" {
+			return line.URL
+		}
+	}
+	t.Fatalf("no serving line in the output (%v)", sc.Err())
+	return ""
+}
+
+// BenchmarkStartToServing builds the real binary and measures, per start,
+// the time from exec to the first 200 from /healthz, and the process's
+// resident memory once it has served a few requests and is idle.
+//
+//	go test -run '^$' -bench StartToServing -benchtime 20x ./cmd/frontend
+func BenchmarkStartToServing(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "frontend")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	vars := env(b)
+	var environ []string
+	for k, v := range vars {
+		environ = append(environ, k+"="+v)
+	}
+	client := &http.Client{Timeout: time.Second}
+	var starts, rss []float64
+	for i := 0; b.Loop(); i++ {
+		port := 18000 + i%1000
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		cmd := exec.Command(bin, "-addr", addr)
+		cmd.Env = environ
+		start := time.Now()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		for {
+			resp, err := client.Get("http://" + addr + "/healthz")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if time.Since(start) > 10*time.Second {
+				cmd.Process.Kill()
+				b.Fatalf("not serving after 10 s: %v", err)
+			}
+			time.Sleep(time.Millisecond) // polling a separate process; nothing to synchronise on
+		}
+		starts = append(starts, float64(time.Since(start))/float64(time.Millisecond))
+		for range 5 {
+			if resp, err := client.Get("http://" + addr + "/"); err == nil {
+				resp.Body.Close()
+			}
+		}
+		rss = append(rss, residentMB(b, cmd.Process.Pid))
+		cmd.Process.Signal(os.Interrupt)
+		cmd.Wait()
+	}
+	b.ReportMetric(median(starts), "start-ms")
+	b.ReportMetric(median(rss), "rss-MB")
+}
+
+func residentMB(b *testing.B, pid int) float64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS in /proc/PID/status")
+	return 0
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	for i := range s { // insertion sort: a handful of values
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s[len(s)/2]
+}
