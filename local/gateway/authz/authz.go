@@ -200,24 +200,11 @@ func ruleName(namespace, name string, i int) string {
 }
 
 func compileRule(namespace string, action securityv1beta1.AuthorizationPolicy_Action, r *securityv1beta1.Rule) (predicate, error) {
+	// The AND is evaluated operation first: paths and methods are the
+	// cheapest checks and the likeliest to fail, so most rules that do not
+	// apply are passed over after a string comparison. The order cannot
+	// change a result: every part is a pure check.
 	var and []predicate
-	if r.From != nil && len(r.From) == 0 {
-		return nil, fmt.Errorf("from must not be empty")
-	}
-	var from []predicate
-	for j, f := range r.GetFrom() {
-		if f == nil || f.GetSource() == nil {
-			return nil, fmt.Errorf("from[%d].source must not be nil", j)
-		}
-		p, err := compileSource(namespace, action, f.GetSource())
-		if err != nil {
-			return nil, fmt.Errorf("from[%d].source.%w", j, err)
-		}
-		from = append(from, p)
-	}
-	if len(from) > 0 {
-		and = append(and, anyOf(from))
-	}
 	if r.To != nil && len(r.To) == 0 {
 		return nil, fmt.Errorf("to must not be empty")
 	}
@@ -234,6 +221,23 @@ func compileRule(namespace string, action securityv1beta1.AuthorizationPolicy_Ac
 	}
 	if len(to) > 0 {
 		and = append(and, anyOf(to))
+	}
+	if r.From != nil && len(r.From) == 0 {
+		return nil, fmt.Errorf("from must not be empty")
+	}
+	var from []predicate
+	for j, f := range r.GetFrom() {
+		if f == nil || f.GetSource() == nil {
+			return nil, fmt.Errorf("from[%d].source must not be nil", j)
+		}
+		p, err := compileSource(namespace, action, f.GetSource())
+		if err != nil {
+			return nil, fmt.Errorf("from[%d].source.%w", j, err)
+		}
+		from = append(from, p)
+	}
+	if len(from) > 0 {
+		and = append(and, anyOf(from))
 	}
 	for j, c := range r.GetWhen() {
 		if c == nil {
@@ -298,10 +302,10 @@ func compileOperation(o *securityv1beta1.Operation) (predicate, error) {
 		values, notValues []string
 		compile           func(v string) (predicate, error)
 	}{
-		{"hosts", "notHosts", o.Hosts, o.NotHosts, hostMatcher},
-		{"ports", "notPorts", o.Ports, o.NotPorts, portMatcher},
-		{"methods", "notMethods", o.Methods, o.NotMethods, methodMatcher},
 		{"paths", "notPaths", o.Paths, o.NotPaths, pathMatcher},
+		{"methods", "notMethods", o.Methods, o.NotMethods, methodMatcher},
+		{"ports", "notPorts", o.Ports, o.NotPorts, portMatcher},
+		{"hosts", "notHosts", o.Hosts, o.NotHosts, hostMatcher},
 	}
 	var and []predicate
 	for _, f := range fields {
