@@ -217,3 +217,5 @@ func newRequest(t testing.TB, method, path string, header http.Header) *http.Req
 	}
 	return req
 }
+
+func discardSlog() *slog.Logger { return slog.New(slog.DiscardHandler) }
