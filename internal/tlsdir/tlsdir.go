@@ -128,7 +128,10 @@ func Open(cfg Config) (*Dir, error) {
 
 // Certificate returns the leaf certificate in use now, for logs and health
 // reports.
-func (d *Dir) Certificate() *x509.Certificate { return d.current().cert.Leaf }
+func (d *Dir) Certificate() *x509.Certificate {
+	m, _ := d.current()
+	return m.cert.Leaf
+}
 
 // ServerConfig returns a TLS config for an HTTPS server (it offers h2 and
 // http/1.1) that picks up the current certificate and client CA pool on every
@@ -144,8 +147,8 @@ func (d *Dir) ServerConfig(clientAuth tls.ClientAuthType) *tls.Config {
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			m := d.current()
-			if err := d.usable(m); err != nil {
+			m, now := d.current()
+			if err := d.usable(m, now); err != nil {
 				return nil, err // the server's error log names the file
 			}
 			if b := last.Load(); b != nil && b.m == m {
@@ -174,8 +177,8 @@ func (d *Dir) ClientConfig(serverName string) (*tls.Config, error) {
 	if serverName == "" {
 		return nil, errors.New("tlsdir: ClientConfig needs a server name to verify the server against")
 	}
-	m := d.current()
-	if err := d.usable(m); err != nil {
+	m, now := d.current()
+	if err := d.usable(m, now); err != nil {
 		return nil, err
 	}
 	return &tls.Config{
@@ -209,8 +212,8 @@ func (d *Dir) DialTLSContext(serverName string) func(ctx context.Context, networ
 
 // usable refuses material whose certificate has expired since it was loaded
 // (no rotation came in time): a clear error beats a peer's bare alert.
-func (d *Dir) usable(m *material) error {
-	if now := d.now(); now.After(m.cert.Leaf.NotAfter) {
+func (d *Dir) usable(m *material, now time.Time) error {
+	if now.After(m.cert.Leaf.NotAfter) {
 		return fmt.Errorf("tlsdir: %s: certificate %q expired at %s and no valid replacement was found",
 			d.paths[0], m.cert.Leaf.Subject, m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
@@ -218,14 +221,15 @@ func (d *Dir) usable(m *material) error {
 }
 
 // current returns the material to use now, first reloading it if the files
-// changed, which is checked at most once per CheckInterval.
-func (d *Dir) current() *material {
-	now := d.now().UnixNano()
+// changed, which is checked at most once per CheckInterval; and the time it
+// was asked at, so that a handshake reads the clock once.
+func (d *Dir) current() (*material, time.Time) {
+	now := d.now()
 	next := d.nextCheck.Load()
-	if now >= next && d.nextCheck.CompareAndSwap(next, now+int64(CheckInterval)) {
+	if ns := now.UnixNano(); ns >= next && d.nextCheck.CompareAndSwap(next, ns+int64(CheckInterval)) {
 		d.refresh()
 	}
-	return d.cur.Load()
+	return d.cur.Load(), now
 }
 
 func (d *Dir) refresh() {

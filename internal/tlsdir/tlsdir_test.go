@@ -84,10 +84,17 @@ func serverPair(t *testing.T, ca *certgen.Pair, v certgen.Validity) *certgen.Pai
 	return p
 }
 
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
 func clientPair(t *testing.T, ca *certgen.Pair, v certgen.Validity) *certgen.Pair {
 	t.Helper()
-	u, _ := url.Parse(clientID)
-	p, err := ca.IssueClient("frontend", u, v)
+	p, err := ca.IssueClient("frontend", mustURL(clientID), v)
 	if err != nil {
 		t.Fatal(err)
 	}

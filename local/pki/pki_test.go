@@ -2,11 +2,13 @@ package pki_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
@@ -394,4 +397,39 @@ func TestBundleServesMutualTLS(t *testing.T) {
 	if string(body) != pki.DefaultClientURI {
 		t.Errorf("gateway saw client %q, want %q", body, pki.DefaultClientURI)
 	}
+}
+
+func TestRenewKeepsThePKICurrent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// Inside the bubble time.Now and timers run on a fake clock that
+		// jumps ahead whenever every goroutine is waiting.
+		cfg := pki.Config{Dir: t.TempDir(), LeafValidity: 3 * time.Hour, CAValidity: 24 * time.Hour}
+		first := ensure(t, cfg)
+		before := read(t, first.GatewayDir).leaf
+
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		var logs bytes.Buffer
+		go func() { done <- pki.Renew(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil))) }()
+
+		time.Sleep(time.Until(first.RenewAt) - time.Second)
+		synctest.Wait()
+		if got := read(t, first.GatewayDir).leaf; !got.Equal(before) {
+			t.Fatal("the gateway certificate was renewed before RenewAt, want it kept")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		after := read(t, first.GatewayDir).leaf
+		if after.Equal(before) {
+			t.Fatalf("the gateway certificate was not renewed after RenewAt (%s); logs: %s", first.RenewAt, logs.String())
+		}
+		if !strings.Contains(logs.String(), "dev PKI renewed") {
+			t.Errorf("logs = %q, want a renewal line", logs.String())
+		}
+
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Renew returned %v after cancellation, want nil", err)
+		}
+	})
 }
