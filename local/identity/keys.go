@@ -269,7 +269,9 @@ func (kr *keyRing) sign(claims map[string]any) (string, error) {
 	if err := h.Set(jws.TypeKey, "JWT"); err != nil {
 		return "", err
 	}
-	tok, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), k.jwkPriv, jws.WithProtectedHeaders(h)))
+	// The raw key, not k.jwkPriv: jwx would rebuild an rsa.PrivateKey from
+	// the JWK for every signature and redo its CRT precomputation.
+	tok, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), k.priv, jws.WithProtectedHeaders(h)))
 	if err != nil {
 		return "", fmt.Errorf("signing with %s: %w", k.kid, err)
 	}
