@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
 )
 
 // Performance targets (docs/performance.md, "Identity Platform emulator"):
@@ -204,4 +203,3 @@ func vmRSS(pid int) (int, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
-
