@@ -194,3 +194,6 @@ func projectID(t *testing.T) string {
 	t.Fatalf("istio/project.env sets no PROJECT_ID")
 	return ""
 }
+
+// yamlUnmarshal decodes YAML or JSON strictly.
+func yamlUnmarshal(b []byte, v any) error { return yaml.UnmarshalStrict(b, v) }

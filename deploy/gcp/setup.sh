@@ -1,0 +1,187 @@
+#!/usr/bin/env bash
+# Creates everything the sample needs in a Google Cloud project, from empty:
+# APIs, the VPC and its subnets, Cloud NAT, the Serverless VPC Access
+# connector, the internal load balancer's address, a private GKE cluster with
+# Istio, Identity Platform (email/password, authorised domain, a test user),
+# the mTLS certificates and their secrets, and least-privilege service
+# accounts. Deploying the code is skaffold's job (see docs/tutorial.md).
+#
+# Idempotent: every step looks before it creates, so a run that failed half
+# way (or a run on a finished project) can simply be run again.
+#
+#   PROJECT_ID=my-project deploy/gcp/setup.sh
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "${here}/../.." && pwd)"
+# shellcheck source=deploy/gcp/config.sh
+source "${here}/config.sh"
+
+step() { printf '\n== %s\n' "$*"; }
+# exists runs a describe command quietly and says whether it found the thing.
+exists() { "$@" >/dev/null 2>&1; }
+
+gcloud config set project "${PROJECT_ID}" >/dev/null
+PROJECT_NUMBER="$(gcloud projects describe "${PROJECT_ID}" --format='value(projectNumber)')"
+# Cloud Run's deterministic URL for the frontend, known before it exists.
+FRONTEND_HOST="${FRONTEND_SERVICE}-${PROJECT_NUMBER}.${REGION}.run.app"
+
+step "APIs"
+gcloud services enable "${APIS[@]}"
+
+step "VPC ${NETWORK}, subnet ${GKE_SUBNET}, Cloud NAT"
+if ! exists gcloud compute networks describe "${NETWORK}"; then
+	gcloud compute networks create "${NETWORK}" --subnet-mode=custom
+fi
+if ! exists gcloud compute networks subnets describe "${GKE_SUBNET}" --region="${REGION}"; then
+	# Private Google Access: the private nodes (and istiod fetching the
+	# JWKS from www.googleapis.com) reach Google APIs without public IPs.
+	gcloud compute networks subnets create "${GKE_SUBNET}" \
+		--network="${NETWORK}" --region="${REGION}" --range="${GKE_SUBNET_RANGE}" \
+		--secondary-range="${PODS_RANGE_NAME}=${PODS_RANGE},${SERVICES_RANGE_NAME}=${SERVICES_RANGE}" \
+		--enable-private-ip-google-access
+fi
+# Private nodes pull Istio's images from outside Google: NAT, outbound only.
+if ! exists gcloud compute routers describe "${ROUTER}" --region="${REGION}"; then
+	gcloud compute routers create "${ROUTER}" --network="${NETWORK}" --region="${REGION}"
+fi
+if ! exists gcloud compute routers nats describe "${NAT}" --router="${ROUTER}" --region="${REGION}"; then
+	gcloud compute routers nats create "${NAT}" --router="${ROUTER}" --region="${REGION}" \
+		--auto-allocate-nat-external-ips --nat-all-subnet-ip-ranges
+fi
+
+step "internal address ${GATEWAY_IP} for the gateway's load balancer"
+if ! exists gcloud compute addresses describe "${GATEWAY_ADDRESS_NAME}" --region="${REGION}"; then
+	gcloud compute addresses create "${GATEWAY_ADDRESS_NAME}" --region="${REGION}" \
+		--subnet="${GKE_SUBNET}" --addresses="${GATEWAY_IP}"
+fi
+
+step "Serverless VPC Access connector ${CONNECTOR}"
+if ! exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
+	gcloud compute networks vpc-access connectors create "${CONNECTOR}" \
+		--region="${REGION}" --network="${NETWORK}" --range="${CONNECTOR_RANGE}" \
+		--min-instances=2 --max-instances=3 --machine-type=e2-micro
+fi
+
+step "GKE node service account ${NODE_SA}: logs and metrics, image pulls, nothing else"
+if ! exists gcloud iam service-accounts describe "${NODE_SA}"; then
+	gcloud iam service-accounts create "${NODE_SA_NAME}" --display-name="GKE nodes (api-cluster)"
+fi
+for role in roles/logging.logWriter roles/monitoring.metricWriter roles/monitoring.viewer \
+	roles/stackdriver.resourceMetadata.writer; do
+	gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+		--member="serviceAccount:${NODE_SA}" --role="${role}" >/dev/null
+done
+
+step "Artifact Registry repository ${AR_REPO}"
+if ! exists gcloud artifacts repositories describe "${AR_REPO}" --location="${REGION}"; then
+	gcloud artifacts repositories create "${AR_REPO}" --location="${REGION}" --repository-format=docker
+fi
+gcloud artifacts repositories add-iam-policy-binding "${AR_REPO}" --location="${REGION}" \
+	--member="serviceAccount:${NODE_SA}" --role=roles/artifactregistry.reader >/dev/null
+# ko pushes with the Docker credential helper; no Docker daemon needed.
+gcloud auth configure-docker "${REGION}-docker.pkg.dev" --quiet
+
+step "GKE cluster ${CLUSTER} (private nodes)"
+if ! exists gcloud container clusters describe "${CLUSTER}" --zone="${ZONE}"; then
+	gcloud container clusters create "${CLUSTER}" --zone="${ZONE}" \
+		--network="${NETWORK}" --subnetwork="${GKE_SUBNET}" --enable-ip-alias \
+		--cluster-secondary-range-name="${PODS_RANGE_NAME}" \
+		--services-secondary-range-name="${SERVICES_RANGE_NAME}" \
+		--enable-private-nodes --master-ipv4-cidr="${CONTROL_PLANE_RANGE}" \
+		--service-account="${NODE_SA}" --workload-pool="${PROJECT_ID}.svc.id.goog" \
+		--shielded-secure-boot --num-nodes=2 --machine-type=e2-standard-4
+fi
+gcloud container clusters get-credentials "${CLUSTER}" --zone="${ZONE}"
+# The control plane calls istiod's sidecar injection webhook on 15017; a
+# private cluster's firewall only lets it reach 443 and 10250 by default.
+if ! exists gcloud compute firewall-rules describe "${WEBHOOK_FIREWALL}"; then
+	gcloud compute firewall-rules create "${WEBHOOK_FIREWALL}" --network="${NETWORK}" \
+		--direction=INGRESS --source-ranges="${CONTROL_PLANE_RANGE}" --allow=tcp:15017
+fi
+
+step "Istio (istiod only: the gateway is deployed by skaffold from deploy/kubernetes)"
+# The istioctl pinned in tools/go.mod: the control plane matches the version
+# the manifests are validated with. "install" converges, so re-running is safe.
+(cd "${repo}" && go tool -modfile=tools/go.mod istioctl install --skip-confirmation --set profile=minimal)
+
+step "certificates for the frontend -> gateway mTLS hop (${CERTS_DIR})"
+if [ ! -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml" ]; then
+	mkdir -p "${CERTS_DIR}"
+	chmod 700 "${CERTS_DIR}"
+	(cd "${repo}" && go run ./cmd/certs -out "${CERTS_DIR}" -gateway-ip "${GATEWAY_IP}" -gateway-host "${GATEWAY_HOST}")
+fi
+kubectl create namespace "${GATEWAY_NAMESPACE}" --dry-run=client -o yaml | kubectl apply -f -
+kubectl apply -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml"
+
+step "frontend service account ${FRONTEND_SA} and its secrets"
+if ! exists gcloud iam service-accounts describe "${FRONTEND_SA}"; then
+	gcloud iam service-accounts create "${FRONTEND_SA_NAME}" --display-name="Cloud Run frontend"
+fi
+for i in "${!FRONTEND_SECRETS[@]}"; do
+	secret="${FRONTEND_SECRETS[$i]}"
+	file="${CERTS_DIR}/frontend/${FRONTEND_SECRET_FILES[$i]}"
+	if ! exists gcloud secrets describe "${secret}"; then
+		gcloud secrets create "${secret}" --replication-policy=automatic
+	fi
+	# A new version only when the file differs from the latest one: a re-run
+	# adds nothing, a renewed certificate is rotated in.
+	if ! gcloud secrets versions access latest --secret="${secret}" 2>/dev/null | cmp -s - "${file}"; then
+		gcloud secrets versions add "${secret}" --data-file="${file}"
+	fi
+	# Read access to exactly these secrets, not to Secret Manager.
+	gcloud secrets add-iam-policy-binding "${secret}" --condition=None --quiet \
+		--member="serviceAccount:${FRONTEND_SA}" --role=roles/secretmanager.secretAccessor >/dev/null
+done
+
+step "Identity Platform: email/password sign-in, authorised domain ${FRONTEND_HOST}"
+token="$(gcloud auth print-access-token)"
+idp() { # METHOD PATH [curl args...]: one call to the Identity Toolkit admin API
+	local method="$1" path="$2"
+	shift 2
+	curl --fail-with-body --silent --show-error -X "${method}" \
+		-H "Authorization: Bearer ${token}" -H "X-Goog-User-Project: ${PROJECT_ID}" \
+		-H "Content-Type: application/json" "$@" \
+		"https://identitytoolkit.googleapis.com/${path}"
+}
+if ! idp GET "admin/v2/projects/${PROJECT_ID}/config" >/dev/null 2>&1; then
+	idp POST "v2/projects/${PROJECT_ID}/identityPlatform:initializeAuth" --data '{}' >/dev/null
+fi
+idp PATCH "admin/v2/projects/${PROJECT_ID}/config?updateMask=signIn.email.enabled,signIn.email.passwordRequired,authorizedDomains" \
+	--data "{\"signIn\":{\"email\":{\"enabled\":true,\"passwordRequired\":true}},
+	         \"authorizedDomains\":[\"localhost\",\"${PROJECT_ID}.firebaseapp.com\",\"${PROJECT_ID}.web.app\",\"${FRONTEND_HOST}\"]}" >/dev/null
+
+step "browser API key ${API_KEY_NAME} (public by design, restricted to Identity Toolkit)"
+key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
+if [ -z "${key_id}" ]; then
+	gcloud services api-keys create --display-name="${API_KEY_NAME}" \
+		--api-target=service=identitytoolkit.googleapis.com \
+		--api-target=service=securetoken.googleapis.com
+	key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
+fi
+FIREBASE_API_KEY="$(gcloud services api-keys get-key-string "${key_id}" --format='value(keyString)')"
+
+step "test user ${TEST_USER_EMAIL} (password in Secret Manager: ${TEST_USER_SECRET})"
+if ! exists gcloud secrets describe "${TEST_USER_SECRET}"; then
+	gcloud secrets create "${TEST_USER_SECRET}" --replication-policy=automatic
+	openssl rand -base64 24 | tr -d '\n' | gcloud secrets versions add "${TEST_USER_SECRET}" --data-file=-
+fi
+found="$(idp POST "v1/projects/${PROJECT_ID}/accounts:lookup" --data "{\"email\":[\"${TEST_USER_EMAIL}\"]}")"
+if [[ "${found}" != *'"users"'* ]]; then
+	# The password goes through stdin, never onto a command line.
+	gcloud secrets versions access latest --secret="${TEST_USER_SECRET}" |
+		jq -Rc --arg email "${TEST_USER_EMAIL}" '{email: $email, password: ., emailVerified: true}' |
+		idp POST "v1/projects/${PROJECT_ID}/accounts" --data @- >/dev/null
+fi
+
+step "done"
+cat <<DONE
+Project ${PROJECT_ID} is ready. Next (docs/tutorial.md, "Deploy"):
+  skaffold run -p gke --default-repo=${IMAGE_REPO}
+  skaffold run -p cloudrun --default-repo=${IMAGE_REPO}
+Values for deploy/cloudrun/frontend.yaml:
+  GOOGLE_CLOUD_PROJECT=${PROJECT_ID}
+  FIREBASE_API_KEY=${FIREBASE_API_KEY}
+  GATEWAY_URL=https://${GATEWAY_IP}
+Frontend URL once deployed: https://${FRONTEND_HOST}
+DONE

@@ -1,0 +1,228 @@
+package deploy
+
+import (
+	"bufio"
+	"bytes"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// needShellcheck returns shellcheck's path. CI installs it (.ci/run), so
+// there a missing shellcheck fails; elsewhere the test is skipped with the
+// way to get it.
+func needShellcheck(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("shellcheck")
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("shellcheck is not installed, and CI is set: .ci/run must install it (apt-get install -y shellcheck)")
+	}
+	t.Skip("shellcheck is not installed: apt-get install -y shellcheck (Debian) to run this test")
+	return ""
+}
+
+// scripts lists every shell script in the repository.
+func scripts(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(repoRoot, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == ".devstack") {
+			return filepath.SkipDir
+		}
+		if !d.IsDir() && strings.HasSuffix(path, ".sh") {
+			out = append(out, path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestShellcheckEveryScript(t *testing.T) {
+	shellcheck := needShellcheck(t)
+	all := scripts(t)
+	for _, want := range []string{"deploy/gcp/setup.sh", "deploy/gcp/teardown.sh", "deploy/gcp/config.sh"} {
+		if !slices.Contains(all, filepath.Join(repoRoot, want)) {
+			t.Errorf("the scripts found, %v, do not include %s", all, want)
+		}
+	}
+	for _, path := range all {
+		rel, _ := filepath.Rel(repoRoot, path)
+		t.Run(rel+" passes shellcheck", func(t *testing.T) {
+			// -x follows `source` so variables from config.sh are known; run
+			// from the repository root, where the source= directives point.
+			cmd := exec.Command(shellcheck, "-x", "--severity=style", rel)
+			cmd.Dir = repoRoot
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("shellcheck %s: %v\n%s", rel, err, out)
+			}
+		})
+	}
+}
+
+// shellVars evaluates deploy/gcp/config.sh in bash, as setup.sh does, and
+// returns the variables it defines (arrays joined by spaces).
+func shellVars(t *testing.T, project string) map[string]string {
+	t.Helper()
+	script := `set -euo pipefail; source deploy/gcp/config.sh; set +u
+for v in $(compgen -v); do
+	declare -n ref="$v"
+	if [[ "$(declare -p "$v" 2>/dev/null)" == "declare -a"* ]]; then printf '%s=%s\n' "$v" "${ref[*]}"; else printf '%s=%s\n' "$v" "${ref}"; fi
+	unset -n ref
+done`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Dir = repoRoot
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/home/tutorial", "PROJECT_ID=" + project}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sourcing deploy/gcp/config.sh: %v\n%s", err, out)
+	}
+	vars := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), "="); ok {
+			vars[k] = v
+		}
+	}
+	return vars
+}
+
+func TestConfigRefusesToRunWithoutAProject(t *testing.T) {
+	cmd := exec.Command("bash", "-c", "source deploy/gcp/config.sh")
+	cmd.Dir = repoRoot
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "set PROJECT_ID") {
+		t.Errorf("sourcing config.sh without PROJECT_ID: got %v %q, want a failure that says to set PROJECT_ID", err, out)
+	}
+}
+
+// TestScriptsAgreeWithTheManifests checks that the names setup.sh creates
+// are the names the manifests and skaffold.yaml use.
+func TestScriptsAgreeWithTheManifests(t *testing.T) {
+	project := projectID(t)
+	vars := shellVars(t, project)
+	m := render(t, overlays["gke"])
+	svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
+	gw := find[istionet.Gateway](t, m, "Gateway", ingressNamespace, "api-gateway")
+	run := readCloudRunService(t)
+	tmpl := run.Spec.Template
+	env := map[string]string{}
+	for _, e := range tmpl.Spec.Containers[0].Env {
+		env[e.Name] = e.Value
+	}
+	gatewayURL, _ := url.Parse(env["GATEWAY_URL"])
+	var secretNames []string
+	for _, v := range tmpl.Spec.Volumes {
+		if v.Secret != nil {
+			secretNames = append(secretNames, v.Secret.SecretName)
+		}
+	}
+	tests := []struct {
+		name, variable string
+		want           []string // every place that must hold the variable's value
+	}{
+		{"the reserved address is the load balancer's IP and the frontend's gateway URL", "GATEWAY_IP",
+			[]string{svc.Spec.LoadBalancerIP, gatewayURL.Hostname()}},
+		{"the gateway host is the Gateway's host and the frontend's server name", "GATEWAY_HOST",
+			[]string{gw.Spec.Servers[0].Hosts[0], env["GATEWAY_SERVER_NAME"]}},
+		{"the gateway secret is the Gateway's credentialName", "GATEWAY_SECRET", []string{gw.Spec.Servers[0].Tls.CredentialName}},
+		{"the gateway namespace is the manifests'", "GATEWAY_NAMESPACE", []string{svc.Namespace}},
+		{"the connector is the one the frontend egresses through", "CONNECTOR",
+			[]string{tmpl.Annotations["run.googleapis.com/vpc-access-connector"]}},
+		{"the frontend's secrets are the ones it mounts", "FRONTEND_SECRETS", []string{strings.Join(secretNames, " ")}},
+		{"the frontend's account is the one it runs as", "FRONTEND_SA", []string{tmpl.Spec.ServiceAccountName}},
+		{"the frontend's service is the Cloud Run service", "FRONTEND_SERVICE", []string{run.Name}},
+		{"the region is the Cloud Run service's", "REGION", []string{run.Labels["cloud.googleapis.com/location"]}},
+		{"the project is istio/project.env's", "PROJECT_ID", []string{project, run.Namespace}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := vars[tt.variable]
+			if !ok {
+				t.Fatalf("deploy/gcp/config.sh defines no %s", tt.variable)
+			}
+			for _, w := range tt.want {
+				if got != w {
+					t.Errorf("%s=%q in deploy/gcp/config.sh, but the manifests say %q", tt.variable, got, w)
+				}
+			}
+		})
+	}
+	t.Run("the region is skaffold's Cloud Run region", func(t *testing.T) {
+		var region struct {
+			Region string `json:"region"`
+		}
+		cfg := profileConfig(t, "cloudrun")
+		if err := yamlUnmarshal(cfg.Deploy["cloudrun"], &region); err != nil || region.Region != vars["REGION"] {
+			t.Errorf("skaffold cloudrun region %q (%v), want %q", region.Region, err, vars["REGION"])
+		}
+	})
+}
+
+var (
+	createLine = regexp.MustCompile(`^\s*gcloud ([a-z -]+?) (create|delete) (\S+)`)
+	guardLine  = regexp.MustCompile(`^\s*if (! )?exists gcloud ([a-z -]+?) describe |^\s*if \[ (-z|-n) `)
+)
+
+// TestScriptsAreRerunnable checks the shape that makes setup.sh and
+// teardown.sh idempotent: strict mode, every create and delete guarded by a
+// look first, and every resource named by a variable from config.sh.
+func TestScriptsAreRerunnable(t *testing.T) {
+	for _, script := range []string{"deploy/gcp/setup.sh", "deploy/gcp/teardown.sh"} {
+		b, err := os.ReadFile(filepath.Join(repoRoot, script))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		t.Run(script+" runs in strict mode", func(t *testing.T) {
+			if !slices.Contains(lines, "set -euo pipefail") {
+				t.Error("no `set -euo pipefail` line")
+			}
+		})
+		t.Run(script+" looks before every create or delete, by variable", func(t *testing.T) {
+			n := 0
+			for i, line := range lines {
+				m := createLine.FindStringSubmatch(line)
+				if m == nil {
+					continue
+				}
+				n++
+				group, name := m[1], m[3]
+				if !strings.HasPrefix(name, `"${`) && !strings.HasPrefix(name, `--`) {
+					t.Errorf("line %d: %s names the resource literally (%s): name it once, in config.sh", i+1, group, name)
+				}
+				guarded := false
+				for j := i - 1; j >= 0 && j >= i-8; j-- {
+					if g := guardLine.FindStringSubmatch(lines[j]); g != nil {
+						guarded = g[3] != "" || g[2] == group
+						break
+					}
+				}
+				if !guarded {
+					t.Errorf("line %d: `gcloud %s %s` is not guarded by a describe of the same resource in the lines before it", i+1, group, m[2])
+				}
+			}
+			if n < 5 {
+				t.Errorf("found only %d create/delete lines: the pattern no longer matches the script", n)
+			}
+		})
+	}
+}
