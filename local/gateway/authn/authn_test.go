@@ -142,6 +142,27 @@ func TestAuthenticateConformance(t *testing.T) {
 				r.Header.Set("Authorization", "Bearer "+good)
 				return r
 			}(), wantStatus: 401, wantBody: "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"},
+		{name: "a payload nested 20,000 levels deep is refused as invalid JSON", source: "[status.cc] JwtPayloadParseErrorBadJson; hostile input",
+			req: bearer(seg(t, hdr()) + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"a":`+strings.Repeat("[", 20000)+strings.Repeat("]", 20000)+`}`)) + ".c2ln"),
+			wantStatus: 401, wantBody: "Jwt payload is an invalid JSON"},
+		{name: "a 60 KB token of filler is refused", source: "[status.cc] JwtHeaderParseErrorBadJson; hostile input",
+			req: bearer(strings.Repeat("A", 20000) + "." + strings.Repeat("B", 20000) + "." + strings.Repeat("C", 20000)),
+			wantStatus: 401, wantBody: "Jwt header is an invalid JSON"},
+		{name: "a 10 KB kid matches no key", source: "[verify.cc] JwksKidAlgMismatch; hostile input",
+			req: bearer(signRaw(t, rsaKey1, hdr("kid", strings.Repeat("k", 10000)), claimsAt(now))),
+			wantStatus: 401, wantBody: "Jwks doesn't have key to match kid or alg from Jwt"},
+		{name: "the same valid token in the header and the query passes", source: "[auth.cc] every token verified",
+			req: func() *http.Request {
+				r := httptest.NewRequest(http.MethodGet, "https://api.internal.example/api/secure.json?access_token="+good, nil)
+				r.Header.Set("Authorization", "Bearer "+good)
+				return r
+			}(), wantSub: "user-1"},
+		{name: "a lowercase bearer prefix carries no token", source: "[extract.cc] the prefix is matched case-sensitively",
+			req: func() *http.Request {
+				r := httptest.NewRequest(http.MethodGet, "https://api.internal.example/api/secure.json", nil)
+				r.Header.Set("Authorization", "bearer "+good)
+				return r
+			}()},
 		{name: "a CORS preflight skips JWT checks", source: "[filter.cc] isCorsPreflightRequest; [applier] BypassCorsPreflight",
 			req: func() *http.Request {
 				r := httptest.NewRequest(http.MethodOptions, "https://api.internal.example/api/secure.json", nil)
