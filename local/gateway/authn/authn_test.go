@@ -143,13 +143,13 @@ func TestAuthenticateConformance(t *testing.T) {
 				return r
 			}(), wantStatus: 401, wantBody: "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"},
 		{name: "a payload nested 20,000 levels deep is refused as invalid JSON", source: "[status.cc] JwtPayloadParseErrorBadJson; hostile input",
-			req: bearer(seg(t, hdr()) + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"a":`+strings.Repeat("[", 20000)+strings.Repeat("]", 20000)+`}`)) + ".c2ln"),
+			req:        bearer(seg(t, hdr()) + "." + base64.RawURLEncoding.EncodeToString([]byte(`{"a":`+strings.Repeat("[", 20000)+strings.Repeat("]", 20000)+`}`)) + ".c2ln"),
 			wantStatus: 401, wantBody: "Jwt payload is an invalid JSON"},
 		{name: "a 60 KB token of filler is refused", source: "[status.cc] JwtHeaderParseErrorBadJson; hostile input",
-			req: bearer(strings.Repeat("A", 20000) + "." + strings.Repeat("B", 20000) + "." + strings.Repeat("C", 20000)),
+			req:        bearer(strings.Repeat("A", 20000) + "." + strings.Repeat("B", 20000) + "." + strings.Repeat("C", 20000)),
 			wantStatus: 401, wantBody: "Jwt header is an invalid JSON"},
 		{name: "a 10 KB kid matches no key", source: "[verify.cc] JwksKidAlgMismatch; hostile input",
-			req: bearer(signRaw(t, rsaKey1, hdr("kid", strings.Repeat("k", 10000)), claimsAt(now))),
+			req:        bearer(signRaw(t, rsaKey1, hdr("kid", strings.Repeat("k", 10000)), claimsAt(now))),
 			wantStatus: 401, wantBody: "Jwks doesn't have key to match kid or alg from Jwt"},
 		{name: "the same valid token in the header and the query passes", source: "[auth.cc] every token verified",
 			req: func() *http.Request {
