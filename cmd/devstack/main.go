@@ -1,0 +1,44 @@
+// Command devstack runs the whole flow on one machine: no cloud account,
+// Docker or Kubernetes. See package local/stack.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/local/stack"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cfg, level, err := stack.ParseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = logging.New(stderr, level, cfg.ProjectID)
+	s, err := stack.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	s.PrintSummary(stdout)
+	fmt.Fprintln(stdout, "ready")
+	return s.Wait()
+}

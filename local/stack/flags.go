@@ -1,0 +1,61 @@
+package stack
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/acme/cloudrun-istio-gke/internal/config"
+)
+
+// ParseFlags reads devstack's command line, falling back to the environment.
+func ParseFlags(args []string, getenv func(string) string, usage io.Writer) (Config, slog.Level, error) {
+	c := Defaults
+	level := slog.LevelWarn
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.Usage = func() {
+		fmt.Fprint(usage, `Usage: go run ./cmd/devstack [flags]
+
+Runs the whole flow on this machine: the Identity Platform emulator, the
+backend, the local Istio gateway (enforcing istio/) and the frontend, each on
+loopback. Prints one line per component, the demo user, then "ready".
+Ctrl-C (SIGINT) or SIGTERM shuts everything down gracefully.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.StateDir, "state-dir", c.StateDir, "directory for the dev PKI, emulator accounts and signing keys")
+	fs.StringVar(&c.ProjectID, "project", c.ProjectID, "local Google Cloud project id (token issuer and audience)")
+	fs.StringVar(&c.IstioDir, "istio-dir", c.IstioDir, "the istio/ kustomize base the gateway enforces")
+	fs.StringVar(&c.IdentityAddr, "identity-addr", c.IdentityAddr, "listen address of the Identity Platform emulator")
+	fs.StringVar(&c.BackendAddr, "backend-addr", c.BackendAddr, "listen address of the backend")
+	fs.StringVar(&c.GatewayAddr, "gateway-addr", c.GatewayAddr, "listen address of the gateway (HTTPS, mTLS)")
+	fs.StringVar(&c.FrontendAddr, "frontend-addr", c.FrontendAddr, "listen address of the frontend")
+	fs.StringVar(&c.DemoEmail, "demo-email", c.DemoEmail, "email of the demo user, created if missing")
+	fs.StringVar(&c.DemoPassword, "demo-password", c.DemoPassword, "password of the demo user")
+	fs.TextVar(&level, "log-level", level, "minimum level of the JSON component logs on stderr: DEBUG, INFO, WARN, ERROR")
+	err := config.Parse(fs, args, getenv, map[string]string{
+		"state-dir":     "DEVSTACK_STATE_DIR",
+		"project":       "DEVSTACK_PROJECT",
+		"demo-email":    "DEMO_EMAIL",
+		"demo-password": "DEMO_PASSWORD",
+		"log-level":     "LOG_LEVEL",
+	})
+	return c, level, err
+}
+
+// PrintSummary writes the lines devstack promises: one per component with its
+// address and role, the local difference from production, the demo user.
+func (s *Stack) PrintSummary(w io.Writer) {
+	fmt.Fprintf(w, "identity  %-24s Identity Platform emulator (stands in for Google Identity Platform)\n", s.IdentityURL)
+	fmt.Fprintf(w, "backend   %-24s private API (stands in for the GKE backend in namespace api)\n", s.BackendURL)
+	fmt.Fprintf(w, "gateway   %-24s Istio ingress gateway stand-in: mTLS + JWT + istio/ policy, host %s\n", s.GatewayURL, s.GatewayServerName)
+	fmt.Fprintf(w, "frontend  %-24s the web app (stands in for Cloud Run) — open this\n", s.FrontendURL)
+	for from, to := range s.JWKSOverride {
+		fmt.Fprintf(w, "note      jwksUri %s is fetched from %s locally\n", from, to)
+	}
+	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
+}

@@ -1,0 +1,275 @@
+// Package stack runs the whole flow on one machine, in one process: the
+// Identity Platform emulator, the backend, the local Istio gateway (enforcing
+// the very istio/ YAML that production applies) and the frontend, each on its
+// own loopback port, wired as they are on Google Cloud:
+//
+//	browser → frontend ──mTLS + Bearer──▶ gateway ──▶ backend
+//	   └──── sign-in ────▶ identity emulator ◀── JWKS ──┘
+//
+// cmd/devstack is its command line; the e2e tests start it in-process on free
+// ports. Its state — the dev PKI, the emulator's accounts and signing keys —
+// lives in one directory, so a restart keeps users and certificates.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/acme/cloudrun-istio-gke/backend"
+	"github.com/acme/cloudrun-istio-gke/frontend"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
+	"github.com/acme/cloudrun-istio-gke/local/gateway"
+	"github.com/acme/cloudrun-istio-gke/local/identity"
+	"github.com/acme/cloudrun-istio-gke/local/pki"
+)
+
+// Names the local stack shares with the production configuration.
+const (
+	DefaultProjectID = "demo-acme"
+	// GatewayServerName is the gateway's host name in istio/ and in its
+	// certificate; the frontend reaches the gateway by IP, as it reaches the
+	// internal load balancer in production, and names this host.
+	GatewayServerName = "api.internal.example"
+	// gatewayCredential is the Gateway's tls.credentialName in istio/.
+	gatewayCredential = "api-gateway-mtls"
+	// backendHost is the VirtualService destination the backend stands in for.
+	backendHost = "backend.api.svc.cluster.local:80"
+	// GoogleJWKS is the jwksUri in istio/; locally it is fetched from the
+	// emulator instead: the one deliberate local difference.
+	GoogleJWKS = "https://www.googleapis.com" + identity.JWKSPath
+)
+
+// Config configures a stack. Zero values take the defaults in Defaults.
+type Config struct {
+	StateDir  string // dev PKI and emulator state
+	ProjectID string
+	IstioDir  string // the istio/ kustomize base to render and enforce
+	// Listen addresses; "127.0.0.1:0" picks a free port.
+	IdentityAddr, BackendAddr, GatewayAddr, FrontendAddr string
+	// The demo user, created if missing, its password reset if changed.
+	DemoEmail, DemoPassword string
+	Logger                  *slog.Logger // component logs; nil discards
+}
+
+// Defaults are the addresses and names devstack uses unless told otherwise.
+var Defaults = Config{
+	StateDir:     ".devstack",
+	ProjectID:    DefaultProjectID,
+	IstioDir:     "istio",
+	IdentityAddr: "127.0.0.1:9099", // the Firebase Auth emulator's usual port
+	BackendAddr:  "127.0.0.1:8081",
+	GatewayAddr:  "127.0.0.1:8443",
+	FrontendAddr: "127.0.0.1:8080",
+	DemoEmail:    "demo@acme.test",
+	DemoPassword: "correct-horse-battery",
+}
+
+func (c Config) withDefaults() Config {
+	d := Defaults
+	for _, f := range []struct{ v, def *string }{
+		{&c.StateDir, &d.StateDir}, {&c.ProjectID, &d.ProjectID}, {&c.IstioDir, &d.IstioDir},
+		{&c.IdentityAddr, &d.IdentityAddr}, {&c.BackendAddr, &d.BackendAddr},
+		{&c.GatewayAddr, &d.GatewayAddr}, {&c.FrontendAddr, &d.FrontendAddr},
+		{&c.DemoEmail, &d.DemoEmail}, {&c.DemoPassword, &d.DemoPassword},
+	} {
+		if *f.v == "" {
+			*f.v = *f.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Stack is a running local stack.
+type Stack struct {
+	IdentityURL, BackendURL, GatewayURL, FrontendURL string
+	GatewayServerName                                string
+	Emulator                                         *identity.Emulator
+	PKIDir                                           string // ca/, gateway/, frontend/ in the TLS secret layout
+	ProjectID, DemoEmail, DemoPassword               string
+	// JWKSOverride is the local difference from istio/: jwksUri → local URL.
+	JWKSOverride map[string]string
+
+	group *errgroup.Group
+}
+
+// Start builds every component and starts serving; it returns once all of
+// them accept connections. They run until ctx ends; Wait then returns when
+// all have shut down gracefully. Any failure before that is returned as one
+// error naming its cause, with nothing left running.
+//
+// Start sets FIREBASE_AUTH_EMULATOR_HOST in the process environment: the
+// Firebase Admin SDK reads only that, so two stacks cannot share a process.
+func Start(ctx context.Context, cfg Config) (*Stack, error) {
+	cfg = cfg.withDefaults()
+	log := cfg.Logger
+
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
+	}
+	resources, err := gateway.Load(cfg.IstioDir, cfg.ProjectID)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := pki.Ensure(pki.Config{Dir: filepath.Join(cfg.StateDir, "pki"), GatewayHosts: []string{GatewayServerName}})
+	if err != nil {
+		return nil, fmt.Errorf("dev PKI in %s: %w", cfg.StateDir, err)
+	}
+
+	// Bind every port before starting anything, so a busy port stops the
+	// stack with one line and nothing half-started.
+	lns, err := listenAll(ctx, map[string]string{
+		"identity": cfg.IdentityAddr, "backend": cfg.BackendAddr,
+		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	identityHost := lns["identity"].Addr().String()
+	s := &Stack{
+		IdentityURL:       "http://" + identityHost,
+		BackendURL:        "http://" + lns["backend"].Addr().String(),
+		GatewayURL:        "https://" + lns["gateway"].Addr().String(),
+		FrontendURL:       "http://" + lns["frontend"].Addr().String(),
+		GatewayServerName: GatewayServerName,
+		PKIDir:            filepath.Join(cfg.StateDir, "pki"),
+		ProjectID:         cfg.ProjectID,
+		DemoEmail:         cfg.DemoEmail,
+		DemoPassword:      cfg.DemoPassword,
+	}
+	s.JWKSOverride = map[string]string{GoogleJWKS: s.IdentityURL + identity.JWKSPath}
+
+	s.Emulator, err = identity.New(identity.Config{
+		ProjectID: cfg.ProjectID, StateDir: filepath.Join(cfg.StateDir, "identity"), Logger: log.With("component", "identity"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("identity emulator: %w", err)
+	}
+	if _, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword); err != nil {
+		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
+	}
+
+	// The Admin SDK finds the emulator through this variable only.
+	if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", identityHost); err != nil {
+		return nil, err
+	}
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost})
+	if err != nil {
+		return nil, fmt.Errorf("token verifier: %w", err)
+	}
+
+	back := backend.New(backend.Config{
+		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
+	}, verifier, log.With("component", "backend"))
+
+	gw, err := gateway.New(gateway.Config{
+		Resources:    resources,
+		Credentials:  map[string]string{gatewayCredential: certs.GatewayDir},
+		Upstreams:    map[string]string{backendHost: lns["backend"].Addr().String()},
+		JWKSOverride: s.JWKSOverride,
+		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
+		Logger:       log.With("component", "gateway"),
+		Listener:     lns["gateway"],
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	clientCerts, err := tlsdir.Open(tlsdir.Config{Dir: certs.FrontendDir, Logger: log.With("component", "frontend")})
+	if err != nil {
+		return nil, fmt.Errorf("frontend client certificate: %w", err)
+	}
+	fcfg := frontend.Config{
+		Addr:               cfg.FrontendAddr,
+		ProjectID:          cfg.ProjectID,
+		FirebaseAPIKey:     "emulator-api-key", // the emulator accepts any key
+		FirebaseAuthDomain: cfg.ProjectID + ".firebaseapp.com",
+		AuthEmulatorHost:   identityHost,
+		GatewayURL:         s.GatewayURL,
+		GatewayServerName:  GatewayServerName,
+		ClientTLSDir:       certs.FrontendDir,
+		BackendTimeout:     5 * time.Second,
+	}
+	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
+	if err != nil {
+		return nil, err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return serve.Run(gctx, serve.Options{Name: "identity", Handler: s.Emulator.Handler(), Listener: lns["identity"], Logger: log})
+	})
+	g.Go(func() error { return back.Serve(gctx, lns["backend"]) })
+	g.Go(func() error { return gw.Run(gctx) })
+	g.Go(func() error {
+		defer front.Close()
+		return serve.Run(gctx, serve.Options{Name: "frontend", Handler: front, Listener: lns["frontend"], Logger: log})
+	})
+	g.Go(func() error { return renewCertificates(gctx, certs.RenewAt, filepath.Join(cfg.StateDir, "pki"), log) })
+	s.group = g
+	ok = true
+	return s, nil
+}
+
+// Wait blocks until every component has stopped and returns the first error.
+func (s *Stack) Wait() error { return s.group.Wait() }
+
+func listenAll(ctx context.Context, addrs map[string]string) (map[string]net.Listener, error) {
+	lns := map[string]net.Listener{}
+	for name, addr := range addrs {
+		ln, err := serve.Listen(ctx, addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		lns[name] = ln
+	}
+	return lns, nil
+}
+
+// renewCertificates re-runs the dev PKI when its first certificate is due, so
+// a stack left running keeps valid certificates; tlsdir picks the new files
+// up on the next handshake.
+func renewCertificates(ctx context.Context, at time.Time, dir string, log *slog.Logger) error {
+	for {
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		b, err := pki.Ensure(pki.Config{Dir: dir, GatewayHosts: []string{GatewayServerName}})
+		if err != nil {
+			return fmt.Errorf("renewing the dev PKI: %w", err)
+		}
+		log.Info("dev PKI renewed", "issued", b.Issued, "next", b.RenewAt)
+		if !b.RenewAt.After(at) {
+			return errors.New("renewing the dev PKI: the renewal date did not move")
+		}
+		at = b.RenewAt
+	}
+}

@@ -1,0 +1,184 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+)
+
+// testConfig is a stack on free loopback ports in a fresh state dir.
+func testConfig(t *testing.T) Config {
+	return Config{
+		StateDir: t.TempDir(), IstioDir: filepath.Join("..", "..", "istio"),
+		IdentityAddr: "127.0.0.1:0", BackendAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", FrontendAddr: "127.0.0.1:0",
+	}
+}
+
+// gatewayClient presents the frontend's dev certificate, as the frontend does.
+func gatewayClient(t *testing.T, s *Stack) *http.Client {
+	dir := filepath.Join(s.PKIDir, "frontend")
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca)
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: s.GatewayServerName,
+	}}}
+}
+
+func get(t *testing.T, c *http.Client, url, host, token string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Host = host
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func TestStartWiresTheWholeFlowAndShutsDownCleanly(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s, err := Start(ctx, testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, err := s.Emulator.EnsureUser(ctx, s.DemoEmail, s.DemoPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := s.Emulator.IDTokenFor(ctx, uid, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := gatewayClient(t, s)
+	tests := []struct {
+		name, path, token string
+		status            int
+		body              string
+	}{
+		{"health is open", "/api/healthz", "", 200, ""},
+		{"the secret needs a token", "/api/secure.json", "", 403, "RBAC: access denied"},
+		{"the demo user's token gets the secret", "/api/secure.json", token, 200, `"message":"Hello World"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body := get(t, c, s.GatewayURL+tt.path, s.GatewayServerName, tt.token)
+			if status != tt.status || !strings.Contains(body, tt.body) {
+				t.Errorf("GET %s through the gateway: %d %q, want %d containing %q", tt.path, status, body, tt.status, tt.body)
+			}
+		})
+	}
+	if status, _ := get(t, http.DefaultClient, s.FrontendURL+"/healthz", "", ""); status != 200 {
+		t.Errorf("frontend /healthz: %d, want 200", status)
+	}
+
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait after shutdown: %v, want nil", err)
+		}
+	case <-time.After(serve.DefaultGrace + 2*time.Second):
+		t.Fatal("the stack did not shut down within its grace period")
+	}
+}
+
+func TestStartStopsWithOneClearLine(t *testing.T) {
+	busy, err := serve.Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+
+	// The real istio/ with one misspelt field.
+	brokenIstio := t.TempDir()
+	if err := os.CopyFS(brokenIstio, os.DirFS(filepath.Join("..", "..", "istio"))); err != nil {
+		t.Fatal(err)
+	}
+	gw := filepath.Join(brokenIstio, "gateway.yaml")
+	b, _ := os.ReadFile(gw)
+	os.WriteFile(gw, bytes.Replace(b, []byte("credentialName:"), []byte("credentialNam:"), 1), 0o644)
+
+	unwritable := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(unwritable, nil, 0o600)
+
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   string
+	}{
+		{"a busy port names the component and address", func(c *Config) { c.GatewayAddr = busy.Addr().String() },
+			"gateway: listening on " + busy.Addr().String()},
+		{"a broken istio/ file names the file", func(c *Config) { c.IstioDir = brokenIstio }, "gateway.yaml"},
+		{"an unusable state dir names it", func(c *Config) { c.StateDir = filepath.Join(unwritable, "state") }, unwritable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tt.modify(&cfg)
+			s, err := Start(t.Context(), cfg)
+			if err == nil {
+				t.Fatalf("Start succeeded (%+v), want an error containing %q", s, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) || strings.Count(err.Error(), "\n") > 3 {
+				t.Errorf("Start: %q, want a short error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestPrintSummaryListsEveryComponentThenTheDemoUser(t *testing.T) {
+	s := &Stack{IdentityURL: "http://i", BackendURL: "http://b", GatewayURL: "https://g", FrontendURL: "http://f",
+		GatewayServerName: "api.internal.example", DemoEmail: "d@x", DemoPassword: "pw",
+		JWKSOverride: map[string]string{GoogleJWKS: "http://i/jwks"}}
+	var buf bytes.Buffer
+	s.PrintSummary(&buf)
+	for _, want := range []string{"identity  http://i", "backend   http://b", "gateway   https://g", "frontend  http://f",
+		"jwksUri " + GoogleJWKS + " is fetched from http://i/jwks", "demo user d@x / pw"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+func TestParseFlagsTakesTheEnvironmentAndRefusesStrays(t *testing.T) {
+	cfg, _, err := ParseFlags([]string{"-frontend-addr", "127.0.0.1:9000"}, func(k string) string {
+		return map[string]string{"DEMO_EMAIL": "me@acme.test"}[k]
+	}, io.Discard)
+	if err != nil || cfg.DemoEmail != "me@acme.test" || cfg.FrontendAddr != "127.0.0.1:9000" || cfg.GatewayAddr != Defaults.GatewayAddr {
+		t.Errorf("ParseFlags: %+v, %v", cfg, err)
+	}
+	if _, _, err := ParseFlags([]string{"-nope"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Error("ParseFlags accepted an unknown flag")
+	}
+	if _, _, err := ParseFlags([]string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("ParseFlags -h: %v, want flag.ErrHelp", err)
+	}
+}
