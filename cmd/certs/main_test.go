@@ -215,6 +215,20 @@ func TestRenewsWithAnExistingCA(t *testing.T) {
 	}
 }
 
+func TestRefusesACAThatWouldExpireFirst(t *testing.T) {
+	first, second := t.TempDir(), t.TempDir()
+	if _, err := runCerts(t, "-out", first, "-gateway-ip", "10.0.0.1", "-ca-validity", "48h", "-leaf-validity", "24h"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runCerts(t, "-out", second, "-gateway-ip", "10.0.0.1", "-ca-dir", filepath.Join(first, "ca"))
+	if err == nil || !strings.Contains(err.Error(), "expires at") {
+		t.Errorf("renewing a year's certificates with a 2-day CA: error = %v, want a refusal saying when the CA expires", err)
+	}
+	if entries, _ := os.ReadDir(second); len(entries) != 0 {
+		t.Errorf("a refused run wrote %d entries into -out, want none", len(entries))
+	}
+}
+
 func TestFlags(t *testing.T) {
 	t.Run("-h documents every flag", func(t *testing.T) {
 		out, err := runCerts(t, "-h")
@@ -225,6 +239,23 @@ func TestFlags(t *testing.T) {
 			if !strings.Contains(out, "\n  "+f+" ") && !strings.Contains(out, "\n  "+f+"\n") {
 				t.Errorf("-h output does not document %s:\n%s", f, out)
 			}
+		}
+	})
+
+	t.Run("the output dir and gateway IP can come from the environment", func(t *testing.T) {
+		out := filepath.Join(t.TempDir(), "out")
+		env := map[string]string{"CERTS_OUT": out, "GATEWAY_IP": "10.1.2.3"}
+		var stdout bytes.Buffer
+		if err := run(context.Background(), nil, func(k string) string { return env[k] }, &stdout); err != nil {
+			t.Fatalf("run with CERTS_OUT and GATEWAY_IP: %v", err)
+		}
+		s := decodeSecret(t, filepath.Join(out, "api-gateway-mtls.secret.yaml"))
+		gw, err := certgen.ParsePair(s.Data["tls.crt"], s.Data["tls.key"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := gw.Cert.VerifyHostname("10.1.2.3"); err != nil {
+			t.Errorf("gateway certificate does not name GATEWAY_IP: %v", err)
 		}
 	})
 
