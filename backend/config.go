@@ -1,0 +1,90 @@
+package backend
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/config"
+)
+
+// Config is everything the backend is configured with. It holds no secrets:
+// Google credentials come from the environment (Application Default
+// Credentials), never from configuration.
+type Config struct {
+	// Addr is the listen address: ":$PORT" when PORT is set, otherwise
+	// loopback only.
+	Addr string
+	// ProjectID is the Google Cloud project whose Identity Platform issues
+	// the ID tokens this API accepts.
+	ProjectID string
+	// AuthEmulatorHost is FIREBASE_AUTH_EMULATOR_HOST: set, tokens are checked
+	// against that local Identity Platform emulator instead of Google.
+	AuthEmulatorHost string
+	// LogLevel is the minimum level logged.
+	LogLevel slog.Level
+	// Grace bounds the graceful shutdown after SIGTERM.
+	Grace time.Duration
+}
+
+// DefaultAddr is where the backend listens when neither -addr nor PORT says
+// otherwise: loopback, so that nothing is exposed unless asked.
+const DefaultAddr = "127.0.0.1:8081"
+
+// ParseConfig reads flags from args with environment fallbacks from getenv,
+// then validates the result.
+func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("backend", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.Addr, "addr", config.ListenAddr(getenv, DefaultAddr), "listen address (default from PORT)")
+	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
+	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
+	err := config.Parse(fs, args, getenv, map[string]string{
+		"project":   "GOOGLE_CLOUD_PROJECT",
+		"log-level": "LOG_LEVEL",
+	})
+	if err != nil {
+		return Config{}, err
+	}
+	// Not a flag: the Firebase Admin SDK reads only this variable, and a flag
+	// that disagreed with it would be refused by idtoken.New anyway.
+	c.AuthEmulatorHost = getenv("FIREBASE_AUTH_EMULATOR_HOST")
+	return c, c.Validate()
+}
+
+// Validate reports every invalid field by name.
+func (c Config) Validate() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("backend: Addr %q: %w", c.Addr, err))
+	}
+	if c.ProjectID == "" {
+		errs = append(errs, errors.New("backend: ProjectID is required (-project or GOOGLE_CLOUD_PROJECT)"))
+	}
+	if c.Grace <= 0 {
+		errs = append(errs, fmt.Errorf("backend: Grace %v must be positive", c.Grace))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue prints the configuration at start-up. Every field is listed
+// explicitly, so a secret added later is not printed by accident.
+func (c Config) LogValue() slog.Value {
+	mode := "production (Google's keys)"
+	if c.AuthEmulatorHost != "" {
+		mode = "emulator at " + c.AuthEmulatorHost
+	}
+	return slog.GroupValue(
+		slog.String("addr", c.Addr),
+		slog.String("projectId", c.ProjectID),
+		slog.String("tokenVerification", mode),
+		slog.String("logLevel", c.LogLevel.String()),
+		slog.String("grace", c.Grace.String()),
+	)
+}

@@ -1,0 +1,87 @@
+package backend
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Error codes in the JSON body of every error answer: stable, documented,
+// and free of detail.
+const (
+	codeUnauthenticated = "unauthenticated" // 401: no valid ID token
+	codeUnavailable     = "unavailable"     // 503: the token could not be checked right now
+	codeNotFound        = "not_found"
+	codeMethod          = "method_not_allowed"
+	codeBadRequest      = "bad_request"
+	codeInternal        = "internal"
+)
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+var messages = map[string]string{
+	codeUnauthenticated: "A valid ID token is required.",
+	codeUnavailable:     "The request could not be authenticated right now; try again.",
+	codeNotFound:        "No such resource.",
+	codeMethod:          "Method not allowed.",
+	codeBadRequest:      "Bad request.",
+	codeInternal:        "Internal error.",
+}
+
+// apiError is what handlers and middleware return for an expected failure:
+// the status and code the client sees, and the cause, which only the log
+// sees.
+type apiError struct {
+	status int
+	code   string
+	cause  error
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.cause.Error() }
+func (e *apiError) Unwrap() error { return e.cause }
+
+// handleError is the one place errors become answers.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		s.logger(c).ErrorContext(c.Request().Context(), "error after the response began", "error", err)
+		return
+	}
+	status, code, level := http.StatusInternalServerError, codeInternal, slog.LevelError
+	var ae *apiError
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &ae):
+		status, code, level = ae.status, ae.code, slog.LevelInfo
+		if status >= 500 {
+			level = slog.LevelError
+		}
+	case errors.As(err, &he):
+		// echo's own: unknown route, wrong method, body too large.
+		status, level = he.Code, slog.LevelInfo
+		switch he.Code {
+		case http.StatusNotFound:
+			code = codeNotFound
+		case http.StatusMethodNotAllowed:
+			code = codeMethod
+		case http.StatusInternalServerError:
+			code, level = codeInternal, slog.LevelError
+		default:
+			code = codeBadRequest
+		}
+	}
+	s.logger(c).Log(c.Request().Context(), level, "request failed", "status", status, "code", code, "error", err)
+	if c.Request().Method == http.MethodHead {
+		err = c.NoContent(status)
+	} else {
+		err = c.JSON(status, ErrorBody{Error: code, Message: messages[code]})
+	}
+	if err != nil {
+		s.logger(c).ErrorContext(c.Request().Context(), "writing error answer", "error", err)
+	}
+}

@@ -1,0 +1,139 @@
+package backend
+
+import (
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"firebase.google.com/go/v4/auth"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/labstack/echo/v4"
+)
+
+// headerRequestID is the header Envoy sets on every request it proxies (and
+// propagates), so one id follows a request through gateway and backend logs.
+const headerRequestID = "X-Request-Id"
+
+// maxRequestIDLen bounds an incoming id we adopt; Envoy's are 36-character
+// UUIDs.
+const maxRequestIDLen = 128
+
+const ctxRequestID = "requestId"
+
+// requestID adopts the incoming X-Request-Id when it is sane, otherwise makes
+// one, and echoes it in the response so clients can quote it.
+func requestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(headerRequestID)
+		if !saneRequestID(id) {
+			id = rand.Text()
+		}
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set(headerRequestID, id)
+		return next(c)
+	}
+}
+
+// saneRequestID accepts short ids of printable ASCII without spaces, so that
+// a client cannot make log lines huge or confusing with its header.
+func saneRequestID(id string) bool {
+	if id == "" || len(id) > maxRequestIDLen {
+		return false
+	}
+	for i := range len(id) {
+		if id[i] <= ' ' || id[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// logger returns the server's logger with the request's id attached.
+func (s *Server) logger(c echo.Context) *slog.Logger {
+	id, _ := c.Get(ctxRequestID).(string)
+	return s.log.With("requestId", id)
+}
+
+// accessLog logs one line per request: method, path, status, duration, and
+// the user when there is one. Never headers or the query: they may carry
+// credentials.
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err) // the response must be written before its status is logged
+		}
+		req := c.Request()
+		attrs := []any{
+			"method", req.Method,
+			"path", req.URL.Path,
+			"status", c.Response().Status,
+			"durationMs", float64(time.Since(start).Microseconds()) / 1000,
+		}
+		if tok, ok := c.Get(ctxToken).(*auth.Token); ok {
+			attrs = append(attrs, "uid", tok.UID)
+		}
+		s.logger(c).InfoContext(req.Context(), "request", attrs...)
+		return nil
+	}
+}
+
+const ctxToken = "idToken"
+
+var errNoBearer = errors.New("no bearer token in Authorization")
+
+// requireUser admits requests whose bearer token verifies, and keeps the
+// verified token for the handler. Every refusal gets the same answer, so it
+// tells an attacker nothing; the reason is logged.
+func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		raw, ok := bearerToken(c.Request().Header.Get("Authorization"))
+		if !ok {
+			// RFC 6750 section 3: a 401 names the scheme it wants, and
+			// carries no error code when the request had no credentials.
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api"`)
+			return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: errNoBearer}
+		}
+		tok, err := s.verifier.Verify(c.Request().Context(), raw)
+		if errors.Is(err, idtoken.ErrInvalidToken) {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+			return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: err}
+		}
+		if err != nil {
+			// We could not check the token: not the client's fault, and
+			// not a reason to let it in.
+			return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
+		}
+		c.Set(ctxToken, tok)
+		return next(c)
+	}
+}
+
+// userToken is the token requireUser verified.
+func userToken(c echo.Context) *auth.Token {
+	return c.Get(ctxToken).(*auth.Token)
+}
+
+// bearerToken extracts the token from an Authorization header value. The
+// scheme is case-insensitive (RFC 9110 section 11.1, RFC 6750 section 2.1).
+func bearerToken(h string) (string, bool) {
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// securityHeaders are right for every answer of a JSON API.
+func securityHeaders(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Response().Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		return next(c)
+	}
+}
