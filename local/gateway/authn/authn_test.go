@@ -99,6 +99,8 @@ func TestAuthenticateConformance(t *testing.T) {
 			req: bearer("e$$$.e30.c2ln"), wantStatus: 401, wantBody: "Jwt header is an invalid Base64url encoded"},
 		{name: "a header that is not JSON is refused", source: "[status.cc] JwtHeaderParseErrorBadJson",
 			req: bearer(base64.RawURLEncoding.EncodeToString([]byte("{nope")) + ".e30.c2ln"), wantStatus: 401, wantBody: "Jwt header is an invalid JSON"},
+		{name: "a header with bytes after its JSON object is refused", source: "[status.cc] JwtHeaderParseErrorBadJson",
+			req: bearer(base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RS256"}]`)) + ".e30.c2ln"), wantStatus: 401, wantBody: "Jwt header is an invalid JSON"},
 		{name: "a header without alg is refused", source: "[status.cc] JwtHeaderBadAlg",
 			req: bearer(seg(t, map[string]any{"kid": "key-1"}) + ".e30.c2ln"), wantStatus: 401, wantBody: "Jwt header [alg] field is required and must be a string"},
 		{name: "alg none is refused", source: "[jwt.cc] isImplemented; [status.cc] JwtHeaderNotImplementedAlg",

@@ -169,11 +169,8 @@ func unmarshalObject(data []byte, v *map[string]any) error {
 	if *v == nil {
 		return errNotObject
 	}
-	if dec.More() {
-		return errNotObject
-	}
-	// Trailing garbage after the object is an error too.
-	if _, err := dec.Token(); err == nil {
+	// Nothing but whitespace may follow the object.
+	if len(bytes.TrimSpace(data[dec.InputOffset():])) != 0 {
 		return errNotObject
 	}
 	return nil

@@ -97,6 +97,15 @@ func requestHeaderMatcher(name, v string) (predicate, error) {
 	canonical := http.CanonicalHeaderKey(name)
 	return func(r *Request) bool {
 		vs, ok := r.Headers[canonical]
+		if !ok {
+			// A header map built by hand may not be canonical.
+			for k, v := range r.Headers {
+				if strings.EqualFold(k, name) {
+					vs, ok = v, true
+					break
+				}
+			}
+		}
 		if !ok || len(vs) == 0 {
 			return m("", false)
 		}
