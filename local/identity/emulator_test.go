@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 )
 
 const testProject = "demo-acme"
@@ -551,4 +554,56 @@ func TestResetDeletesEveryAccount(t *testing.T) {
 	if code, r := refreshForm(t, srv, out["refreshToken"].(string)); code != 400 {
 		t.Fatalf("refresh after reset = %d %v; want 400", code, r)
 	}
+}
+
+func TestLogsNeverCarrySecrets(t *testing.T) {
+	var buf syncBuffer
+	_, srv := newTestEmulator(t, func(c *Config) { c.Logger = logging.New(&buf, slog.LevelDebug, testProject) })
+	const pw, newPW, apiKey = "pw-Secret-1234", "pw-Secret-5678", "api-Key-Secret"
+	up := signUp(t, srv, "ada@example.com", pw)
+	call(t, srv, "POST", signInPath, map[string]any{"email": "ada@example.com", "password": "wrong-Secret"})
+	_, in := call(t, srv, "POST", signInPath+"&key="+apiKey, map[string]any{"email": "ada@example.com", "password": pw, "returnSecureToken": true})
+	_, ref := refreshForm(t, srv, in["refreshToken"].(string))
+	_, upd := call(t, srv, "POST", updatePath, map[string]any{"idToken": ref["id_token"], "password": newPW, "returnSecureToken": true})
+	call(t, srv, "POST", lookupPath, map[string]any{"idToken": "garbage.Secret.token"})
+	call(t, srv, "POST", signUpPath, `{"email":"x@example.com","password":"`+pw+`"`) // malformed
+
+	logged := buf.String()
+	if !strings.Contains(logged, "accounts:signInWithPassword") || !strings.Contains(logged, `"reason":"INVALID_LOGIN_CREDENTIALS"`) {
+		t.Fatalf("the log has no request lines (so this test would prove nothing):\n%s", logged)
+	}
+	secrets := map[string]string{
+		"a password": pw, "a new password": newPW, "a wrong password": "wrong-Secret", "the API key": apiKey,
+		"a rejected token": "garbage.Secret.token", "a private key": "PRIVATE KEY",
+	}
+	for _, tok := range []any{up["idToken"], up["refreshToken"], in["idToken"], in["refreshToken"], ref["id_token"], upd["idToken"], upd["refreshToken"]} {
+		s, _ := tok.(string)
+		if s == "" {
+			t.Fatalf("a step issued no token: %v", tok)
+		}
+		secrets["token "+s[:8]] = s
+	}
+	for what, s := range secrets {
+		if strings.Contains(logged, s) {
+			t.Errorf("the log contains %s", what)
+		}
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines to write.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -92,12 +93,18 @@ func (e *Emulator) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		start := time.Now()
 		err := next(c)
+		// Identity Toolkit codes (INVALID_LOGIN_CREDENTIALS, ...) help debug a
+		// sign-in; other messages may quote the request, so they stay out.
+		var reason string
+		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.status == "" {
+			reason = ae.message
+		}
 		if err != nil {
 			c.Error(err)
 		}
 		req := c.Request()
 		e.log.DebugContext(req.Context(), "identity request", "method", req.Method, "path", req.URL.Path,
-			"status", c.Response().Status, "ms", time.Since(start).Milliseconds())
+			"status", c.Response().Status, "reason", reason, "ms", time.Since(start).Milliseconds())
 		return nil
 	}
 }
