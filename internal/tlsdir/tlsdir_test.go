@@ -511,6 +511,13 @@ func TestRotation(t *testing.T) {
 		if _, err := s.fe.ClientConfig("localhost"); err == nil || !strings.Contains(err.Error(), filepath.Join(s.feDir, "tls.crt")) {
 			t.Errorf("ClientConfig with an expired certificate: error = %v, want one naming %s", err, filepath.Join(s.feDir, "tls.crt"))
 		}
+
+		// Replacements land on disk: both sides recover without a restart.
+		v := certgen.For(s.c.Now(), time.Hour)
+		writeDir(t, s.gwDir, serverPair(t, s.ca, v), s.ca)
+		writeDir(t, s.feDir, clientPair(t, s.ca, v), s.ca)
+		s.c.Advance(tlsdir.CheckInterval)
+		mustGet(t, s)
 	})
 }
 
@@ -521,6 +528,44 @@ func mustRead(t *testing.T, dir, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+func TestKubernetesSecretVolumeRotation(t *testing.T) {
+	// The kubelet writes a Secret volume as files that are symlinks into
+	// ..data, itself a symlink to a timestamped directory, and rotates by
+	// renaming a new ..data over the old one.
+	c := newClock()
+	ca := newCA(t, "CA", c.Now())
+	vol, feDir := t.TempDir(), t.TempDir()
+	writeDir(t, feDir, clientPair(t, ca, certgen.For(c.Now(), time.Hour)), ca)
+	publish := func(version string, p *certgen.Pair) {
+		writeDir(t, filepath.Join(vol, version), p, ca)
+		if err := os.Symlink(version, filepath.Join(vol, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(vol, "..data_tmp"), filepath.Join(vol, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("..2026_11_23_09_00_00.1", serverPair(t, ca, certgen.For(c.Now(), time.Hour)))
+	for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(vol, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := startGateway(t, open(t, vol, c, nil))
+	fe := open(t, feDir, c, nil)
+	if _, err := get(gw.URL, fe.DialTLSContext("localhost")); err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+
+	next := serverPair(t, ca, certgen.For(c.Now(), time.Hour))
+	publish("..2026_11_23_10_00_00.2", next)
+	c.Advance(tlsdir.CheckInterval)
+	a, err := get(gw.URL, fe.DialTLSContext("localhost"))
+	if want := next.Cert.SerialNumber.String(); err != nil || a.serverSerial != want {
+		t.Errorf("after the kubelet-style swap the gateway served serial %s (%v), want the new %s", a.serverSerial, err, want)
+	}
 }
 
 func TestFilesInSeparateDirectories(t *testing.T) {
