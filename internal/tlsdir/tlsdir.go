@@ -6,7 +6,7 @@
 // The gateway serves with ServerConfig (its ca.crt verifies client
 // certificates); the frontend dials with ClientConfig (its ca.crt verifies the
 // gateway). Both look at the files at most once per CheckInterval, with a
-// stat, so the cost per handshake is an atomic load. Material is validated
+// stat, so the cost per handshake is a clock read and an atomic load. Material is validated
 // before use; a rotation caught half-written (a new certificate beside the old
 // key) or expired is logged naming the file and refused, and the last good
 // material stays in use.
@@ -47,8 +47,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Dir is the current TLS material of one directory. It is safe for
-// concurrent use.
+// Dir is the current TLS material of one directory (or three files). It is
+// safe for concurrent use.
 type Dir struct {
 	paths [3]string // tls.crt, tls.key, ca.crt
 	where string    // for logs: the directory, or the certificate file
@@ -88,7 +88,7 @@ func (a stamp) same(b stamp) bool {
 	return a[0].same(b[0]) && a[1].same(b[1]) && a[2].same(b[2])
 }
 
-// Open loads and validates the material in cfg.Dir. It fails, naming the
+// Open loads and validates the material cfg names. It fails, naming the
 // file, if a file is missing or unreadable, the key does not match the
 // certificate, or the certificate is expired or not yet valid.
 func Open(cfg Config) (*Dir, error) {

@@ -622,6 +622,9 @@ func TestClientConfigNeedsAServerName(t *testing.T) {
 	if _, err := d.ClientConfig(""); err == nil {
 		t.Error(`ClientConfig("") succeeded, want an error: without a name the server is not verified`)
 	}
+	if got := d.Certificate().URIs; len(got) != 1 || got[0].String() != clientID {
+		t.Errorf("Certificate().URIs = %v, want [%s]", got, clientID)
+	}
 	cfg, err := d.ClientConfig("localhost")
 	if err != nil {
 		t.Fatal(err)
