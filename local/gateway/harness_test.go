@@ -79,9 +79,12 @@ func (s *syncBuffer) String() string {
 }
 
 type stackOptions struct {
-	istioDir  string            // default: the repository's istio/
-	upstream  http.Handler      // default: a recorder
-	upstreams map[string]string // default: backendDst -> the upstream
+	istioDir string       // default: the repository's istio/
+	upstream http.Handler // default: a recorder
+	// upstreamFor, when set, builds the upstream once the emulator runs
+	// (the real backend needs its address).
+	upstreamFor func(t testing.TB, idpHost string) http.Handler
+	upstreams   map[string]string // default: backendDst -> the upstream
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -99,6 +102,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	idpSrv := httptest.NewServer(idp.Handler())
 
+	if o.upstreamFor != nil {
+		o.upstream = o.upstreamFor(t, idpSrv.Listener.Addr().String())
+	}
 	if o.upstream == nil {
 		s.upstream = &recorder{}
 		o.upstream = s.upstream
