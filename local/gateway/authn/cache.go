@@ -9,8 +9,12 @@ import (
 // does not pay an RSA verification on every request (Envoy's per-provider
 // jwt_cache, a bounded LRU keyed by the token). Only the signature result is
 // cached: exp, nbf, issuer location and audience are checked again on every
-// hit, so an entry never outlives its token's validity; expired entries are
+// hit, and the verifying key must still be in the issuer's JWKS, so an entry
+// never outlives its token's validity or its key; expired entries are
 // dropped when met.
+//
+// Istio configures Envoy without a jwt_cache; this cache changes the cost of
+// a repeated token, never its outcome.
 type tokenCache struct {
 	mu    sync.Mutex
 	max   int
@@ -24,6 +28,7 @@ type verified struct {
 	token     string
 	provider  *provider
 	jwt       *jwt
+	key       *publicKey // the JWKS key that verified it
 	principal string
 	claims    map[string]any // normalized; shared, never mutated
 	headers   [][2]string    // outputPayloadToHeader and outputClaimToHeaders

@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/json"
@@ -31,6 +32,22 @@ type publicKey struct {
 type keySet struct {
 	keys    []*publicKey
 	fetched time.Time
+}
+
+// has reports whether the set still holds key k (same kid, same public key).
+func (s *keySet) has(k *publicKey) bool {
+	type equaler interface{ Equal(crypto.PublicKey) bool }
+	for _, c := range s.keys {
+		if c == k {
+			return true
+		}
+		if c.kid == k.kid && c.kty == k.kty {
+			if e, ok := c.raw.(equaler); ok && e.Equal(k.raw) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *keySet) hasKid(kid string) bool {
@@ -99,7 +116,7 @@ func parseJWKS(data []byte) (*keySet, error) {
 // cryptography done by jwx: try every key whose kid and alg do not
 // contradict the token's; no candidate at all is JwksKidAlgMismatch, failing
 // candidates JwtVerificationFail.
-func verifySignature(j *jwt, set *keySet) status {
+func verifySignature(j *jwt, set *keySet) (*publicKey, status) {
 	matched := false
 	alg, algOK := jwa.LookupSignatureAlgorithm(j.alg)
 	for _, k := range set.keys {
@@ -117,13 +134,13 @@ func verifySignature(j *jwt, set *keySet) status {
 		// verifying an HMAC), refuses "crit" and "b64" headers, and never
 		// looks at jku/x5u/jwk headers: keys come from the JWKS only.
 		if _, err := jws.VerifyCompactFast(k.raw, []byte(j.raw), alg); err == nil {
-			return statusOK
+			return k, statusOK
 		}
 	}
 	if matched {
-		return statusVerificationFail
+		return nil, statusVerificationFail
 	}
-	return statusKidAlgMismatch
+	return nil, statusKidAlgMismatch
 }
 
 func asymmetricFor(kty, alg string) bool {

@@ -237,6 +237,24 @@ func TestVerifiedTokenCache(t *testing.T) {
 			t.Errorf("cache holds %d tokens after expiry, want the expired one dropped", got)
 		}
 	})
+	t.Run("a cached token stops working once the issuer withdraws its key", func(t *testing.T) {
+		c := newClock()
+		srv := newJWKSServer(t, srvKeys)
+		a := newAuthenticator(t, []*securityv1beta1.JWTRule{identityRule(srv.URL)}, c, nil)
+		tok := signJWS(t, rsaKey1, jwa.RS256(), "key-1", with(claimsAt(c.Now()), "exp", c.Now().Add(24*time.Hour).Unix()))
+		if _, fail := a.Authenticate(bearer(tok)); fail != nil {
+			t.Fatalf("want the token accepted, got %+v", fail)
+		}
+		srv.serve(http.StatusOK, jwksJSON(t, map[string]crypto.PublicKey{"key-2": &rsaKey2.PublicKey}, true))
+		c.Advance(jwksCacheDuration + time.Second)
+		_, fail := a.Authenticate(bearer(tok))
+		if fail == nil || fail.Body != "Jwks doesn't have key to match kid or alg from Jwt" {
+			t.Fatalf("got %+v, want 401 %q after the key left the JWKS", fail, "Jwks doesn't have key to match kid or alg from Jwt")
+		}
+		if got := a.cache.len(); got != 0 {
+			t.Errorf("cache holds %d tokens, want the withdrawn key's token dropped", got)
+		}
+	})
 	t.Run("the cache never holds more than CacheSize tokens", func(t *testing.T) {
 		c := newClock()
 		srv := newJWKSServer(t, srvKeys)
