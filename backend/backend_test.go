@@ -50,13 +50,16 @@ func startStack(t testing.TB) *stack {
 	return &stack{em: em, verifier: v}
 }
 
-func (s *stack) signIn(t testing.TB, email string, issuedAt time.Time) (uid, token string) {
+// signIn returns a user's uid and a token issued age ago. The clock is read
+// after the user exists: the emulator, like Identity Platform, refuses tokens
+// issued before the account's validSince second.
+func (s *stack) signIn(t testing.TB, email string, age time.Duration) (uid, token string) {
 	t.Helper()
 	uid, err := s.em.EnsureUser(context.Background(), email, "correct horse battery staple")
 	if err != nil {
 		t.Fatalf("EnsureUser: %v", err)
 	}
-	token, err = s.em.IDTokenFor(context.Background(), uid, issuedAt)
+	token, err = s.em.IDTokenFor(context.Background(), uid, time.Now().Add(-age))
 	if err != nil {
 		t.Fatalf("IDTokenFor: %v", err)
 	}
@@ -144,9 +147,8 @@ func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bear
 func TestAPI(t *testing.T) {
 	st := startStack(t)
 	_, ts, logs := newBackend(t, st.verifier)
-	now := time.Now()
-	uid, valid := st.signIn(t, "alice@example.com", now)
-	_, expired := st.signIn(t, "bob@example.com", now.Add(-2*time.Hour))
+	uid, valid := st.signIn(t, "alice@example.com", 0)
+	_, expired := st.signIn(t, "bob@example.com", 2*time.Hour)
 	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +242,7 @@ func equalJSON(a, b map[string]any) bool {
 func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 	st := startStack(t)
 	_, ts, logs := newBackend(t, st.verifier)
-	uid, tok := st.signIn(t, "alice@example.com", time.Now())
+	uid, tok := st.signIn(t, "alice@example.com", 0)
 
 	tests := []struct {
 		name       string
@@ -309,7 +311,7 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 
 func TestAVerifierThatCannotCheckAnswers503(t *testing.T) {
 	st := startStack(t)
-	_, tok := st.signIn(t, "alice@example.com", time.Now())
+	_, tok := st.signIn(t, "alice@example.com", 0)
 	// A verifier whose emulator is gone: its keys cannot be fetched.
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close()
@@ -353,7 +355,7 @@ func (g gatedVerifier) Verify(ctx context.Context, tok string) (*auth.Token, err
 
 func TestShutdownFailsReadinessAndFinishesInFlightRequests(t *testing.T) {
 	st := startStack(t)
-	uid, tok := st.signIn(t, "alice@example.com", time.Now())
+	uid, tok := st.signIn(t, "alice@example.com", 0)
 	gate := gatedVerifier{Verifier: st.verifier, started: make(chan struct{}), release: make(chan struct{})}
 	logs := &syncBuffer{}
 	b := backend.New(testConfig(), gate, logging.New(logs, slog.LevelDebug, project))
@@ -481,7 +483,7 @@ func equalStrings(a, b map[string]string) bool {
 // lookup over loopback.
 func BenchmarkSecureJSON(b *testing.B) {
 	st := startStack(b)
-	_, tok := st.signIn(b, "alice@example.com", time.Now())
+	_, tok := st.signIn(b, "alice@example.com", 0)
 	srv := backend.New(testConfig(), st.verifier, slog.New(slog.DiscardHandler))
 	h := srv.Handler()
 	req := httptest.NewRequest("GET", "/api/secure.json", nil)

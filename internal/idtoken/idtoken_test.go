@@ -206,18 +206,19 @@ func TestVerifyAgainstTheEmulator(t *testing.T) {
 	e := startEmulator(t)
 	v, _ := e.newVerifier(t)
 	admin := e.adminClient(t)
-	now := time.Now()
 
 	alice := e.user(t, "alice@example.com")
+	disabled := e.user(t, "disabled@example.com")
+	deleted := e.user(t, "deleted@example.com")
+	// Read the clock only now: the emulator, like Identity Platform, refuses
+	// tokens issued before the second their account was created.
+	now := time.Now()
 	valid := e.token(t, alice, now)
 	kid := kidOf(t, valid)
-
-	disabled := e.user(t, "disabled@example.com")
 	disabledTok := e.token(t, disabled, now)
 	if _, err := admin.UpdateUser(t.Context(), disabled, (&auth.UserToUpdate{}).Disabled(true)); err != nil {
 		t.Fatalf("disabling a user: %v", err)
 	}
-	deleted := e.user(t, "deleted@example.com")
 	deletedTok := e.token(t, deleted, now)
 	if err := admin.DeleteUser(t.Context(), deleted); err != nil {
 		t.Fatalf("deleting a user: %v", err)
