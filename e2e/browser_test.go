@@ -387,6 +387,23 @@ func TestBrowser(t *testing.T) {
 		tb.screenshot(t, "signed-in.png")
 	})
 
+	t.Run("the sign-in page fits a 320 px wide screen", func(t *testing.T) {
+		tb := b.newTab(t)
+		tb.do(t, "emulating a 320 px wide phone", chromedp.EmulateViewport(320, 640, chromedp.EmulateMobile))
+		tb.open(t, "/")
+		tb.waitSignedOut(t)
+		ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+		defer cancel()
+		widths, err := chromedp.Run(ctx, chromedp.Evaluate[[2]int](`[document.documentElement.scrollWidth, window.innerWidth]`))
+		if err != nil {
+			t.Fatalf("measuring the page: %v", err)
+		}
+		if widths[0] > widths[1] {
+			t.Errorf("the page is %d px wide in a %d px viewport; want no horizontal scrolling", widths[0], widths[1])
+		}
+		tb.screenshot(t, "signed-out-320px.png")
+	})
+
 	t.Run("a wrong password shows an inline error and stays signed out", func(t *testing.T) {
 		email, password := requireUser(t)
 		tb := b.newTab(t)
@@ -420,7 +437,12 @@ func TestBrowser(t *testing.T) {
 		if st.Heading != "Create your account" {
 			t.Errorf("heading = %q; want Create your account", st.Heading)
 		}
-		tb.submitCredentials(t, email, password, "Create account")
+		// This time with the keyboard only: type, then Enter submits.
+		tb.do(t, "checking the form's button", chromedp.WaitVisible(chromedp.Search(`//form[@id="auth-form"]//button[normalize-space()="Create account"]`)))
+		tb.do(t, "filling in the form and pressing Enter",
+			chromedp.SendKeys(chromedp.ID("email"), email),
+			chromedp.SendKeys(chromedp.ID("password"), password+"\r"),
+		)
 		st = tb.waitSignedIn(t)
 		checkSignedIn(t, st, email)
 		checkSessionCookie(t, tb.sessionCookie(t), email)
