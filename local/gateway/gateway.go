@@ -350,8 +350,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	norm, err := NormalizePath(rawPath(r))
 	if err != nil {
+		// The connection manager's local reply: 400, no body.
 		o.reason = "path_normalization_failed"
-		localReply(sw, http.StatusBadRequest, "Bad Request", o)
+		localReply(sw, http.StatusBadRequest, "", o)
 		return
 	}
 	path = norm
@@ -558,6 +559,8 @@ func (w *responseOps) WriteHeader(code int) {
 		for _, ops := range w.ops {
 			applyHeaderOps(w.Header(), ops)
 		}
+		// Envoy overwrites the upstream's server header with its own.
+		w.Header()["Server"] = []string{serverHeader}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
