@@ -87,7 +87,10 @@ func (a *Authenticator) verify(ctx context.Context, f found, now int64) (*verifi
 	}
 	set := p.keys.keys(ctx)
 	if set == nil {
-		return nil, statusJwksFetchFail
+		// Never fetched. istiod (default JWKS fetch mode) then gives Envoy a
+		// public key whose private half was discarded (pilot/pkg/model
+		// jwks_resolver.go PublicOnlyJwks): every token fails verification.
+		return nil, statusVerificationFail
 	}
 	key, st := verifySignature(j, set)
 	if st == statusKidAlgMismatch && j.kid != "" && !set.hasKid(j.kid) {

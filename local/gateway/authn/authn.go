@@ -17,13 +17,26 @@
 //
 // Failures carry Envoy's status strings (envoyproxy/envoy source/common/jwt/status.cc),
 // its 401 (403 for a disallowed audience) and its www-authenticate header
-// (source/extensions/filters/http/jwt_authn/filter.cc).
+// (source/extensions/filters/http/jwt_authn/filter.cc). As in Envoy, nbf and
+// exp are checked with 60 s of clock skew and iat is not checked at all (the
+// backend's Firebase SDK checks it).
+//
+// Keys: a jwksUri is fetched on first use and refreshed after 5 minutes (the
+// RemoteJwks cache_duration istiod sets); a failed fetch keeps the last keys;
+// while no keys were ever fetched every token fails verification, as with
+// istiod's fail-closed JWKS (pilot/pkg/model/jwks_resolver.go).
 //
 // Deliberate differences, each stricter than Envoy and documented where it
-// happens: only RS*, PS* and ES* are accepted; a token with a "crit" header
-// is refused; when a request carries several tokens every one of them must
-// verify (Envoy's allow_missing path can let a bad token ride along with a
-// good one); the JWKS is refetched when a token names an unknown kid.
+// happens: only RS*, PS* and ES* can verify (HMAC and EdDSA keys are not
+// loaded); a token with a "crit" header is refused; when a request carries
+// several tokens every one of them must verify (Envoy's allow_missing path
+// can let a bad token ride along with a good one); the JWKS is also refetched
+// when a token names an unknown kid (at most every 10 s, one fetch shared by
+// concurrent requests); client-sent copies of output headers are removed
+// from CORS preflight requests too. Verified tokens are cached (Istio runs
+// Envoy without a jwt_cache): the cache changes the cost of a repeated token,
+// never its outcome. Like Envoy, a token in a cookie is forwarded even when
+// forwardOriginalToken is false.
 //
 // The package does no I/O except fetching JWKS documents with the caller's
 // HTTP client.

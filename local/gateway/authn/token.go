@@ -41,7 +41,6 @@ const (
 	statusVerificationFail     status = "Jwt verification fails"
 	statusKidAlgMismatch       status = "Jwks doesn't have key to match kid or alg from Jwt"
 	statusNoValidKeys          status = "Jwks doesn't have any valid public key"
-	statusJwksFetchFail        status = "Jwks remote fetch is failed"
 )
 
 // implementedAlgs is jwt.cc's isImplemented: an alg outside it is refused at
