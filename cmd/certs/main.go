@@ -102,7 +102,7 @@ func run(_ context.Context, args []string, getenv func(string) string, stdout io
 	fe := filepath.Join(cfg.OutDir, "frontend")
 	fmt.Fprintf(stdout, `
 Gateway certificate names: %s
-Frontend identity: %s
+Frontend identity: %s (Istio principal %s)
 
 Next, for the gateway (namespace %s):
   kubectl apply -f %s
@@ -111,7 +111,7 @@ For the frontend (the secrets deploy/cloudrun/frontend.yaml mounts; on renewal u
   gcloud secrets create frontend-tls-crt --data-file=%s
   gcloud secrets create frontend-tls-key --data-file=%s
   gcloud secrets create frontend-tls-ca --data-file=%s
-`, strings.Join(cfg.GatewayHosts, ", "), cfg.ClientURI, cfg.Namespace,
+`, strings.Join(cfg.GatewayHosts, ", "), cfg.ClientURI, strings.TrimPrefix(cfg.ClientURI, "spiffe://"), cfg.Namespace,
 		filepath.Join(cfg.OutDir, cfg.SecretFile()),
 		filepath.Join(fe, "tls.crt"), filepath.Join(fe, "tls.key"), filepath.Join(fe, "ca.crt"))
 	return nil

@@ -55,7 +55,8 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 		t.Fatalf("run: %v", err)
 	}
 	secretPath := filepath.Join(out, "api-gateway-mtls.secret.yaml")
-	for _, want := range []string{secretPath, "kubectl apply -f " + secretPath, "gcloud secrets create frontend-tls-key --data-file=" + filepath.Join(out, "frontend", "tls.key")} {
+	for _, want := range []string{secretPath, "kubectl apply -f " + secretPath, "gcloud secrets create frontend-tls-key --data-file=" + filepath.Join(out, "frontend", "tls.key"),
+		"Istio principal acme.internal/ns/frontend/sa/frontend"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output does not mention %q:\n%s", want, stdout)
 		}
