@@ -1,0 +1,32 @@
+package deploy
+
+import (
+	"io"
+	"testing"
+
+	"github.com/acme/cloudrun-istio-gke/backend"
+	appsv1 "k8s.io/api/apps/v1"
+)
+
+// TestBackendAcceptsItsDeploymentEnvironment starts the backend's own
+// configuration parsing with exactly the environment the Deployment gives
+// the container, so a renamed variable fails here, not in a crash loop.
+func TestBackendAcceptsItsDeploymentEnvironment(t *testing.T) {
+	for profile, dir := range overlays {
+		t.Run("the "+profile+" backend container's environment is a valid backend configuration", func(t *testing.T) {
+			dep := find[appsv1.Deployment](t, render(t, dir), "Deployment", apiNamespace, backendName)
+			c := dep.Spec.Template.Spec.Containers[0]
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			cfg, err := backend.ParseConfig(c.Args, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatalf("backend.ParseConfig with env %v: %v", env, err)
+			}
+			if cfg.Addr != ":8080" || cfg.ProjectID != projectID(t) {
+				t.Errorf("backend would listen on %q for project %q, want :8080 and %q", cfg.Addr, cfg.ProjectID, projectID(t))
+			}
+		})
+	}
+}
