@@ -9,7 +9,8 @@
 // stat, so the cost per handshake is a clock read and an atomic load. Material is validated
 // before use; a rotation caught half-written (a new certificate beside the old
 // key) or expired is logged naming the file and refused, and the last good
-// material stays in use.
+// material stays in use. A certificate with under a tenth of its life left
+// that nothing has replaced is warned about once.
 package tlsdir
 
 import (
@@ -65,9 +66,10 @@ type Dir struct {
 
 // material is one validated, immutable set of files.
 type material struct {
-	cert  tls.Certificate // Leaf is set
-	roots *x509.CertPool  // from ca.crt
-	stamp stamp
+	cert   tls.Certificate // Leaf is set
+	roots  *x509.CertPool  // from ca.crt
+	stamp  stamp
+	warned atomic.Bool // the expiry warning was logged
 }
 
 // stamp identifies the versions of the three files by size, modification
@@ -228,8 +230,22 @@ func (d *Dir) current() (*material, time.Time) {
 	next := d.nextCheck.Load()
 	if ns := now.UnixNano(); ns >= next && d.nextCheck.CompareAndSwap(next, ns+int64(CheckInterval)) {
 		d.refresh()
+		d.warnIfExpiring(now)
 	}
 	return d.cur.Load(), now
+}
+
+// warnIfExpiring logs once per certificate when under a tenth of its life
+// remains and no rotation has replaced it: time to renew it, before the
+// handshakes start failing.
+func (d *Dir) warnIfExpiring(now time.Time) {
+	m := d.cur.Load()
+	leaf := m.cert.Leaf
+	if now.Before(leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore)/10)) || m.warned.Swap(true) {
+		return
+	}
+	d.log.Warn("tls certificate expires soon and has not been rotated", "file", d.paths[0],
+		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }
 
 func (d *Dir) refresh() {

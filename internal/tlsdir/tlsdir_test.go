@@ -485,6 +485,21 @@ func TestRotation(t *testing.T) {
 		}
 	})
 
+	t.Run("a certificate close to expiry is warned about once", func(t *testing.T) {
+		s := start(t)
+		s.c.Advance(54 * time.Minute) // of 65: under a tenth of its life left
+		mustGet(t, s)
+		s.c.Advance(tlsdir.CheckInterval)
+		mustGet(t, s)
+		want := "expires soon and has not been rotated"
+		if n := strings.Count(s.logs.String(), want); n != 2 { // gateway and frontend, once each
+			t.Errorf("logs hold %d expiry warnings, want 2 (one per certificate):\n%s", n, s.logs)
+		}
+		if !strings.Contains(s.logs.String(), filepath.Join(s.gwDir, "tls.crt")) {
+			t.Errorf("logs = %q, want the warning to name %s", s.logs, filepath.Join(s.gwDir, "tls.crt"))
+		}
+	})
+
 	t.Run("a certificate that expires without replacement is refused with a log line naming it", func(t *testing.T) {
 		s := start(t)
 		s.c.Advance(time.Hour + time.Minute)
