@@ -399,3 +399,47 @@ func TestUnreachableKeysAreAnErrorNotARefusal(t *testing.T) {
 		t.Fatalf("second verifySignature: got %v, want the remembered unavailability", err)
 	}
 }
+
+// BenchmarkVerify splits the cost of one emulator-mode verification: our
+// RS256 check against the cached JWKS alone, and the whole of Verify, which
+// adds the SDK's claim checks and its user lookup RPC to the emulator (a
+// lookup production mode does not make).
+func BenchmarkVerify(b *testing.B) {
+	em, err := identity.New(identity.Config{ProjectID: project, StateDir: b.TempDir(), PasswordHashCost: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(em.Handler())
+	b.Cleanup(srv.Close)
+	host := srv.Listener.Addr().String()
+	b.Setenv(emulatorHostEnv, host)
+	uid, err := em.EnsureUser(b.Context(), "alice@example.com", "correct horse battery staple")
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok, err := em.IDTokenFor(b.Context(), uid, time.Now())
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := New(b.Context(), Config{ProjectID: project, EmulatorHost: host})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	b.Run("signature against cached JWKS", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := v.keys.verifySignature(b.Context(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Verify with the emulator user lookup", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := v.Verify(b.Context(), tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
