@@ -607,3 +607,41 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestAChangeThatCannotBeSavedChangesNothing(t *testing.T) {
+	e, srv := newTestEmulator(t)
+	signUp(t, srv, "ada@example.com", "correct horse")
+	// A non-empty directory where the file goes makes the rename fail
+	// (permissions would not stop root, which CI runs as).
+	if err := os.Remove(e.accounts.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(e.accounts.path, "blocker"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	code, out := call(t, srv, "POST", signUpPath, map[string]any{"email": "bob@example.com", "password": "123456"})
+	if code != 500 || errMessage(out) != "INTERNAL_ERROR" {
+		t.Fatalf("sign-up with a broken state dir = %d %v; want 500 INTERNAL_ERROR", code, out)
+	}
+	if n := e.accounts.len(); n != 1 {
+		t.Fatalf("%d accounts in memory; want 1: an unsaved change must not be visible", n)
+	}
+	if code, _ := call(t, srv, "POST", signInPath, map[string]any{"email": "bob@example.com", "password": "123456"}); code != 400 {
+		t.Fatalf("sign-in as the unsaved user = %d; want 400", code)
+	}
+}
+
+func TestCorruptStateIsRefusedNamingTheFile(t *testing.T) {
+	for _, file := range []string{accountsFile, keysFile} {
+		t.Run("a corrupt "+file+" stops New", func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, file), []byte("{not json"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := New(Config{ProjectID: testProject, StateDir: dir})
+			if err == nil || !strings.Contains(err.Error(), file) {
+				t.Fatalf("New = %v; want an error naming %s", err, file)
+			}
+		})
+	}
+}
