@@ -143,17 +143,25 @@ type Result struct {
 // token is removed (its header, or its query parameter) unless the rule
 // forwards it. Envoy leaves tokens in cookies in place, and so does Apply.
 func (r *Result) Apply(out *http.Request) {
-	for _, h := range r.sanitize {
-		out.Header.Del(h)
-	}
-	for _, h := range r.removeHeaders {
-		out.Header.Del(h)
-	}
-	for _, kv := range r.setHeaders {
-		out.Header.Add(kv[0], kv[1])
-	}
+	r.ApplyHeader(out.Header)
 	if len(r.removeParams) > 0 && out.URL != nil {
 		out.URL.RawQuery = removeQueryParams(out.URL.RawQuery, r.removeParams)
+	}
+}
+
+// ApplyHeader makes Apply's header changes to h alone. In Envoy the filters
+// after jwt_authn (RBAC among them) see the headers as changed, so a policy
+// condition on request.headers[...] must be evaluated on a copy with these
+// changes applied, never on what the client sent.
+func (r *Result) ApplyHeader(h http.Header) {
+	for _, name := range r.sanitize {
+		h.Del(name)
+	}
+	for _, name := range r.removeHeaders {
+		h.Del(name)
+	}
+	for _, kv := range r.setHeaders {
+		h.Add(kv[0], kv[1])
 	}
 }
 

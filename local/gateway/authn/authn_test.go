@@ -7,6 +7,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -315,6 +316,12 @@ func TestApplyRewritesTheUpstreamRequest(t *testing.T) {
 			}
 			out := in.Clone(in.Context())
 			res.Apply(out)
+			// ApplyHeader makes the same header changes, for what RBAC sees.
+			seen := in.Header.Clone()
+			res.ApplyHeader(seen)
+			if !reflect.DeepEqual(seen, out.Header) {
+				t.Errorf("ApplyHeader gave %v, Apply gave %v; want the same headers", seen, out.Header)
+			}
 
 			if tt.wantNoOutputs {
 				for _, h := range []string{"X-Jwt-Claim-Sub", "X-Jwt-Payload", "X-Jwt-List", "X-Jwt-Missing"} {
