@@ -13,7 +13,7 @@ import (
 // routing and proxying), side by side in one run. The difference is what the
 // gateway adds. Run:
 //
-//	go test ./local/gateway -run '^$' -bench RequestPath -benchtime 2s -cpu 1,2
+//	go test ./local/gateway -run '^$' -bench RequestPath -benchtime 2s
 func BenchmarkRequestPath(b *testing.B) {
 	direct := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -39,25 +39,43 @@ func BenchmarkRequestPath(b *testing.B) {
 			b.Fatalf("status %d, want 200", resp.StatusCode)
 		}
 	}
-	b.Run("direct", func(b *testing.B) {
-		c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-		defer c.CloseIdleConnections()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				get(b, c, direct.URL+"/api/secure.json", "")
+	targets := []struct {
+		name   string
+		client func(b *testing.B) *http.Client
+		url    string
+	}{
+		{"direct", func(b *testing.B) *http.Client {
+			return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+		}, direct.URL + "/api/secure.json"},
+		{"gateway", func(b *testing.B) *http.Client {
+			c := s.clientWith(b, s.pki.frontend)
+			tr := c.Transport.(*http.Transport)
+			tr.MaxIdleConnsPerHost = 64
+			// HTTP/1.1 keep-alive on both sides, so only the gateway differs.
+			tr.ForceAttemptHTTP2 = false
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			return c
+		}, "https://" + gatewayHost + "/api/secure.json"},
+	}
+	for _, tg := range targets {
+		// serial: one request at a time, ns/op is the latency.
+		b.Run(tg.name+"/serial", func(b *testing.B) {
+			c := tg.client(b)
+			defer c.CloseIdleConnections()
+			for b.Loop() {
+				get(b, c, tg.url, "")
 			}
 		})
-	})
-	b.Run("gateway", func(b *testing.B) {
-		c := s.clientWith(b, s.pki.frontend)
-		c.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
-		c.Transport.(*http.Transport).ForceAttemptHTTP2 = false // HTTP/1.1 keep-alive, like direct
-		c.Transport.(*http.Transport).TLSClientConfig.NextProtos = []string{"http/1.1"}
-		defer c.CloseIdleConnections()
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
-				get(b, c, "https://"+gatewayHost+"/api/secure.json", "")
-			}
+		// parallel: GOMAXPROCS concurrent clients, ns/op is 1/throughput.
+		b.Run(tg.name+"/parallel", func(b *testing.B) {
+			c := tg.client(b)
+			defer c.CloseIdleConnections()
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					get(b, c, tg.url, "")
+				}
+			})
 		})
-	})
+	}
 }

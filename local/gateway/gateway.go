@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -174,6 +175,8 @@ func New(cfg Config) (*Gateway, error) {
 		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		// Stream responses as they come, as Envoy does.
 		FlushInterval: -1,
+		// Without a pool every response allocates a fresh 32 KB buffer.
+		BufferPool: &bufferPool{},
 	}
 	for from, to := range cfg.JWKSOverride {
 		g.log.Info("gateway: jwksUri overridden for local use", "jwksUri", from, "fetched_from", to)
@@ -515,6 +518,18 @@ func withNormalizedPath(r *http.Request, norm string) *http.Request {
 	r2.RequestURI = u.RequestURI()
 	return r2
 }
+
+// bufferPool recycles the proxy's copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func (bp *bufferPool) Get() []byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return *b
+	}
+	return make([]byte, 32<<10)
+}
+
+func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 
 // statusWriter remembers the status for the access log.
 type statusWriter struct {
