@@ -26,12 +26,12 @@ func (e *Emulator) Handler() http.Handler {
 	ec.Use(e.accessLog)
 
 	// Client API: what the Firebase JS SDK calls, with ?key=API_KEY.
-	ec.POST(toolkit+`/accounts\:signUp`, e.signUp)
-	ec.POST(toolkit+`/accounts\:signInWithPassword`, e.signInWithPassword)
-	ec.POST(toolkit+`/accounts\:lookup`, e.lookup)
-	ec.POST(toolkit+`/accounts\:update`, e.update)
-	ec.POST(toolkit+`/accounts\:delete`, e.deleteAccount)
-	ec.POST("/securetoken.googleapis.com/v1/token", e.refresh)
+	ec.POST(toolkit+`/accounts\:signUp`, e.signUp, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:signInWithPassword`, e.signInWithPassword, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:lookup`, e.lookup, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:update`, e.update, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:delete`, e.deleteAccount, requireAPIKey)
+	ec.POST("/securetoken.googleapis.com/v1/token", e.refresh, requireAPIKey)
 
 	// Admin API: what the Firebase Admin Go SDK calls, as "Bearer owner".
 	admin := ec.Group(project, e.requireAdmin)
@@ -120,6 +120,20 @@ func (e *Emulator) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return next(c)
 	})
+}
+
+// requireAPIKey refuses client calls without ?key=, as Google does, so that
+// an app that forgot its API key fails locally too. Any key is accepted: the
+// emulator has no project configuration to check it against. The admin
+// credential stands in for a key, as an OAuth token does on Google.
+func requireAPIKey(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.QueryParam("key") == "" && !isAdmin(c.Request()) {
+			return &apiError{code: http.StatusForbidden, status: "PERMISSION_DENIED",
+				message: "The request is missing a valid API key."}
+		}
+		return next(c)
+	}
 }
 
 func isAdmin(r *http.Request) bool {
