@@ -339,6 +339,36 @@ func TestAVerifierThatCannotCheckAnswers503(t *testing.T) {
 	}
 }
 
+// panickingVerifier stands for a bug anywhere below a handler.
+type panickingVerifier struct{}
+
+func (panickingVerifier) Verify(context.Context, string) (*auth.Token, error) {
+	panic("verifier bug")
+}
+
+func TestAPanicIsAJSON500LoggedWithItsStack(t *testing.T) {
+	_, ts, logs := newBackend(t, panickingVerifier{})
+	a := get(t, "GET", ts.URL+"/api/secure.json", bearer("x.y.z"))
+	want := map[string]any{"error": "internal", "message": "Internal error."}
+	if a.status != 500 || !equalJSON(a.body, want) {
+		t.Fatalf("got %d %v, want 500 %v", a.status, a.body, want)
+	}
+	var logged bool
+	for _, l := range logs.lines(t) {
+		msg, _ := l["error"].(string)
+		if l["severity"] == "ERROR" && strings.Contains(msg, "verifier bug") && strings.Contains(msg, "goroutine") {
+			logged = true
+		}
+	}
+	if !logged {
+		t.Errorf("no ERROR line with the panic and its stack:\n%s", logs.String())
+	}
+	// The server survives: the next request is served.
+	if a := get(t, "GET", ts.URL+"/api/healthz", nil); a.status != 200 {
+		t.Errorf("health after a panic: %d, want 200", a.status)
+	}
+}
+
 // gatedVerifier holds each verification until released, to keep a request
 // in flight while the server shuts down.
 type gatedVerifier struct {

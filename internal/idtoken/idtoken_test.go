@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	gauth "cloud.google.com/go/auth"
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
@@ -442,4 +443,47 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// staticToken is a credential for production mode that never leaves the
+// process: the checks below refuse tokens before any Google API is called.
+type staticToken struct{}
+
+func (staticToken) Token(context.Context) (*gauth.Token, error) {
+	return &gauth.Token{Value: "test-access-token", Type: "Bearer"}, nil
+}
+
+// TestProductionModeRefusesWrongTokensBeforeFetchingKeys runs the verifier
+// outside emulator mode, with explicit credentials, as on GKE. Signature
+// checks there need Google's keys, which a test cannot fetch, so these rows
+// are the ones the SDK refuses from the token's content alone.
+func TestProductionModeRefusesWrongTokensBeforeFetchingKeys(t *testing.T) {
+	e := startEmulator(t) // only as a signer of realistic tokens
+	alice := e.user(t, "alice@example.com")
+	now := time.Now()
+	t.Setenv(emulatorHostEnv, "")
+	v, err := New(t.Context(), Config{ProjectID: project,
+		Credentials: gauth.NewCredentials(&gauth.CredentialsOptions{TokenProvider: staticToken{}})})
+	if err != nil {
+		t.Fatalf("New in production mode with explicit credentials: %v", err)
+	}
+	if v.keys != nil {
+		t.Fatalf("production mode set up an emulator key cache; the SDK must check signatures itself")
+	}
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"a token for another project", e.signClaims(t, claimsFor(alice, "another-project", now))},
+		{"an expired token", e.signClaims(t, claimsFor(alice, project, now.Add(-2*time.Hour)))},
+		{"an unsigned alg none token", unsigned(t, claimsFor(alice, project, now), "kid")},
+		{"a token without a kid", unsigned(t, claimsFor(alice, project, now), "")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" is refused", func(t *testing.T) {
+			if tok, err := v.Verify(t.Context(), tt.token); !errors.Is(err, ErrInvalidToken) {
+				t.Fatalf("Verify: got (%v, %v), want an error wrapping ErrInvalidToken", tok, err)
+			}
+		})
+	}
 }
