@@ -54,8 +54,8 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(w, "backend   %-24s private API (stands in for the GKE backend in namespace api)\n", s.BackendURL)
 	fmt.Fprintf(w, "gateway   %-24s Istio ingress gateway stand-in: mTLS + JWT + istio/ policy, host %s\n", s.GatewayURL, s.GatewayServerName)
 	fmt.Fprintf(w, "frontend  %-24s the web app (stands in for Cloud Run) — open this\n", s.FrontendURL)
-	for from, to := range s.JWKSOverride {
-		fmt.Fprintf(w, "note      jwksUri %s is fetched from %s locally\n", from, to)
+	for _, d := range s.LocalDifferences {
+		fmt.Fprintf(w, "local     jwksUri %s (the one difference from istio/)\n", d)
 	}
 	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
 }

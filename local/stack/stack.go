@@ -13,11 +13,9 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -41,13 +39,6 @@ const (
 	// certificate; the frontend reaches the gateway by IP, as it reaches the
 	// internal load balancer in production, and names this host.
 	GatewayServerName = "api.internal.example"
-	// gatewayCredential is the Gateway's tls.credentialName in istio/.
-	gatewayCredential = "api-gateway-mtls"
-	// backendHost is the VirtualService destination the backend stands in for.
-	backendHost = "backend.api.svc.cluster.local:80"
-	// GoogleJWKS is the jwksUri in istio/; locally it is fetched from the
-	// emulator instead: the one deliberate local difference.
-	GoogleJWKS = "https://www.googleapis.com" + identity.JWKSPath
 )
 
 // Config configures a stack. Zero values take the defaults in Defaults.
@@ -100,8 +91,9 @@ type Stack struct {
 	Emulator                                         *identity.Emulator
 	PKIDir                                           string // ca/, gateway/, frontend/ in the TLS secret layout
 	ProjectID, DemoEmail, DemoPassword               string
-	// JWKSOverride is the local difference from istio/: jwksUri → local URL.
-	JWKSOverride map[string]string
+	// LocalDifferences are the ways the local gateway departs from istio/:
+	// each jwksUri fetched from the emulator instead ("from → to").
+	LocalDifferences []string
 
 	group *errgroup.Group
 }
@@ -124,7 +116,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	certs, err := pki.Ensure(pki.Config{Dir: filepath.Join(cfg.StateDir, "pki"), GatewayHosts: []string{GatewayServerName}})
+	pkiConfig := pki.Config{Dir: filepath.Join(cfg.StateDir, "pki"), GatewayHosts: []string{GatewayServerName}}
+	certs, err := pki.Ensure(pkiConfig)
 	if err != nil {
 		return nil, fmt.Errorf("dev PKI in %s: %w", cfg.StateDir, err)
 	}
@@ -158,7 +151,6 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		DemoEmail:         cfg.DemoEmail,
 		DemoPassword:      cfg.DemoPassword,
 	}
-	s.JWKSOverride = map[string]string{GoogleJWKS: s.IdentityURL + identity.JWKSPath}
 
 	s.Emulator, err = identity.New(identity.Config{
 		ProjectID: cfg.ProjectID, StateDir: filepath.Join(cfg.StateDir, "identity"), Logger: log.With("component", "identity"),
@@ -183,15 +175,15 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
 	}, verifier, log.With("component", "backend"))
 
-	gw, err := gateway.New(gateway.Config{
-		Resources:    resources,
-		Credentials:  map[string]string{gatewayCredential: certs.GatewayDir},
-		Upstreams:    map[string]string{backendHost: lns["backend"].Addr().String()},
-		JWKSOverride: s.JWKSOverride,
-		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
-		Logger:       log.With("component", "gateway"),
-		Listener:     lns["gateway"],
+	gcfg, err := gateway.LocalConfig(resources, gateway.Local{
+		CredentialDir: certs.GatewayDir, Upstream: lns["backend"].Addr().String(), JWKSOrigin: s.IdentityURL,
+		Logger: log.With("component", "gateway"), Listener: lns["gateway"],
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.LocalDifferences = gcfg.Overrides()
+	gw, err := gateway.New(gcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +218,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		defer front.Close()
 		return serve.Run(gctx, serve.Options{Name: "frontend", Handler: front, Listener: lns["frontend"], Logger: log})
 	})
-	g.Go(func() error { return renewCertificates(gctx, certs.RenewAt, filepath.Join(cfg.StateDir, "pki"), log) })
+	g.Go(func() error { return pki.Renew(gctx, pkiConfig, log.With("component", "pki")) })
 	s.group = g
 	ok = true
 	return s, nil
@@ -248,28 +240,4 @@ func listenAll(ctx context.Context, addrs map[string]string) (map[string]net.Lis
 		lns[name] = ln
 	}
 	return lns, nil
-}
-
-// renewCertificates re-runs the dev PKI when its first certificate is due, so
-// a stack left running keeps valid certificates; tlsdir picks the new files
-// up on the next handshake.
-func renewCertificates(ctx context.Context, at time.Time, dir string, log *slog.Logger) error {
-	for {
-		t := time.NewTimer(time.Until(at))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		b, err := pki.Ensure(pki.Config{Dir: dir, GatewayHosts: []string{GatewayServerName}})
-		if err != nil {
-			return fmt.Errorf("renewing the dev PKI: %w", err)
-		}
-		log.Info("dev PKI renewed", "issued", b.Issued, "next", b.RenewAt)
-		if !b.RenewAt.After(at) {
-			return errors.New("renewing the dev PKI: the renewal date did not move")
-		}
-		at = b.RenewAt
-	}
 }

@@ -157,11 +157,11 @@ func TestStartStopsWithOneClearLine(t *testing.T) {
 func TestPrintSummaryListsEveryComponentThenTheDemoUser(t *testing.T) {
 	s := &Stack{IdentityURL: "http://i", BackendURL: "http://b", GatewayURL: "https://g", FrontendURL: "http://f",
 		GatewayServerName: "api.internal.example", DemoEmail: "d@x", DemoPassword: "pw",
-		JWKSOverride: map[string]string{GoogleJWKS: "http://i/jwks"}}
+		LocalDifferences: []string{"https://google/jwks → http://i/jwks"}}
 	var buf bytes.Buffer
 	s.PrintSummary(&buf)
 	for _, want := range []string{"identity  http://i", "backend   http://b", "gateway   https://g", "frontend  http://f",
-		"jwksUri " + GoogleJWKS + " is fetched from http://i/jwks", "demo user d@x / pw"} {
+		"jwksUri https://google/jwks → http://i/jwks", "demo user d@x / pw"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, buf.String())
 		}

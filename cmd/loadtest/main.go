@@ -1,0 +1,190 @@
+// Command loadtest drives bounded, fixed-rate load at a running local stack
+// (go run ./cmd/devstack) and reports latency percentiles, throughput,
+// errors, and the CPU and RSS of the process serving it. It sends traffic to
+// loopback only and stops by itself. docs/performance.md records its figures.
+//
+//	go run ./cmd/devstack &
+//	go run ./cmd/loadtest -targets backend,gateway -rate 500 -duration 20s -pid $(pgrep -f devstack)
+//
+// The gateway target is, by default, a second gateway the tool starts in a
+// process of its own, wired to the running stack as devstack wires its own:
+// its CPU and RSS are then the gateway's alone.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/e2e/load"
+	"github.com/acme/cloudrun-istio-gke/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) == 7 && os.Args[1] == load.GatewayChildArg {
+		a := os.Args[2:]
+		if err := load.ServeGateway(ctx, a[0], a[1], a[2], a[3], a[4], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest gateway process:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "loadtest:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	var (
+		s        load.Stack
+		stateDir string
+		targets  string
+		rates    string
+		workers  string
+		duration time.Duration
+		pid      int
+		ownGW    bool
+		istioDir string
+		project  string
+	)
+	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
+	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
+	fs.StringVar(&s.GatewayURL, "gateway-url", "https://127.0.0.1:8443", "the gateway")
+	fs.StringVar(&s.FrontendURL, "frontend-url", "http://127.0.0.1:8080", "the frontend")
+	fs.StringVar(&s.GatewayServerName, "gateway-server-name", "api.internal.example", "the gateway's TLS server name and Host")
+	fs.StringVar(&stateDir, "state-dir", ".devstack", "devstack's state dir: the client certificate is in pki/frontend")
+	fs.StringVar(&s.Email, "email", "demo@acme.test", "user to sign in as")
+	fs.StringVar(&s.Password, "password", "correct-horse-battery", "that user's password")
+	fs.StringVar(&targets, "targets", "backend,gateway", "comma-separated: backend, gateway, frontend; run one after the other, side by side")
+	fs.StringVar(&rates, "rate", "500", "requests per second, comma-separated for a sweep; 0 = as fast as the workers go")
+	fs.StringVar(&workers, "workers", "64", "concurrent requests (≈ connections), comma-separated for a sweep")
+	fs.DurationVar(&duration, "duration", 10*time.Second, "length of each run (at most 10m)")
+	fs.IntVar(&pid, "pid", 0, "process to sample for CPU and RSS (the devstack); 0 = none")
+	fs.BoolVar(&ownGW, "own-gateway", true, "load a gateway started in a process of its own (measured alone) instead of devstack's")
+	fs.StringVar(&istioDir, "istio-dir", "istio", "istio/ for the gateway process")
+	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
+	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
+		return err
+	}
+	s.ClientCertDir = filepath.Join(stateDir, "pki", "frontend")
+	rateList, err := ints("rate", rates)
+	if err != nil {
+		return err
+	}
+	workerList, err := ints("workers", workers)
+	if err != nil {
+		return err
+	}
+	pids := map[string]int{"backend": pid, "gateway": pid, "frontend": pid}
+	if ownGW && strings.Contains(targets, "gateway") {
+		backend, err := url.Parse(s.BackendURL)
+		if err != nil {
+			return fmt.Errorf("-backend-url: %w", err)
+		}
+		gw, err := load.StartGatewayProcess(ctx, istioDir, project, stateDir, backend.Host, s.IdentityURL)
+		if err != nil {
+			return err
+		}
+		defer gw.Stop()
+		s.GatewayURL, pids["gateway"] = "https://"+gw.Addr, gw.Pid
+		fmt.Fprintf(stdout, "gateway process %d on %s\n", gw.Pid, gw.Addr)
+	}
+	all, err := s.Targets(ctx, max(workerList[0], 1))
+	if err != nil {
+		return err
+	}
+
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "target\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\t")
+	for _, name := range strings.Split(targets, ",") {
+		t, ok := all[strings.TrimSpace(name)]
+		if !ok {
+			return fmt.Errorf("-targets: unknown target %q (backend, gateway, frontend)", name)
+		}
+		for _, w := range workerList {
+			for _, rate := range rateList {
+				if err := runOne(ctx, tw, t, w, rate, duration, pids[strings.TrimSpace(name)]); err != nil {
+					return err
+				}
+				tw.Flush()
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func runOne(ctx context.Context, w io.Writer, t load.Target, workers, rate int, d time.Duration, pid int) error {
+	// A fresh pool per run, sized to its workers, warmed so the first
+	// handshakes are not counted.
+	client := &http.Client{Timeout: t.Client.Timeout, Transport: t.Client.Transport.(*http.Transport).Clone()}
+	client.Transport.(*http.Transport).MaxIdleConnsPerHost = workers
+	client.Transport.(*http.Transport).MaxConnsPerHost = workers
+	defer client.CloseIdleConnections()
+	cfg := load.Config{Target: t.URL, Rate: rate, Workers: workers, Duration: d, NewRequest: t.NewRequest, Client: client, WantStatus: http.StatusOK}
+	warm := cfg
+	warm.Rate, warm.Duration, warm.MaxRequests = 0, 5*time.Second, 4*workers
+	if _, err := load.Run(ctx, warm); err != nil {
+		return err
+	}
+	var sampler *load.Sampler
+	if pid != 0 {
+		var err error
+		if sampler, err = load.Sample(pid, 200*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	res, err := load.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	cpu, rssPeak, rssEnd := "-", "-", "-"
+	if sampler != nil {
+		u, err := sampler.Stop()
+		if err != nil {
+			return err
+		}
+		cpu = fmt.Sprintf("%.2f", u.CPU)
+		rssPeak, rssEnd = mib(u.PeakRSS), mib(u.EndRSS)
+	}
+	fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", t.Name, workers, rate, res.Throughput(),
+		ms(res.Latencies.P50), ms(res.Latencies.P90), ms(res.Latencies.P99), ms(res.Latencies.Max),
+		res.Errors, res.Dropped, cpu, rssPeak, rssEnd)
+	for kind, n := range res.ErrorKinds {
+		fmt.Fprintf(w, "  error\t%s ×%d\t\t\t\t\t\t\t\t\t\t\t\t\n", kind, n)
+	}
+	return nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+func mib(b int64) string        { return fmt.Sprintf("%.1fMiB", float64(b)/(1<<20)) }
+
+func ints(flagName, s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscan(strings.TrimSpace(f), &n); err != nil || n < 0 {
+			return nil, fmt.Errorf("-%s: %q is not a non-negative number", flagName, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

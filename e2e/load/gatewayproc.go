@@ -1,0 +1,97 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/local/gateway"
+)
+
+// A running devstack serves its gateway in the same process as the emulator,
+// the backend and the frontend, so its RSS and CPU say nothing about the
+// gateway alone. For those figures the load tool starts a second gateway, in a
+// process of its own, wired to the running stack exactly as devstack wires
+// its own (stack.GatewayConfig), and measures that process.
+
+// GatewayChildArg, as the first argument, makes the load tool's binary serve
+// a gateway instead (see ServeGateway).
+const GatewayChildArg = "-serve-gateway-child"
+
+// ServeGateway is the child's side: it loads istioDir for project, serves on a
+// free loopback port wired to the stack described by stateDir, backendAddr and
+// identityURL, prints "listening ADDR" on stdout, and runs until ctx ends.
+func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL string, stdout io.Writer) error {
+	res, err := gateway.Load(istioDir, project)
+	if err != nil {
+		return err
+	}
+	ln, err := serve.Listen(ctx, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg, err := gateway.LocalConfig(res, gateway.Local{
+		CredentialDir: filepath.Join(stateDir, "pki", "gateway"), Upstream: backendAddr, JWKSOrigin: identityURL, Logger: log, Listener: ln,
+	})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	gw, err := gateway.New(cfg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	fmt.Fprintln(stdout, "listening", ln.Addr())
+	return gw.Run(ctx)
+}
+
+// GatewayProcess is a gateway running in a child process.
+type GatewayProcess struct {
+	Addr string
+	Pid  int
+	cmd  *exec.Cmd
+}
+
+// StartGatewayProcess re-executes this binary with GatewayChildArg and the
+// given arguments (istioDir, project, stateDir, backendAddr, identityURL) and
+// waits for it to listen.
+func StartGatewayProcess(ctx context.Context, args ...string) (*GatewayProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, self, append([]string{GatewayChildArg}, args...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the gateway process: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("the gateway process did not start (said %q): %v", line, err)
+	}
+	return &GatewayProcess{Addr: addr, Pid: cmd.Process.Pid, cmd: cmd}, nil
+}
+
+// Stop sends SIGTERM and waits for a graceful exit.
+func (p *GatewayProcess) Stop() error {
+	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+		return err
+	}
+	return p.cmd.Wait()
+}
