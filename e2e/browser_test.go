@@ -364,8 +364,26 @@ func checkSignedIn(t *testing.T, st pageState, email string) {
 		t.Errorf("the page shows signed in as %q; want %q\n%s", st.SignedInAs, email, st.Text)
 	}
 	if !strings.Contains(st.Secret, secretSentence) {
-		t.Errorf("the page shows secret %q and alerts %q; want %q", st.Secret, st.Alerts, secretSentence)
+		t.Errorf("the page shows secret %q and alerts %q; want %q%s", st.Secret, st.Alerts, secretSentence, stackLogsFor(st.Alerts))
 	}
+}
+
+var requestIDPattern = regexp.MustCompile(`Request id:\s*([0-9A-Za-z-]+)`)
+
+// stackLogsFor returns the local stack's log lines for the request id that a
+// problem notice quotes, so a failure says which component did what.
+func stackLogsFor(notice string) string {
+	m := requestIDPattern.FindStringSubmatch(notice)
+	if m == nil || env.logs == nil {
+		return ""
+	}
+	var lines []string
+	for line := range strings.Lines(env.logs.String()) {
+		if strings.Contains(line, m[1]) {
+			lines = append(lines, strings.TrimSpace(line))
+		}
+	}
+	return "\nthe local stack logged for request " + m[1] + ":\n" + strings.Join(lines, "\n")
 }
 
 func TestBrowser(t *testing.T) {
