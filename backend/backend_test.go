@@ -245,25 +245,27 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 	uid, tok := st.signIn(t, "alice@example.com", 0)
 
 	tests := []struct {
-		name       string
-		path       string
-		header     http.Header
-		wantID     string // "" means a fresh one is expected
-		wantTrace  string
-		wantUID    string
-		wantAnswer int
+		name         string
+		path         string
+		header       http.Header
+		wantID       string // "" means a fresh one is expected
+		wantTrace    string
+		wantUID      string
+		wantAnswer   int
+		wantSeverity string
 	}{
 		{"an incoming request id, as Envoy sets it, is kept", "/api/secure.json",
 			http.Header{"X-Request-Id": {"0b5b2a3c-9c1e-4a43-8d2f-7d3f0a1e2b3c"},
 				"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
 			"0b5b2a3c-9c1e-4a43-8d2f-7d3f0a1e2b3c", "projects/demo-acme/traces/4bf92f3577b34da6a3ce929d0e0e4736",
-			"", 401},
+			"", 401, "INFO"},
 		{"a request without an id gets a fresh one", "/api/secure.json",
 			http.Header{"Authorization": {"Bearer " + tok},
 				"X-Cloud-Trace-Context": {"105445aa7843bc8bf206b12000100000/1;o=1"}},
-			"", "projects/demo-acme/traces/105445aa7843bc8bf206b12000100000", uid, 200},
+			"", "projects/demo-acme/traces/105445aa7843bc8bf206b12000100000", uid, 200, "INFO"},
 		{"an id with spaces is replaced", "/api/healthz",
-			http.Header{"X-Request-Id": {"forged id with spaces"}}, "", "", "", 200},
+			http.Header{"X-Request-Id": {"forged id with spaces"}}, "", "", "", 200,
+			"DEBUG"}, // a healthy probe answer is logged below the default level
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -293,7 +295,7 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 			if access == nil {
 				t.Fatalf("no access log line among %v", lines)
 			}
-			want := map[string]any{"severity": "INFO", "method": "GET", "path": path, "status": float64(tt.wantAnswer)}
+			want := map[string]any{"severity": tt.wantSeverity, "method": "GET", "path": path, "status": float64(tt.wantAnswer)}
 			if tt.wantTrace != "" {
 				want["logging.googleapis.com/trace"] = tt.wantTrace
 			}

@@ -77,7 +77,13 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		if tok, ok := c.Get(ctxToken).(*auth.Token); ok {
 			attrs = append(attrs, "uid", tok.UID)
 		}
-		s.logger(c).InfoContext(req.Context(), "request", attrs...)
+		level := slog.LevelInfo
+		if c.Path() == pathHealthz && c.Response().Status == http.StatusOK {
+			// The kubelet probes every few seconds; a healthy answer is
+			// not news worth paying Cloud Logging for.
+			level = slog.LevelDebug
+		}
+		s.logger(c).Log(req.Context(), level, "request", attrs...)
 		return nil
 	}
 }

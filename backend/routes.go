@@ -22,6 +22,8 @@ func (s *Server) routes(e *echo.Echo) {
 		securityHeaders,
 	)
 
-	e.GET("/api/healthz", s.healthz)
+	e.GET(pathHealthz, s.healthz)
 	e.GET("/api/secure.json", s.secure, s.requireUser)
 }
+
+const pathHealthz = "/api/healthz"
