@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
@@ -24,7 +25,8 @@ func TestBrowserSignsInWithTheBundle(t *testing.T) {
 		t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
 	}
 	s := newStack(t)
-	if _, err := s.emulator.EnsureUser(context.Background(), "ada@example.com", "correct horse battery"); err != nil {
+	uid, err := s.emulator.EnsureUser(context.Background(), "ada@example.com", "correct horse battery")
+	if err != nil {
 		t.Fatal(err)
 	}
 
@@ -129,6 +131,25 @@ func TestBrowserSignsInWithTheBundle(t *testing.T) {
 		}
 		if secret != "Hello World" {
 			t.Errorf("secret: got %q, want Hello World", secret)
+		}
+	})
+	t.Run("an expired session cookie is refreshed quietly, without an error page", func(t *testing.T) {
+		ctx := step(t)
+		expired, err := s.emulator.IDTokenFor(context.Background(), uid, time.Now().Add(-2*time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		httpOnly := true
+		if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+			Name: "session", Value: expired, URL: s.front.URL + "/", HTTPOnly: &httpOnly, SameSite: network.CookieSameSiteLax,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate(s.front.URL), chromedp.WaitVisible(`#secret-message`)); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(s.logs.String(), "session cookie refused") {
+			t.Errorf("the page never saw the expired cookie; the test did not exercise the refresh")
 		}
 	})
 	t.Run("signing out returns to the sign-in form and stays signed out", func(t *testing.T) {
