@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 	"golang.org/x/net/html"
 )
@@ -127,7 +128,7 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	f, err := New(cfg, Deps{
 		Verifier:   verifier,
 		GatewayTLS: staticTLS{roots: roots},
-		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
+		Logger:     logging.New(logs, slog.LevelInfo, testProject),
 	})
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)

@@ -326,3 +326,28 @@ func TestStaticAssetsAreServedForCaching(t *testing.T) {
 		}
 	})
 }
+
+func TestRequestLogsCarryTheTraceAndRequestID(t *testing.T) {
+	s := newStack(t)
+	const traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	req, _ := http.NewRequest(http.MethodGet, s.front.URL+"/?mode=create", nil)
+	req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, _ := s.do(req)
+	id := resp.Header.Get("X-Request-Id")
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "request" && m["request_id"] == id {
+			line = m
+		}
+	}
+	if line == nil {
+		t.Fatalf("no access log line with request id %q in:\n%s", id, s.logs.String())
+	}
+	if got, want := line["logging.googleapis.com/trace"], "projects/"+testProject+"/traces/"+traceID; got != want {
+		t.Errorf("trace: got %v, want %s", got, want)
+	}
+	if line["path"] != "/" || line["status"] != float64(200) || line["severity"] != "INFO" {
+		t.Errorf("access log %v: want path / (no query), status 200, severity INFO", line)
+	}
+}
