@@ -88,11 +88,16 @@ type tab struct {
 	exceptions []string // uncaught JavaScript exceptions
 	errors     []string // browser log entries at level error
 	documents  []string // "status URL" of every page load
+	methods    map[network.RequestID]string
+	// sessionPosts counts the answers to POST /session since the last page
+	// load; changed is closed (and replaced) whenever it grows.
+	sessionPosts int
+	changed      chan struct{}
 }
 
 func (b *browser) newTab(t *testing.T) *tab {
 	t.Helper()
-	tb := &tab{}
+	tb := &tab{methods: map[network.RequestID]string{}, changed: make(chan struct{})}
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(tb.record))
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx); err != nil {
@@ -110,9 +115,16 @@ func (tb *tab) record(ev any) {
 	switch ev := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		tb.requests = append(tb.requests, ev.Request.URL)
+		tb.methods[ev.RequestID] = ev.Request.Method
 	case *network.EventResponseReceived:
-		if ev.Type == network.ResourceTypeDocument {
+		switch {
+		case ev.Type == network.ResourceTypeDocument:
 			tb.documents = append(tb.documents, fmt.Sprintf("%d %s", ev.Response.Status, ev.Response.URL))
+			tb.sessionPosts = 0
+		case tb.methods[ev.RequestID] == "POST" && strings.HasSuffix(strings.SplitN(ev.Response.URL, "?", 2)[0], "/session"):
+			tb.sessionPosts++
+			close(tb.changed)
+			tb.changed = make(chan struct{})
 		}
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
@@ -271,6 +283,36 @@ func (tb *tab) waitSignedIn(t *testing.T) pageState {
 	t.Helper()
 	tb.do(t, "waiting for the signed-in page", chromedp.WaitVisible(chromedp.ID("account-title")))
 	return tb.state(t)
+}
+
+// pageLoads counts the documents the tab has loaded.
+func (tb *tab) pageLoads() int {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	return len(tb.documents)
+}
+
+// waitSessionPosted waits until the page has posted the SDK's token to
+// POST /session since it loaded. A signed-in page does that once, to keep
+// the cookie as fresh as the token; a case that changes the cookie must wait
+// for it, or that post would overwrite the change.
+func (tb *tab) waitSessionPosted(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
+	defer cancel()
+	for {
+		tb.mu.Lock()
+		n, changed := tb.sessionPosts, tb.changed
+		tb.mu.Unlock()
+		if n > 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("the signed-in page did not post its token to POST /session within %v\n%s", stepTimeout, tb.describe(t))
+		}
+	}
 }
 
 // submitCredentials fills in the form as a user does: type into the
@@ -499,6 +541,7 @@ func TestBrowser(t *testing.T) {
 		email, password := requireUser(t)
 		tb := b.newTab(t)
 		tb.signIn(t, email, password)
+		tb.waitSessionPosted(t)
 		c := tb.sessionCookie(t)
 		uid, _ := checkSessionCookie(t, c, email)["sub"].(string)
 
@@ -520,8 +563,15 @@ func TestBrowser(t *testing.T) {
 			t.Fatal("the expired token did not replace the session cookie")
 		}
 
+		loadsBefore := tb.pageLoads()
 		tb.reload(t)
 		checkSignedIn(t, tb.waitSignedIn(t), email)
+		// The server refused the expired cookie and sent the page that
+		// restores the session; the module refreshed the token and reloaded.
+		// One load more than the reload itself proves that path ran.
+		if loads := tb.pageLoads() - loadsBefore; loads < 2 {
+			t.Errorf("the reload loaded %d page(s); want 2: the refusing page, then the restored one", loads)
+		}
 		fresh := tb.sessionCookie(t)
 		if fresh == nil || fresh.Value == expired {
 			t.Fatal("the session cookie still holds the expired token; want a refreshed one")
