@@ -36,9 +36,10 @@ const maxBackendBody = 1 << 20
 // Backend calls the private API through the Istio ingress gateway, over
 // mutual TLS, on behalf of a signed-in user.
 type Backend struct {
-	base    *url.URL
-	client  *http.Client
-	timeout time.Duration
+	base       *url.URL
+	serverName string
+	client     *http.Client
+	timeout    time.Duration
 }
 
 // NewBackend returns a client for the gateway at baseURL (https://host[:port]).
@@ -89,7 +90,7 @@ func NewBackend(baseURL, serverName string, timeout time.Duration, creds ClientT
 		// not a place to send the user's token.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Backend{base: u, client: client, timeout: timeout}, nil
+	return &Backend{base: u, serverName: serverName, client: client, timeout: timeout}, nil
 }
 
 // Close releases idle connections.
@@ -103,6 +104,9 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", path, err)
 	}
+	// The gateway routes by :authority (a VirtualService's hosts), and the
+	// load balancer is reached by IP: ask for the name, as TLS does.
+	req.Host = b.serverName
 	req.Header.Set("Accept", "application/json")
 	if idToken != "" {
 		req.Header.Set("Authorization", "Bearer "+idToken)

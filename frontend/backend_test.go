@@ -35,6 +35,7 @@ type mtlsGateway struct {
 	mu      sync.Mutex
 	serials []string
 	protos  []int
+	hosts   []string
 }
 
 func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
@@ -49,6 +50,7 @@ func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
 			g.mu.Lock()
 			g.serials = append(g.serials, r.TLS.PeerCertificates[0].SerialNumber.String())
 			g.protos = append(g.protos, r.ProtoMajor)
+			g.hosts = append(g.hosts, r.Host)
 			g.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			fmt.Fprint(w, `{"message":"Hello World","uid":"u1","email":"ada@example.com"}`)
@@ -162,6 +164,12 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 			if tt.wantErr == nil {
 				if err != nil || m.Message != "Hello World" {
 					t.Fatalf("SecureMessage: got %+v, %v; want Hello World", m, err)
+				}
+				gw.mu.Lock()
+				host := gw.hosts[len(gw.hosts)-1]
+				gw.mu.Unlock()
+				if host != gatewayHost {
+					t.Errorf("Host: got %q, want %q (the gateway routes by it; the URL holds an IP)", host, gatewayHost)
 				}
 				return
 			}
