@@ -109,6 +109,32 @@ func TestBrowserSignsInWithTheBundle(t *testing.T) {
 			t.Errorf("error message %q: want the generic no-match message", msg)
 		}
 	})
+	t.Run("creating an account explains a taken email and a weak password", func(t *testing.T) {
+		for _, tc := range []struct{ email, password, want string }{
+			{"ada@example.com", "another good password", "could not create an account with that email"},
+			{"new@example.com", "12345", "at least 6 characters"},
+		} {
+			ctx := step(t)
+			err := chromedp.Do(ctx,
+				chromedp.Navigate(s.front.URL+"/?mode=create"),
+				chromedp.WaitVisible(ready),
+				chromedp.SendKeys("#email", tc.email),
+				chromedp.SendKeys("#password", tc.password),
+				chromedp.Click(`#auth-form button[type=submit]`),
+				chromedp.WaitVisible(`#auth-error:not([hidden])`),
+			)
+			if err != nil {
+				t.Fatal(err)
+			}
+			msg, err := chromedp.Run(ctx, chromedp.Text(`#auth-error`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(msg, tc.want) {
+				t.Errorf("creating %s with %q: message %q, want it to contain %q", tc.email, tc.password, msg, tc.want)
+			}
+		}
+	})
 	t.Run("signing in shows the secret message fetched by the server", func(t *testing.T) {
 		ctx := step(t)
 		err := chromedp.Do(ctx,
