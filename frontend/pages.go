@@ -36,8 +36,11 @@ func (s *server) home(c echo.Context) error {
 		h.Shell.Session = components.SessionActive
 		h.Account = &components.Account{Email: emailOf(tok), UID: tok.UID}
 		h.SignOutCSRF = h.Shell.Client.CSRFToken
-		h.Secret = s.secret(c, raw)
-		if h.Secret.Problem != nil && h.Secret.Problem.Title == titleSignInAgain {
+		var err error
+		h.Secret, err = s.secret(c, raw)
+		if errors.Is(err, ErrUnauthorized) {
+			// The gateway refused a token we accepted (it expired in
+			// between, or was revoked): the module refreshes it quietly.
 			h.Shell.Session = components.SessionStale
 		}
 	}
@@ -46,22 +49,21 @@ func (s *server) home(c echo.Context) error {
 	return render(c, http.StatusOK, components.HomePage(h))
 }
 
-const titleSignInAgain = "Your session has expired. Sign in again."
-
 // secret asks the backend for the secret message and explains a failure in
-// the user's terms, with the request id to quote.
-func (s *server) secret(c echo.Context, idToken string) components.Secret {
+// the user's terms, with the request id to quote. The error, if any, is the
+// backend call's, for the caller to branch on.
+func (s *server) secret(c echo.Context, idToken string) (components.Secret, error) {
 	ctx := c.Request().Context()
 	id := requestID(c)
 	m, err := s.backend.SecureMessage(ctx, idToken, id)
 	if err == nil {
-		return components.Secret{Message: m.Message}
+		return components.Secret{Message: m.Message}, nil
 	}
 	s.log.WarnContext(ctx, "fetching the secret message failed", "error", err, "request_id", id)
 	p := &components.Problem{RequestID: id}
 	switch {
 	case errors.Is(err, ErrUnauthorized):
-		p.Title = titleSignInAgain
+		p.Title = "Your session has expired. Sign in again."
 		p.Detail = "The gateway did not accept your sign-in. We are refreshing it; if this stays, sign out and in again."
 	case errors.Is(err, ErrForbidden):
 		p.Title = "You are not allowed to read the secret message."
@@ -70,7 +72,7 @@ func (s *server) secret(c echo.Context, idToken string) components.Secret {
 		p.Title = "The backend is unavailable right now."
 		p.Detail = "Try again in a minute. If it keeps happening, quote the request id below."
 	}
-	return components.Secret{Problem: p}
+	return components.Secret{Problem: p}, err
 }
 
 // shell is what every page needs, for this request.
