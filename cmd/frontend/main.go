@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,6 +33,9 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := frontend.ParseConfig(args, getenv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // -h printed the flags
+	}
 	if err != nil {
 		return err
 	}

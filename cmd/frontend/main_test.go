@@ -211,3 +211,15 @@ func median(v []float64) float64 {
 	s := slices.Sorted(slices.Values(v))
 	return s[len(s)/2]
 }
+
+func TestHelpPrintsTheFlagsAndTheirVariables(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"-h"}, func(string) string { return "" }, &out); err != nil {
+		t.Fatalf("run -h: %v, want nil", err)
+	}
+	for _, want := range []string{"-gateway-url", "GATEWAY_URL", "CLIENT_TLS_CERT_FILE"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-h output lacks %s:\n%s", want, out.String())
+		}
+	}
+}
