@@ -210,7 +210,7 @@ func (g *Gateway) newListener(sel Selected) (*listener, error) {
 		dirs[name] = d
 		return d, nil
 	}
-	protocols := map[string]bool{}
+	protocols := map[bool]bool{} // keyed by "speaks TLS"
 	for _, gw := range sel.Gateways {
 		for i, s := range gw.Spec.GetServers() {
 			if s.GetPort().GetNumber() != g.cfg.Port {
@@ -236,7 +236,7 @@ func (g *Gateway) newListener(sel Selected) (*listener, error) {
 			default:
 				return nil, fmt.Errorf("%s.port.protocol %s is not supported by the local gateway (HTTP, HTTPS)", where, s.GetPort().GetProtocol())
 			}
-			protocols[map[bool]string{true: "TLS", false: "plain"}[proto == "HTTPS"]] = true
+			protocols[proto == "HTTPS"] = true
 		}
 	}
 	switch len(protocols) {
@@ -278,7 +278,6 @@ func newUpstreamTransport() *http.Transport {
 		MaxIdleConnsPerHost:   128,
 		IdleConnTimeout:       90 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,
-		ForceAttemptHTTP2:     false,
 	}
 }
 
