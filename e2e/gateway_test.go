@@ -27,9 +27,10 @@ import (
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
 
-// What Envoy answers when the gateway refuses a request. The 401 bodies are
+// What Envoy answers when the gateway refuses a request. The JWT bodies are
 // jwt_verify_lib's status strings, which Envoy's jwt_authn filter sends as the
-// local reply: https://github.com/google/jwt_verify_lib/blob/master/src/status.cc
+// local reply (401, or 403 for the audience):
+// https://github.com/google/jwt_verify_lib/blob/master/src/status.cc
 const (
 	bodyRBACDenied = "RBAC: access denied"
 	bodyExpired    = "Jwt is expired"
@@ -462,7 +463,7 @@ func TestGatewayChecksTheUsersToken(t *testing.T) {
 			t.Log("follows", tt.doc)
 			header := http.Header{}
 			var tk tokens
-			if tt.token != nil || tt.wantStatus == http.StatusOK && tt.path == "/api/secure.json" {
+			if tt.token != nil || (tt.wantStatus == http.StatusOK && tt.path == "/api/secure.json") {
 				tk = userTokens(t)
 			}
 			if tt.token != nil {
