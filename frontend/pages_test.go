@@ -311,6 +311,9 @@ func TestStaticAssetsAreServedForCaching(t *testing.T) {
 			if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "immutable") {
 				t.Errorf("Cache-Control %q: want immutable", cc)
 			}
+			if !resp.Uncompressed { // net/http asked for gzip and undid it
+				t.Errorf("GET %s was not served gzip-compressed", tt.path)
+			}
 		})
 	}
 	t.Run("unknown assets and the directory itself are not found", func(t *testing.T) {
