@@ -241,7 +241,7 @@ func TestUpstreamSeesWhatIstioSendsIt(t *testing.T) {
 			},
 		},
 		{
-			name:   "a client's request id is kept (Istio gateways preserve external request ids)",
+			name:   "an internal client's request id is kept (Envoy keeps x-request-id from internal addresses)",
 			header: http.Header{"X-Request-Id": {"abc-123"}},
 			check: func(t *testing.T, e echoed) {
 				if got := e.Header.Get("X-Request-Id"); got != "abc-123" {

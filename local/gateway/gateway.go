@@ -324,8 +324,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	w.Header().Set("Server", serverHeader)
+	// An edge Envoy (use_remote_address, as on Istio gateways) keeps the
+	// x-request-id of a request from an internal address (loopback, RFC 1918:
+	// the frontend reaches the ILB from the VPC) and replaces an external
+	// client's with its own.
 	rid := r.Header.Get("X-Request-Id")
-	if rid == "" || len(rid) > 128 {
+	if ip := remoteIP(r); rid == "" || len(rid) > 128 || !(ip.IsLoopback() || ip.IsPrivate()) {
 		rid = uuid.NewString()
 	}
 	r.Header.Set("X-Request-Id", rid)
