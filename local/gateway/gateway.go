@@ -372,6 +372,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	o.requestPrincipal = res.RequestPrincipal
+	// jwt_authn changes the request before rbac sees it: client-sent copies
+	// of the claim headers are gone and the gateway's own are set, so a
+	// policy on request.headers[x-jwt-claim-...] cannot be fooled. Every
+	// later stage, and the backend, sees this request.
+	r = r.Clone(r.Context())
+	res.Apply(r)
 
 	d := g.authz.Decide(authz.Request{
 		Method:           r.Method,
@@ -409,7 +415,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	dst := rt.pick()
 	o.upstream = dst.host
 
-	ctx := context.WithValue(r.Context(), callKey{}, &call{outcome: o, route: rt, dest: dst, facts: f, authn: &res})
+	ctx := context.WithValue(r.Context(), callKey{}, &call{outcome: o, route: rt, dest: dst, facts: f})
 	if rt.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
@@ -425,20 +431,18 @@ type call struct {
 	route   *route
 	dest    *destination
 	facts   *facts
-	authn   *authn.Result
 }
 
 type callKey struct{}
 
 // rewrite turns the client's request into the one Envoy sends the backend:
-// jwt_authn's header changes, rewritten path and authority, the route's
+// rewritten path and authority, the route's
 // header operations, and the edge proxy's x-forwarded-* headers (an Istio
 // gateway uses the remote address: the client's own x-forwarded-for is not
 // trusted, and ReverseProxy has already removed it).
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	c := pr.In.Context().Value(callKey{}).(*call)
 	out := pr.Out
-	c.authn.Apply(out)
 	p := c.route.rewritePath(c.facts)
 	out.URL.Scheme = "http"
 	out.URL.Host = c.dest.addr

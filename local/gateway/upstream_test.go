@@ -132,3 +132,39 @@ func TestNewRefusesConfigItCannotServe(t *testing.T) {
 		})
 	}
 }
+
+func TestPoliciesSeeTheGatewaysClaimHeadersNotTheClients(t *testing.T) {
+	// jwt_authn runs before rbac in Envoy's filter chain, so request.headers
+	// conditions see the headers it set:
+	// https://istio.io/latest/docs/reference/config/security/conditions/
+	dir := timeoutBase(t)
+	policy := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admins, namespace: istio-ingress}
+spec:
+  selector: {matchLabels: {istio: internal-ingressgateway}}
+  action: ALLOW
+  rules:
+  - to: [{operation: {paths: [/api/admin]}}]
+    when: [{key: "request.headers[x-jwt-claim-sub]", values: [admin]}]
+`
+	if err := os.WriteFile(filepath.Join(dir, "admins.yaml"), []byte(policy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	k, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = []byte(strings.Replace(string(k), "resources:\n", "resources:\n  - admins.yaml\n", 1))
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), k, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := newStack(t, stackOptions{istioDir: dir})
+	got, err := s.do(t, s.client, newRequest(t, "GET", "/api/admin", http.Header{"X-Jwt-Claim-Sub": {"admin"}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.status != http.StatusForbidden || got.body != bodyRBACDenied {
+		t.Fatalf("GET /api/admin with a forged x-jwt-claim-sub: %d %q, want 403 %q", got.status, got.body, bodyRBACDenied)
+	}
+}
