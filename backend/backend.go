@@ -58,6 +58,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		Handler:    s.handler,
 		Listener:   ln,
 		Grace:      s.cfg.Grace,
+		Drain:      s.cfg.Drain,
 		Logger:     s.log,
 		OnShutdown: func() { s.drainOnce.Do(func() { close(s.draining) }) },
 	})

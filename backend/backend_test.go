@@ -484,14 +484,14 @@ func TestParseConfig(t *testing.T) {
 
 func TestConfigPrintsEveryFieldAndNoSecret(t *testing.T) {
 	var buf bytes.Buffer
-	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second}
+	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second, Drain: 3 * time.Second}
 	logging.New(&buf, slog.LevelInfo, "").Info("config", "config", cfg)
 	var line struct{ Config map[string]string }
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"addr": ":8080", "projectId": "demo-acme",
-		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s"}
+		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s", "drain": "3s"}
 	if !equalStrings(line.Config, want) {
 		t.Fatalf("config logged as %v, want %v", line.Config, want)
 	}

@@ -29,6 +29,9 @@ type Config struct {
 	LogLevel slog.Level
 	// Grace bounds the graceful shutdown after SIGTERM.
 	Grace time.Duration
+	// Drain keeps serving (with readiness failing) this long after SIGTERM
+	// before the listener closes, so Kubernetes removes the endpoint first.
+	Drain time.Duration
 }
 
 // DefaultAddr is where the backend listens when neither -addr nor PORT says
@@ -45,9 +48,11 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
 	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
+	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	err := config.Parse(fs, args, getenv, map[string]string{
 		"project":   "GOOGLE_CLOUD_PROJECT",
 		"log-level": "LOG_LEVEL",
+		"drain":     "DRAIN",
 	})
 	if err != nil {
 		return Config{}, err
@@ -66,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.ProjectID == "" {
 		errs = append(errs, errors.New("backend: ProjectID is required (-project or GOOGLE_CLOUD_PROJECT)"))
+	}
+	if c.Drain < 0 {
+		errs = append(errs, fmt.Errorf("backend: Drain %v must not be negative", c.Drain))
 	}
 	if c.Grace <= 0 {
 		errs = append(errs, fmt.Errorf("backend: Grace %v must be positive", c.Grace))
@@ -86,5 +94,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("tokenVerification", mode),
 		slog.String("logLevel", c.LogLevel.String()),
 		slog.String("grace", c.Grace.String()),
+		slog.String("drain", c.Drain.String()),
 	)
 }

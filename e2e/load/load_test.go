@@ -76,20 +76,37 @@ func TestRunSendsExactlyMaxRequestsAndCountsFailures(t *testing.T) {
 func TestRunHoldsTheRateAndStopsByItself(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
-	c := config(t, srv)
-	c.Rate, c.Duration = 200, 500*time.Millisecond
 
+	// The rate is a ceiling: 50 requests at 200/s cannot finish in less than
+	// the 49 intervals of 5ms between their scheduled starts, however fast
+	// the server. (A busy machine may make them slower; that is not asserted.)
+	c := config(t, srv)
+	c.Rate, c.MaxRequests = 200, 50
 	res, err := Run(t.Context(), c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 200/s for 0.5 s schedules about 100 requests; allow for scheduling at
-	// the edges of the window on a loaded machine.
-	if res.Requests < 80 || res.Requests > 101 {
-		t.Errorf("sent %d requests at 200/s for 500ms, want about 100", res.Requests)
+	if res.Requests+res.Dropped != 50 {
+		t.Errorf("scheduled %d+%d dropped, want 50", res.Requests, res.Dropped)
 	}
-	if res.Elapsed > 2*time.Second {
-		t.Errorf("run took %v, want it to stop near its 500ms bound", res.Elapsed)
+	if res.Elapsed < 245*time.Millisecond {
+		t.Errorf("50 requests at 200/s took %v, want ≥ 245ms: the rate was not held", res.Elapsed)
+	}
+
+	// Duration bounds a run with no request limit.
+	c.MaxRequests, c.Rate, c.Duration = 0, 1000, 200*time.Millisecond
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		res, err = Run(t.Context(), c)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("a 200ms run at 1000/s did not stop by itself")
+	}
+	if err != nil || res.Requests+res.Dropped > 201 {
+		t.Errorf("a 200ms run at 1000/s: %d sent + %d dropped, err %v; want at most 201 scheduled", res.Requests, res.Dropped, err)
 	}
 }
 

@@ -33,6 +33,11 @@ type Options struct {
 	// OnShutdown runs as soon as shutdown begins, before in-flight requests
 	// drain: the place to make readiness checks fail.
 	OnShutdown func()
+	// Drain keeps accepting new requests for this long after OnShutdown, so
+	// that a kubelet sees readiness fail and the endpoint is removed before
+	// the listener closes; without it, requests routed in that window are
+	// refused. Zero closes the listener at once (Cloud Run, local runs).
+	Drain time.Duration
 }
 
 // Listen binds addr and names the address in its error, so that a busy port
@@ -98,6 +103,15 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("shutting down", "component", o.Name, "grace", grace.String())
 	if o.OnShutdown != nil {
 		o.OnShutdown()
+	}
+	if o.Drain > 0 {
+		t := time.NewTimer(o.Drain)
+		select {
+		case <-t.C:
+		case err := <-errc:
+			t.Stop()
+			return fmt.Errorf("%s: serving on %s: %w", o.Name, o.Listener.Addr(), err)
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
