@@ -204,6 +204,24 @@ func (st *accountStore) find(uids, emails, phones []string) []account {
 	return out
 }
 
+// page returns up to n accounts in localId order, starting after the
+// localId after, and whether more follow.
+func (st *accountStore) page(after string, n int) ([]account, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	var out []account
+	for _, id := range slices.Sorted(maps.Keys(st.set.byID)) {
+		if id <= after {
+			continue
+		}
+		if len(out) == n {
+			return out, true
+		}
+		out = append(out, *st.set.byID[id])
+	}
+	return out, false
+}
+
 // mutate applies f to a copy of the table and, if f succeeds, writes the copy
 // to disk and only then makes it current.
 func (st *accountStore) mutate(f func(*accountSet) error) error {

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
+	"google.golang.org/api/iterator"
 )
 
 // newAdminClient points the unmodified Firebase Admin Go SDK at srv the way
@@ -121,6 +123,34 @@ func TestFirebaseAdminSDK(t *testing.T) {
 		code, out := call(t, srv, "POST", signInPath, map[string]any{"email": "grace@example.com", "password": "hopper1906"})
 		if code != 400 || errMessage(out) != "USER_DISABLED" {
 			t.Fatalf("sign-in of a disabled user = %d %q; want 400 USER_DISABLED", code, errMessage(out))
+		}
+	})
+	t.Run("Users lists every account across pages", func(t *testing.T) {
+		for i := range 3 {
+			if _, err := client.CreateUser(ctx, (&auth.UserToCreate{}).UID(fmt.Sprintf("list-%d", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := e.accounts.len()
+		pager := iterator.NewPager(client.Users(ctx, ""), 2, "")
+		seen := map[string]bool{}
+		pages := 0
+		for {
+			var users []*auth.ExportedUserRecord
+			next, err := pager.NextPage(&users)
+			if err != nil {
+				t.Fatalf("NextPage: %v", err)
+			}
+			pages++
+			for _, u := range users {
+				seen[u.UID] = true
+			}
+			if next == "" {
+				break
+			}
+		}
+		if len(seen) != want || pages != (want+1)/2 {
+			t.Fatalf("listed %d distinct users in %d pages of 2; want %d users in %d pages", len(seen), pages, want, (want+1)/2)
 		}
 	})
 	t.Run("UpdateUser of nobody fails with IsUserNotFound", func(t *testing.T) {

@@ -596,6 +596,29 @@ func (e *Emulator) createAccount(c echo.Context) error {
 	})
 }
 
+// listAccounts is the Admin SDK's Users iterator: pages in localId order,
+// the page token being the last localId of the previous page.
+func (e *Emulator) listAccounts(c echo.Context) error {
+	n := 1000
+	if v := c.QueryParam("maxResults"); v != "" {
+		m, err := strconv.Atoi(v)
+		if err != nil || m < 1 || m > 1000 {
+			return badRequest("INVALID_PAGE_SELECTION")
+		}
+		n = m
+	}
+	page, more := e.accounts.page(c.QueryParam("nextPageToken"), n)
+	users := make([]userInfo, len(page))
+	for i, a := range page {
+		users[i] = infoOf(a)
+	}
+	resp := map[string]any{"kind": "identitytoolkit#DownloadAccountResponse", "users": users}
+	if more {
+		resp["nextPageToken"] = page[len(page)-1].LocalID
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
 // reset deletes every account and session, as the Firebase emulator's
 // DELETE /emulator/v1/projects/{project}/accounts does.
 func (e *Emulator) reset(c echo.Context) error {

@@ -39,6 +39,7 @@ func (e *Emulator) Handler() http.Handler {
 	admin.POST(`/accounts\:lookup`, e.lookup)
 	admin.POST(`/accounts\:update`, e.update)
 	admin.POST(`/accounts\:delete`, e.deleteAccount)
+	admin.GET(`/accounts\:batchGet`, e.listAccounts)
 
 	// The Firebase emulator's reset, used between tests.
 	ec.DELETE("/emulator/v1/projects/:project/accounts", e.reset, e.checkProject)
