@@ -122,6 +122,24 @@ func BenchmarkSignature(b *testing.B) {
 	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/op")
 }
 
+// BenchmarkPasswordHash calibrates: one scrypt verification at the default
+// cost, the part of a sign-in that the refresh path does not have.
+func BenchmarkPasswordHash(b *testing.B) {
+	h := newPasswordHasher(DefaultPasswordHashCost)
+	stored, err := h.hash(b.Context(), "bench password")
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpuStart := cpuTime(b)
+	for b.Loop() {
+		if !h.verify(b.Context(), stored, "bench password") {
+			b.Fatal("the right password did not verify")
+		}
+	}
+	cpu := cpuTime(b) - cpuStart
+	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/op")
+}
+
 // TestIdleRSS measures the resident memory of a process running only the
 // emulator (testdata/rssprobe, built here: the test binary itself links the
 // Firebase Admin SDK, gRPC and more, and would measure those), after it has
