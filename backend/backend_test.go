@@ -11,18 +11,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"firebase.google.com/go/v4/auth"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
 	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 const project = "demo-acme"
@@ -66,45 +67,23 @@ func (s *stack) signIn(t testing.TB, email string, age time.Duration) (uid, toke
 	return uid, token
 }
 
-// syncBuffer collects log lines written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// lines parses the JSON log lines written so far.
-func (b *syncBuffer) lines(t *testing.T) []map[string]any {
+// logLines parses the JSON log lines written so far.
+func logLines(t *testing.T, b *logtest.Buffer) []map[string]any {
 	t.Helper()
-	var out []map[string]any
-	for l := range strings.Lines(b.String()) {
-		var m map[string]any
-		if err := json.Unmarshal([]byte(l), &m); err != nil {
-			t.Fatalf("log line is not JSON: %q: %v", l, err)
-		}
-		out = append(out, m)
+	lines, err := b.JSONLines()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return lines
 }
 
 func testConfig() backend.Config {
 	return backend.Config{Addr: "127.0.0.1:0", ProjectID: project, Grace: 5 * time.Second}
 }
 
-func newBackend(t *testing.T, v idtoken.Verifier) (*backend.Server, *httptest.Server, *syncBuffer) {
+func newBackend(t *testing.T, v idtoken.Verifier) (*backend.Server, *httptest.Server, *logtest.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	b := backend.New(testConfig(), v, logging.New(logs, slog.LevelDebug, project))
 	ts := httptest.NewServer(b.Handler())
 	t.Cleanup(ts.Close)
@@ -270,7 +249,7 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := tt.path
-			before := len(logs.lines(t))
+			before := len(logLines(t, logs))
 			a := get(t, "GET", ts.URL+path, tt.header)
 			if a.status != tt.wantAnswer {
 				t.Fatalf("status %d, want %d", a.status, tt.wantAnswer)
@@ -282,7 +261,7 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 			if tt.wantID == "" && (len(id) < 16 || id == tt.header.Get("X-Request-Id")) {
 				t.Errorf("X-Request-Id answered %q, want a freshly generated id", id)
 			}
-			lines := logs.lines(t)[before:]
+			lines := logLines(t, logs)[before:]
 			var access map[string]any
 			for _, l := range lines {
 				if l["requestId"] != id {
@@ -331,7 +310,7 @@ func TestAVerifierThatCannotCheckAnswers503(t *testing.T) {
 		t.Fatalf("got %d %v, want 503 %v", a.status, a.body, want)
 	}
 	found := false
-	for _, l := range logs.lines(t) {
+	for _, l := range logLines(t, logs) {
 		if l["severity"] == "ERROR" && strings.Contains(l["error"].(string), "JWKS") {
 			found = true
 		}
@@ -356,7 +335,7 @@ func TestAPanicIsAJSON500LoggedWithItsStack(t *testing.T) {
 		t.Fatalf("got %d %v, want 500 %v", a.status, a.body, want)
 	}
 	var logged bool
-	for _, l := range logs.lines(t) {
+	for _, l := range logLines(t, logs) {
 		msg, _ := l["error"].(string)
 		if l["severity"] == "ERROR" && strings.Contains(msg, "verifier bug") && strings.Contains(msg, "goroutine") {
 			logged = true
@@ -389,7 +368,7 @@ func TestShutdownFailsReadinessAndFinishesInFlightRequests(t *testing.T) {
 	st := startStack(t)
 	uid, tok := st.signIn(t, "alice@example.com", 0)
 	gate := gatedVerifier{Verifier: st.verifier, started: make(chan struct{}), release: make(chan struct{})}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	b := backend.New(testConfig(), gate, logging.New(logs, slog.LevelDebug, project))
 	ln, err := serve.Listen(t.Context(), "127.0.0.1:0")
 	if err != nil {

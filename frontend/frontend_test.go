@@ -17,10 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/html"
+
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
-	"golang.org/x/net/html"
 )
 
 const testProject = "demo-acme"
@@ -33,7 +35,7 @@ type stack struct {
 	emulator *identity.Emulator
 	gateway  *fakeGateway
 	front    *httptest.Server
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 	cfg      Config
 }
 
@@ -124,7 +126,7 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	for _, m := range mod {
 		m(&cfg)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	f, err := New(cfg, Deps{
 		Verifier:   verifier,
 		GatewayTLS: staticTLS{roots: roots},
@@ -230,18 +232,6 @@ func cookieNamed(resp *http.Response, name string) *http.Cookie {
 	}
 	return nil
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
 
 func parseHTML(t testing.TB, s string) *html.Node {
 	t.Helper()

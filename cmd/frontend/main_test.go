@@ -14,10 +14,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
 
@@ -39,26 +39,13 @@ func env(t testing.TB) map[string]string {
 	}
 }
 
-// lockedBuffer collects the JSON log lines run writes from its goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
-
 func TestRunServesThenShutsDownOnCancel(t *testing.T) {
 	vars := env(t)
 	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", vars["FIREBASE_AUTH_EMULATOR_HOST"])
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pr, pw := io.Pipe()
-	var logs lockedBuffer
+	var logs logtest.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string { return vars[k] }, io.MultiWriter(pw, &logs))

@@ -18,10 +18,12 @@ import (
 	gauth "cloud.google.com/go/auth"
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
-	"github.com/acme/cloudrun-istio-gke/local/identity"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
 const project = "demo-acme"
@@ -56,13 +58,13 @@ func startEmulator(t *testing.T) *emulator {
 
 // newVerifier returns a verifier for the emulator whose key cache runs on
 // the returned clock, so tests can step past its rate limit without sleeping.
-func (e *emulator) newVerifier(t *testing.T) (*Firebase, *testClock) {
+func (e *emulator) newVerifier(t *testing.T) (*Firebase, *clocktest.Clock) {
 	t.Helper()
 	v, err := New(t.Context(), Config{ProjectID: project, EmulatorHost: e.host})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	clock := &testClock{t: time.Now()}
+	clock := clocktest.New(time.Now())
 	v.keys.now = clock.Now
 	return v, clock
 }
@@ -107,23 +109,6 @@ func (e *emulator) signClaims(t *testing.T, claims map[string]any) string {
 		t.Fatalf("SignClaims: %v", err)
 	}
 	return tok
-}
-
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // kidOf reads the kid from a token's header.

@@ -1,7 +1,6 @@
 package tlsdir_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,54 +16,19 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
 const clientID = "spiffe://acme.internal/ns/frontend/sa/frontend"
 
-// clock is a settable clock shared by a test's Dirs.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now()} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// logBuffer collects log output written from server goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Now()) }
 
 func newCA(t *testing.T, name string, now time.Time) *certgen.Pair {
 	t.Helper()
@@ -112,7 +76,7 @@ func writeDir(t *testing.T, dir string, p *certgen.Pair, ca ...*certgen.Pair) {
 	}
 }
 
-func open(t *testing.T, dir string, c *clock, logs io.Writer) *tlsdir.Dir {
+func open(t *testing.T, dir string, c *clocktest.Clock, logs io.Writer) *tlsdir.Dir {
 	t.Helper()
 	if logs == nil {
 		logs = io.Discard
@@ -390,15 +354,15 @@ func TestMutualTLSHandshakes(t *testing.T) {
 
 func TestRotation(t *testing.T) {
 	type setup struct {
-		c            *clock
+		c            *clocktest.Clock
 		ca           *certgen.Pair
 		gwDir, feDir string
 		gw           *gateway
 		fe           *tlsdir.Dir
-		logs         *logBuffer
+		logs         *logtest.Buffer
 	}
 	start := func(t *testing.T) *setup {
-		s := &setup{c: newClock(), gwDir: t.TempDir(), feDir: t.TempDir(), logs: &logBuffer{}}
+		s := &setup{c: newClock(), gwDir: t.TempDir(), feDir: t.TempDir(), logs: &logtest.Buffer{}}
 		s.ca = newCA(t, "CA", s.c.Now())
 		v := certgen.For(s.c.Now(), time.Hour)
 		writeDir(t, s.gwDir, serverPair(t, s.ca, v), s.ca)

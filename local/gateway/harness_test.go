@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
@@ -32,8 +32,8 @@ type stack struct {
 	gw       *Gateway
 	addr     string
 	pki      *pkiDirs
-	client   *http.Client // presents the frontend's certificate, SNI api.internal.example
-	log      *syncBuffer  // the access log
+	client   *http.Client    // presents the frontend's certificate, SNI api.internal.example
+	log      *logtest.Buffer // the access log
 	upstream *recorder
 }
 
@@ -61,23 +61,6 @@ func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(echoed{Path: r.URL.EscapedPath(), Query: r.URL.RawQuery, Host: r.Host, Header: r.Header})
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type stackOptions struct {
 	istioDir string       // default: the repository's istio/
 	upstream http.Handler // default: a recorder
@@ -89,7 +72,7 @@ type stackOptions struct {
 
 func newStack(t testing.TB, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{log: &syncBuffer{}}
+	s := &stack{log: &logtest.Buffer{}}
 	ctx, cancel := context.WithCancel(context.Background())
 
 	idp, err := identity.New(identity.Config{ProjectID: projectID, StateDir: filepath.Join(t.TempDir(), "identity"), PasswordHashCost: 10})

@@ -10,6 +10,8 @@ import (
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
 	"google.golang.org/api/iterator"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 )
 
 // newAdminClient points the unmodified Firebase Admin Go SDK at srv the way
@@ -33,7 +35,7 @@ func TestFirebaseAdminSDK(t *testing.T) {
 	// The emulator runs ten minutes behind the Admin SDK, so that a
 	// revocation (which the SDK stamps with its own clock) postdates tokens
 	// issued just before it without the test sleeping.
-	clock := &testClock{t: time.Now().Add(-10 * time.Minute)}
+	clock := clocktest.New(time.Now().Add(-10 * time.Minute))
 	e, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now })
 	client := newAdminClient(t, srv)
 	ctx := t.Context()

@@ -16,27 +16,10 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 )
 
 const testProject = "demo-acme"
-
-// testClock is a settable clock for Config.Now.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // newTestEmulator starts an emulator on loopback with the cheapest allowed
 // password hash (tests measure behaviour, the benchmarks measure cost).
@@ -561,7 +544,7 @@ func TestResetDeletesEveryAccount(t *testing.T) {
 }
 
 func TestLogsNeverCarrySecrets(t *testing.T) {
-	var buf syncBuffer
+	var buf logtest.Buffer
 	_, srv := newTestEmulator(t, func(c *Config) { c.Logger = logging.New(&buf, slog.LevelDebug, testProject) })
 	const pw, newPW, apiKey = "pw-Secret-1234", "pw-Secret-5678", "api-Key-Secret"
 	up := signUp(t, srv, "ada@example.com", pw)
@@ -592,24 +575,6 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 			t.Errorf("the log contains %s", what)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines to write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestAChangeThatCannotBeSavedChangesNothing(t *testing.T) {

@@ -18,6 +18,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	josejwt "github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 )
 
 // The emulator signs with lestrrat-go/jwx; these tests verify with go-jose,
@@ -84,7 +86,7 @@ func verify(set jose.JSONWebKeySet, token string, now time.Time) (idClaims, erro
 }
 
 func TestEveryIssuedIDTokenVerifiesWithAnIndependentLibrary(t *testing.T) {
-	clock := &testClock{t: time.Now().Truncate(time.Second)}
+	clock := clocktest.New(time.Now().Truncate(time.Second))
 	e, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now })
 	set := fetchJWKS(t, srv)
 
@@ -247,7 +249,7 @@ func signWithForeignKey(t *testing.T, token string) string {
 }
 
 func TestRotationKeepsTheOldKeyForItsGrace(t *testing.T) {
-	clock := &testClock{t: time.Now().Truncate(time.Second)}
+	clock := clocktest.New(time.Now().Truncate(time.Second))
 	e, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now; c.KeyGrace = 90 * time.Minute })
 	up := signUp(t, srv, "ada@example.com", "correct horse")
 	before := up["idToken"].(string)

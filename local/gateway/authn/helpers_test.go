@@ -23,6 +23,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 )
 
 // The names fixed for the project: the local Identity Platform issuer.
@@ -56,25 +58,7 @@ func testKeys(t testing.TB) {
 	})
 }
 
-// clock is a settable Options.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)) }
 
 // jwksJSON publishes public keys as a JWKS, each with its kid and alg, as
 // Google's securetoken endpoint does.
@@ -228,7 +212,7 @@ func identityRule(jwksURI string) *securityv1beta1.JWTRule {
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newAuthenticator(t testing.TB, rules []*securityv1beta1.JWTRule, c *clock, override map[string]string) *Authenticator {
+func newAuthenticator(t testing.TB, rules []*securityv1beta1.JWTRule, c *clocktest.Clock, override map[string]string) *Authenticator {
 	t.Helper()
 	a, err := New(rules, Options{
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},

@@ -14,6 +14,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"google.golang.org/protobuf/types/known/durationpb"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 )
 
 // Faults at the JWKS endpoint (issue "Hardening": down, slow, garbage; cached
@@ -25,7 +27,7 @@ func TestJWKSFaults(t *testing.T) {
 	both := jwksJSON(t, map[string]crypto.PublicKey{"key-1": &rsaKey1.PublicKey, "key-2": &rsaKey2.PublicKey}, true)
 
 	type step struct {
-		do          func(s *jwksServer, c *clock)
+		do          func(s *jwksServer, c *clocktest.Clock)
 		kid         string // token signed with key-1 for "key-1", key-2 otherwise
 		wantBody    string // "" means the token is accepted
 		wantFetches int64
@@ -36,13 +38,16 @@ func TestJWKSFaults(t *testing.T) {
 	}{
 		{name: "valid tokens keep working while the endpoint is down", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusServiceUnavailable, nil); c.Advance(6 * time.Minute) },
+			{do: func(s *jwksServer, c *clocktest.Clock) {
+				s.serve(http.StatusServiceUnavailable, nil)
+				c.Advance(6 * time.Minute)
+			},
 				kid: "key-1", wantFetches: 2},
 			{kid: "key-1", wantFetches: 2},
 		}},
 		{name: "a garbage JWKS does not replace good keys", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) {
+			{do: func(s *jwksServer, c *clocktest.Clock) {
 				s.serve(http.StatusOK, []byte("<html>oops"))
 				c.Advance(6 * time.Minute)
 			},
@@ -50,34 +55,34 @@ func TestJWKSFaults(t *testing.T) {
 		}},
 		{name: "an unknown kid fails closed while the endpoint is down", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusBadGateway, nil); c.Advance(time.Minute) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { s.serve(http.StatusBadGateway, nil); c.Advance(time.Minute) },
 				kid: "key-2", wantBody: "Jwks doesn't have key to match kid or alg from Jwt", wantFetches: 2},
 		}},
 		{name: "a rotated-in key is accepted at once", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusOK, both); c.Advance(time.Minute) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { s.serve(http.StatusOK, both); c.Advance(time.Minute) },
 				kid: "key-2", wantFetches: 2},
 			{kid: "key-1", wantFetches: 2},
 		}},
 		{name: "refetches for unknown kids are rate limited", steps: []step{
 			{kid: "key-1", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { c.Advance(time.Minute) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { c.Advance(time.Minute) },
 				kid: "key-2", wantBody: "Jwks doesn't have key to match kid or alg from Jwt", wantFetches: 2},
-			{do: func(s *jwksServer, c *clock) {
+			{do: func(s *jwksServer, c *clocktest.Clock) {
 				s.serve(http.StatusOK, both)
 				c.Advance(minRefetchInterval - time.Second)
 			},
 				kid: "key-2", wantBody: "Jwks doesn't have key to match kid or alg from Jwt", wantFetches: 2},
-			{do: func(s *jwksServer, c *clock) { c.Advance(time.Second) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { c.Advance(time.Second) },
 				kid: "key-2", wantFetches: 3},
 		}},
 		// Until keys were fetched once, every token fails verification, as
 		// with istiod's fail-closed PublicOnlyJwks (pilot/pkg/model/jwks_resolver.go).
 		{name: "the gateway recovers without restart once the endpoint is back", steps: []step{
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusInternalServerError, nil) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { s.serve(http.StatusInternalServerError, nil) },
 				kid: "key-1", wantBody: "Jwt verification fails", wantFetches: 1},
 			{kid: "key-1", wantBody: "Jwt verification fails", wantFetches: 1},
-			{do: func(s *jwksServer, c *clock) { s.serve(http.StatusOK, key1); c.Advance(minRefetchInterval) },
+			{do: func(s *jwksServer, c *clocktest.Clock) { s.serve(http.StatusOK, key1); c.Advance(minRefetchInterval) },
 				kid: "key-1", wantFetches: 2},
 		}},
 	}
