@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -166,5 +168,30 @@ spec:
 	}
 	if got.status != http.StatusForbidden || got.body != bodyRBACDenied {
 		t.Fatalf("GET /api/admin with a forged x-jwt-claim-sub: %d %q, want 403 %q", got.status, got.body, bodyRBACDenied)
+	}
+}
+
+func TestStreamingResponsesAreNotHeldBack(t *testing.T) {
+	// Envoy forwards response bytes as they arrive; a response of unknown
+	// length must reach the client before the upstream finishes it.
+	release := make(chan struct{})
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first\n")
+		w.(http.Flusher).Flush()
+		<-release
+		io.WriteString(w, "second\n")
+	})
+	s := newStack(t, stackOptions{upstream: upstream})
+	defer close(release)
+
+	req := newRequest(t, "GET", "/api/stream", http.Header{"Authorization": {"Bearer " + s.token(t)}})
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "first\n" {
+		t.Fatalf("first streamed line: %q, %v; want %q while the upstream still holds the rest", line, err, "first\n")
 	}
 }
