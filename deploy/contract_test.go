@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/acme/cloudrun-istio-gke/backend"
+	"github.com/acme/cloudrun-istio-gke/frontend"
 	appsv1 "k8s.io/api/apps/v1"
 )
 
@@ -28,5 +29,26 @@ func TestBackendAcceptsItsDeploymentEnvironment(t *testing.T) {
 				t.Errorf("backend would listen on %q for project %q, want :8080 and %q", cfg.Addr, cfg.ProjectID, projectID(t))
 			}
 		})
+	}
+}
+
+// TestFrontendAcceptsItsCloudRunEnvironment does the same for the frontend
+// and the environment of deploy/cloudrun/frontend.yaml (Cloud Run sets PORT).
+func TestFrontendAcceptsItsCloudRunEnvironment(t *testing.T) {
+	c := readCloudRunService(t).Spec.Template.Spec.Containers[0]
+	env := map[string]string{"PORT": "8080"}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	cfg, err := frontend.ParseConfig(c.Args, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("frontend.ParseConfig with the env of %s %v: %v", cloudRunService, env, err)
+	}
+	if cfg.ClientCertFile != env["CLIENT_TLS_CERT_FILE"] || cfg.ClientKeyFile != env["CLIENT_TLS_KEY_FILE"] || cfg.ClientCAFile != env["CLIENT_TLS_CA_FILE"] {
+		t.Errorf("frontend reads cert %q key %q CA %q, want the mounted files %q %q %q", cfg.ClientCertFile, cfg.ClientKeyFile, cfg.ClientCAFile,
+			env["CLIENT_TLS_CERT_FILE"], env["CLIENT_TLS_KEY_FILE"], env["CLIENT_TLS_CA_FILE"])
+	}
+	if cfg.ProjectID != projectID(t) || cfg.GatewayServerName != gatewayHost {
+		t.Errorf("frontend project %q server name %q, want %q %q", cfg.ProjectID, cfg.GatewayServerName, projectID(t), gatewayHost)
 	}
 }
