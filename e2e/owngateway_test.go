@@ -28,6 +28,10 @@ type ownGatewayOptions struct {
 	upstream   string        // host:port every route goes to
 	jwksOrigin string        // "" means the shared emulator
 	timeout    time.Duration // route timeout replacing istio/'s 10 s; 0 keeps it
+	// jwksTimeout replaces the JWT rules' fetch timeout (Istio's default
+	// 5 s); now is the gateway's clock. Zero values keep the defaults.
+	jwksTimeout time.Duration
+	now         func() time.Time
 }
 
 func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
@@ -49,6 +53,13 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 				if hr.GetTimeout() != nil {
 					hr.Timeout = durationpb.New(o.timeout)
 				}
+			}
+		}
+	}
+	if o.jwksTimeout > 0 {
+		for _, ra := range rs.RequestAuthentications {
+			for _, r := range ra.Spec.GetJwtRules() {
+				r.Timeout = durationpb.New(o.jwksTimeout)
 			}
 		}
 	}
@@ -75,6 +86,7 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		t.Fatalf("gateway.LocalConfig: %v", err)
 	}
 	cfg.HTTPClient = &http.Client{Timeout: 2 * time.Second}
+	cfg.Now = o.now
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		cancel()
