@@ -264,7 +264,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: gwToken(func(t *testing.T) string {
 				return withPayload(t, encodeRaw(`{"a":`+nested(20000)+`}`))
 			}), wantStatus: 401, wantBody: "Jwt payload is an invalid JSON"},
-		{name: "gateway: a well-signed payload nested 1,000 deep with a string iat is refused on the claim type, not crashed", doc: docBackendAuth,
+		{name: "gateway: a well-signed payload nested 1,000 deep with a string iat is refused on the claim type, not crashed", doc: docJWTParse,
 			send: gwToken(func(t *testing.T) string {
 				var v any = "x"
 				for range 1000 {
@@ -426,6 +426,20 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "frontend: a scheme-relative path is not redirected off-site", doc: "OWASP Unvalidated Redirects and Forwards",
 			send:       smuggle(frontendHost, false, "GET //evil.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, check: noOffsiteLocation},
+		{name: "frontend: a planted CSRF cookie of the wrong shape is refused even when the header matches it", doc: docCSRF,
+			send: session("/session", nil, func(_ http.Header, c *http.Cookie, tok *string) { c.Value, *tok = "attacker", "attacker" }),
+			wantStatus: 403, wantJSON: map[string]string{"error": "Your page is out of date. Reload it and try again."}},
+		{name: "frontend: sign-in answers 204 with no Location whatever next= says (no open redirect)", doc: "OWASP Unvalidated Redirects and Forwards",
+			send: func(t *testing.T) (exchange, error) {
+				cookie, token := csrfPair(t)
+				h := http.Header{"Content-Type": {"application/json"}, "Origin": {origin}, "Cookie": {cookie.String()}, "X-Csrf-Token": {token}}
+				return do(t, http.MethodPost, env.frontendURL+"/session?next=https://evil.example/&continueUrl=//evil.example",
+					h, mustJSON(t, map[string]string{"idToken": tk.valid}))
+			}, wantStatus: 204, check: func(t *testing.T, got exchange) {
+				if loc := got.header.Get("Location"); loc != "" {
+					t.Errorf("sign-in answered Location %q; want none", loc)
+				}
+			}},
 		{name: "frontend: a forged alg none token cannot become a session", doc: docCSRF,
 			send: session("/session", idTokenBody(func(t *testing.T) string {
 				return withHeader(t, map[string]any{"alg": "none", "kid": tk.header["kid"]})
