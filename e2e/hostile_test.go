@@ -427,7 +427,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send:       smuggle(frontendHost, false, "GET //evil.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, check: noOffsiteLocation},
 		{name: "frontend: a planted CSRF cookie of the wrong shape is refused even when the header matches it", doc: docCSRF,
-			send: session("/session", nil, func(_ http.Header, c *http.Cookie, tok *string) { c.Value, *tok = "attacker", "attacker" }),
+			send:       session("/session", nil, func(_ http.Header, c *http.Cookie, tok *string) { c.Value, *tok = "attacker", "attacker" }),
 			wantStatus: 403, wantJSON: map[string]string{"error": "Your page is out of date. Reload it and try again."}},
 		{name: "frontend: sign-in answers 204 with no Location whatever next= says (no open redirect)", doc: "OWASP Unvalidated Redirects and Forwards",
 			send: func(t *testing.T) (exchange, error) {
