@@ -194,6 +194,10 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 	const nulHeader = "GET /api/healthz HTTP/1.1\r\nHost: %s\r\nX-A: a\x00b\r\n\r\n"
 	gwName := env.gatewayServerName
 	unauth := map[string]string{"error": "unauthenticated"}
+	// net/http's own refusals, written before any handler runs (the local
+	// gateway's codec is net/http's too; Envoy's wording differs).
+	const body400 = "400 Bad Request"
+	const body431 = "431 Request Header Fields Too Large"
 
 	tests := []attack{
 		// ---- Gateway: JWT header tricks ----
@@ -255,7 +259,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		// ---- Gateway: sizes and shapes ----
 		{name: "gateway: a 128 KB bearer token exceeds the header limit", doc: docGoHeaders,
 			send:       gw("/api/secure.json", func(t *testing.T) http.Header { return bearer(big) }),
-			wantStatus: 431},
+			wantStatus: 431, wantBody: body431},
 		{name: "gateway: a 20 KB token of garbage is not JSON", doc: docJWTParse,
 			send: gwToken(func(t *testing.T) string {
 				return strings.Repeat("QUFB", 5000) + "." + tk.payload + ".c2ln"
@@ -315,18 +319,18 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "gateway: two Host headers are a bad request", doc: "RFC 9112 section 3.2 (a request with more than one Host is answered 400)",
 			send: smuggle(gwAddr, true, fmt.Sprintf(twoHosts, gwName)), wantStatus: 400, wantBody: "400 Bad Request"},
 		{name: "gateway: a NUL inside a header value is a bad request", doc: docSmuggling,
-			send: smuggle(gwAddr, true, fmt.Sprintf(nulHeader, gwName)), wantStatus: 400},
+			send: smuggle(gwAddr, true, fmt.Sprintf(nulHeader, gwName)), wantStatus: 400, wantBody: body400},
 		{name: "gateway: Content-Length with Transfer-Encoding is refused outright, as Envoy's codec does", doc: docSmuggling + "; Envoy http1 codec: http1.content_length_and_chunked_not_allowed → 400",
 			sendSeq: conversation(gwAddr, true, fmt.Sprintf(clTE, gwName, gwName)), wantSeq: []int{400},
 			defect: "local gateway (net/http via internal/serve) treats CL+TE as chunked and keeps the connection open, answering the trailing request, where Envoy answers 400 and RFC 9112 6.1 says the server MUST close the connection after responding"},
 		{name: "gateway: a request smuggled after a CL+TE body meets the policy on its own", doc: docSmuggling,
 			sendSeq: conversation(gwAddr, true, fmt.Sprintf(clTE, gwName, gwName)), wantSeq: []int{405, 403}},
 		{name: "gateway: two different Content-Lengths are refused", doc: docSmuggling,
-			send: smuggle(gwAddr, true, fmt.Sprintf(clCL, gwName)), wantStatus: 400},
+			send: smuggle(gwAddr, true, fmt.Sprintf(clCL, gwName)), wantStatus: 400, wantBody: body400},
 		{name: "gateway: an unknown transfer coding is not implemented", doc: docSmuggling,
-			send: smuggle(gwAddr, true, fmt.Sprintf(teTE, gwName)), wantStatus: 501},
+			send: smuggle(gwAddr, true, fmt.Sprintf(teTE, gwName)), wantStatus: 501, wantBody: "Unsupported transfer encoding"},
 		{name: "gateway: whitespace before the colon of Transfer-Encoding is refused", doc: docSmuggling,
-			send: smuggle(gwAddr, true, fmt.Sprintf(teSpace, gwName)), wantStatus: 400},
+			send: smuggle(gwAddr, true, fmt.Sprintf(teSpace, gwName)), wantStatus: 400, wantBody: "400 Bad Request: invalid header name"},
 		{name: "gateway: an encoded CRLF in the path cannot inject a header", doc: docNormalization,
 			send:       gw("/api/secure.json%0d%0aX-Jwt-Claim-Sub:%20admin", nil),
 			wantStatus: 403, wantBody: bodyRBACDenied},
@@ -375,11 +379,11 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send:       smuggle(backendHost, false, "GET /api/healthz/../secure.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, wantJSON: map[string]string{"error": "not_found"}},
 		{name: "backend: a 128 KB header exceeds its header limit", doc: docGoHeaders,
-			send: be(nil, http.Header{"X-Big": {big}}), wantStatus: 431},
+			send: be(nil, http.Header{"X-Big": {big}}), wantStatus: 431, wantBody: body431},
 		{name: "backend: a body beyond 4 KB on its GET-only API is too large", doc: docBackendAuth,
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodPost, st.BackendURL+"/api/healthz", http.Header{"Content-Type": {"application/json"}}, strings.Repeat("x", 8<<10))
-			}, wantStatus: 413},
+			}, wantStatus: 413, wantJSON: map[string]string{"error": "bad_request"}},
 		{name: "backend: a request smuggled after a CL+TE body needs its own token", doc: docSmuggling,
 			sendSeq: conversation(backendHost, false, fmt.Sprintf(clTE, "x", "x")), wantSeq: []int{405, 401}},
 		{name: "backend: two Host headers are a bad request", doc: "RFC 9112 section 3.2",
@@ -387,7 +391,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "backend: a bare CR inside a header value is a bad request", doc: docSmuggling,
 			send: smuggle(backendHost, false, fmt.Sprintf(bareCR, "x")), wantStatus: 400, wantBody: "400 Bad Request"},
 		{name: "backend: two different Content-Lengths are refused", doc: docSmuggling,
-			send: smuggle(backendHost, false, fmt.Sprintf(clCL, "x")), wantStatus: 400},
+			send: smuggle(backendHost, false, fmt.Sprintf(clCL, "x")), wantStatus: 400, wantBody: body400},
 
 		// ---- Frontend ----
 		{name: "frontend: POST /session from another origin is refused (CSRF)", doc: docCSRF,
@@ -425,7 +429,11 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			}, wantStatus: 303, check: wantHeader("Location", "/")},
 		{name: "frontend: a scheme-relative path is not redirected off-site", doc: "OWASP Unvalidated Redirects and Forwards",
 			send:       smuggle(frontendHost, false, "GET //evil.example/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-			wantStatus: 404, check: noOffsiteLocation},
+			wantStatus: 404, check: both(noOffsiteLocation, bodyHas("<strong>Not Found</strong>"))},
+		{name: "frontend: a sign-out form body over 16 KB is too large", doc: "frontend/routes.go BodyLimit 16K on POST /signout",
+			send: session("/signout", func(t *testing.T) string { return "csrf=" + strings.Repeat("a", 20<<10) }, func(h http.Header, _ *http.Cookie, _ *string) {
+				h.Set("Content-Type", "application/x-www-form-urlencoded")
+			}), wantStatus: 413, wantJSON: map[string]string{"error": "Request Entity Too Large"}},
 		{name: "frontend: a planted CSRF cookie of the wrong shape is refused even when the header matches it", doc: docCSRF,
 			send:       session("/session", nil, func(_ http.Header, c *http.Cookie, tok *string) { c.Value, *tok = "attacker", "attacker" }),
 			wantStatus: 403, wantJSON: map[string]string{"error": "Your page is out of date. Reload it and try again."}},
@@ -459,7 +467,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "frontend: a 128 KB header exceeds its header limit", doc: docGoHeaders,
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, env.frontendURL+"/", http.Header{"Cookie": {"session=" + big}}, "")
-			}, wantStatus: 431},
+			}, wantStatus: 431, wantBody: body431},
 		{name: "frontend: a forged session cookie relayed to the gateway is refused there", doc: docVerifyOrder,
 			send: func(t *testing.T) (exchange, error) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
@@ -467,7 +475,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			}, wantStatus: 401, wantBody: bodyBadSig},
 		{name: "frontend: an encoded traversal out of the static assets is not found", doc: "frontend/routes.go staticAssets",
 			send:       smuggle(frontendHost, false, "GET /static/..%2f..%2fgo.mod HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
-			wantStatus: 404},
+			wantStatus: 404, check: bodyHas("<strong>Not Found</strong>")},
 		{name: "frontend: a request smuggled after a CL+TE POST /session still meets CSRF and the gateway", doc: docSmuggling,
 			sendSeq: conversation(frontendHost, false, fmt.Sprintf(strings.Replace(clTE, "/api/healthz", "/session", 1), "x", "x")), wantSeq: []int{403, 403}},
 
@@ -493,7 +501,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "emulator: a 128 KB header exceeds its header limit", doc: docGoHeaders,
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, st.IdentityURL+"/", http.Header{"X-Big": {big}}, "")
-			}, wantStatus: 431},
+			}, wantStatus: 431, wantBody: body431},
 		{name: "emulator: two different Content-Lengths are refused", doc: docSmuggling,
 			send:       smuggle(identityHost, false, fmt.Sprintf(strings.Replace(clCL, "/api/healthz", "/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k", 1), "x")),
 			wantStatus: 400},
@@ -645,6 +653,19 @@ func noSetCookie(name string) func(t *testing.T, got exchange) {
 			}
 		}
 	}
+}
+
+func bodyHas(want string) func(t *testing.T, got exchange) {
+	return func(t *testing.T, got exchange) {
+		t.Helper()
+		if !strings.Contains(got.body, want) {
+			t.Errorf("body lacks %q: %.300q", want, got.body)
+		}
+	}
+}
+
+func both(a, b func(t *testing.T, got exchange)) func(t *testing.T, got exchange) {
+	return func(t *testing.T, got exchange) { a(t, got); b(t, got) }
 }
 
 func noOffsiteLocation(t *testing.T, got exchange) {
