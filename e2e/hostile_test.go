@@ -814,3 +814,35 @@ func jsonAt(body, path string) string {
 	s, _ := v.(string)
 	return s
 }
+
+// TestSignInErrorsDoNotRevealWhichEmailsHaveAccounts compares the emulator's
+// whole answers for an unknown email and a wrong password: any difference
+// (status, body, a header) would let a caller probe for accounts.
+func TestSignInErrorsDoNotRevealWhichEmailsHaveAccounts(t *testing.T) {
+	st := requireLocal(t, "the local emulator's answers are compared byte for byte")
+	email, _ := requireUser(t)
+	t.Log("follows", docEnumeration)
+	signIn := func(email, password string) exchange {
+		t.Helper()
+		got, err := do(t, http.MethodPost, st.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=emulator-api-key",
+			http.Header{"Content-Type": {"application/json"}},
+			mustJSON(t, map[string]any{"email": email, "password": password, "returnSecureToken": true}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	unknown := signIn("nobody-"+randomString(6)+"@example.com", "some-password-1")
+	wrong := signIn(email, "some-password-1")
+	if unknown.status != http.StatusBadRequest || jsonAt(unknown.body, "error.message") != "INVALID_LOGIN_CREDENTIALS" {
+		t.Fatalf("unknown email answered %v; want 400 INVALID_LOGIN_CREDENTIALS", unknown)
+	}
+	if unknown.status != wrong.status || unknown.body != wrong.body {
+		t.Errorf("the answers differ:\nunknown email:  %v\nwrong password: %v", unknown, wrong)
+	}
+	for _, h := range []string{"Content-Type", "Content-Length", "Www-Authenticate", "Set-Cookie"} {
+		if unknown.header.Get(h) != wrong.header.Get(h) {
+			t.Errorf("header %s differs: unknown email %q, wrong password %q", h, unknown.header.Get(h), wrong.header.Get(h))
+		}
+	}
+}
