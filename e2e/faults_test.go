@@ -96,58 +96,62 @@ func TestBrokenBackendsAnswerPromptlyWithEnvoysBodiesAndLeakNothing(t *testing.T
 	goroutinesBefore := runtime.NumGoroutine()
 	fdsBefore := openFDs(t)
 
-	for name, bb := range brokenBackends(t) {
-		t.Run("a "+name+" backend", func(t *testing.T) {
-			g := startOwnGateway(t, ownGatewayOptions{upstream: bb.addr, timeout: routeTimeout})
+	// The broken backends, gateways and frontends live in this subtest, so
+	// that its cleanups have shut them all down before the counts below.
+	t.Run("each broken backend", func(t *testing.T) {
+		for name, bb := range brokenBackends(t) {
+			t.Run("a "+name+" backend", func(t *testing.T) {
+				g := startOwnGateway(t, ownGatewayOptions{upstream: bb.addr, timeout: routeTimeout})
 
-			t.Run(fmt.Sprintf("the gateway answers %d with Envoy's body, within the route timeout and a margin", bb.status), func(t *testing.T) {
-				for i := range requests {
-					start := time.Now()
-					resp, err := g.get(t, "/api/secure.json", tk.valid, nil)
-					took := time.Since(start)
+				t.Run(fmt.Sprintf("the gateway answers %d with Envoy's body, within the route timeout and a margin", bb.status), func(t *testing.T) {
+					for i := range requests {
+						start := time.Now()
+						resp, err := g.get(t, "/api/secure.json", tk.valid, nil)
+						took := time.Since(start)
+						if err != nil {
+							t.Fatalf("request %d: %v; want %d", i, err, bb.status)
+						}
+						if resp.status != bb.status || resp.body != bb.body {
+							t.Fatalf("request %d answered %v; want %d %q", i, resp, bb.status, bb.body)
+						}
+						// A bound, not a benchmark: a hung request would take
+						// the client's 10 s timeout.
+						if took > 5*time.Second {
+							t.Fatalf("request %d took %v; want an answer within 5 s (route timeout %v)", i, took, routeTimeout)
+						}
+					}
+				})
+
+				t.Run("the frontend shows the backend is unavailable, with a request id", func(t *testing.T) {
+					fe := startOwnFrontend(t, st.IdentityURL, g.url)
+					req, err := http.NewRequest(http.MethodGet, fe+"/", nil)
 					if err != nil {
-						t.Fatalf("request %d: %v; want %d", i, err, bb.status)
+						t.Fatal(err)
 					}
-					if resp.status != bb.status || resp.body != bb.body {
-						t.Fatalf("request %d answered %v; want %d %q", i, resp, bb.status, bb.body)
+					req.AddCookie(&http.Cookie{Name: "session", Value: tk.valid})
+					resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+					if err != nil {
+						t.Fatalf("GET /: %v", err)
 					}
-					// A bound, not a benchmark: a hung request would take
-					// the client's 10 s timeout.
-					if took > 5*time.Second {
-						t.Fatalf("request %d took %v; want an answer within 5 s (route timeout %v)", i, took, routeTimeout)
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					id := resp.Header.Get("X-Request-Id")
+					if id == "" {
+						t.Fatal("the page has no X-Request-Id header")
 					}
-				}
+					if !strings.Contains(string(body), "The backend is unavailable right now.") {
+						t.Errorf("the page does not say the backend is unavailable:\n%s", body)
+					}
+					if want := "Request id: <code>" + id + "</code>"; !strings.Contains(string(body), want) {
+						t.Errorf("the page does not quote the request id %q (want %q in it)", id, want)
+					}
+					if strings.Contains(string(body), tk.valid) {
+						t.Error("the page contains the user's ID token")
+					}
+				})
 			})
-
-			t.Run("the frontend shows the backend is unavailable, with a request id", func(t *testing.T) {
-				fe := startOwnFrontend(t, st.IdentityURL, g.url)
-				req, err := http.NewRequest(http.MethodGet, fe+"/", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				req.AddCookie(&http.Cookie{Name: "session", Value: tk.valid})
-				resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
-				if err != nil {
-					t.Fatalf("GET /: %v", err)
-				}
-				body, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				id := resp.Header.Get("X-Request-Id")
-				if id == "" {
-					t.Fatal("the page has no X-Request-Id header")
-				}
-				if !strings.Contains(string(body), "The backend is unavailable right now.") {
-					t.Errorf("the page does not say the backend is unavailable:\n%s", body)
-				}
-				if want := "Request id: <code>" + id + "</code>"; !strings.Contains(string(body), want) {
-					t.Errorf("the page does not quote the request id %q (want %q in it)", id, want)
-				}
-				if strings.Contains(string(body), tk.valid) {
-					t.Error("the page contains the user's ID token")
-				}
-			})
-		})
-	}
+		}
+	})
 
 	// Everything above has been shut down by its cleanups; what it started
 	// must be gone too.
@@ -163,6 +167,7 @@ func settle(t *testing.T, what string, count func() int, limit int) {
 	for {
 		n := count()
 		if n <= limit {
+			t.Logf("%s: %d after the faults (at most %d allowed)", what, n, limit)
 			return
 		}
 		if time.Now().After(deadline) {
