@@ -473,6 +473,12 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Cookie": {"session=" + forged}}, "")
 			}, wantStatus: 401, wantBody: bodyBadSig},
+		{name: "frontend: a forged bearer header is not rescued by a valid session cookie (token in two places)", doc: "frontend/proxy.go: the browser's own bearer token wins over the session's",
+			send: func(t *testing.T) (exchange, error) {
+				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json",
+					http.Header{"Cookie": {"session=" + tk.valid}, "Authorization": {"Bearer " + forged}}, "")
+			}, wantStatus: 401, wantBody: bodyBadSig},
 		{name: "frontend: an encoded traversal out of the static assets is not found", doc: "frontend/routes.go staticAssets",
 			send:       smuggle(frontendHost, false, "GET /static/..%2f..%2fgo.mod HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, check: bodyHas("<strong>Not Found</strong>")},
