@@ -320,7 +320,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: smuggle(gwAddr, true, fmt.Sprintf(twoHosts, gwName)), wantStatus: 400, wantBody: "400 Bad Request"},
 		{name: "gateway: a NUL inside a header value is a bad request", doc: docSmuggling,
 			send: smuggle(gwAddr, true, fmt.Sprintf(nulHeader, gwName)), wantStatus: 400, wantBody: body400},
-		{name: "gateway: Content-Length with Transfer-Encoding is refused outright, as Envoy's codec does", doc: docSmuggling + "; Envoy http1 codec: http1.content_length_and_chunked_not_allowed → 400",
+		{name: "gateway: Content-Length with Transfer-Encoding is refused outright, as Envoy's codec does", doc: docSmuggling + "; https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto (Http1ProtocolOptions.allow_chunked_length, default false: such requests are rejected with 400)",
 			sendSeq: conversation(gwAddr, true, fmt.Sprintf(clTE, gwName, gwName)), wantSeq: []int{400},
 			defect: "local gateway (net/http via internal/serve) treats CL+TE as chunked and keeps the connection open, answering the trailing request, where Envoy answers 400 and RFC 9112 6.1 says the server MUST close the connection after responding"},
 		{name: "gateway: a request smuggled after a CL+TE body meets the policy on its own", doc: docSmuggling,
