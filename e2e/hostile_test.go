@@ -616,6 +616,31 @@ func TestSpoofedClaimHeadersNeverReachTheBackendAsWritten(t *testing.T) {
 			}
 		})
 	}
+	t.Run("claim headers a browser sends to the frontend do not reach the backend as written", func(t *testing.T) {
+		st := requireLocal(t, "a frontend of its own")
+		fe := startOwnFrontend(t, st.IdentityURL, g.url)
+		resp, err := do(t, http.MethodGet, fe+"/api/secure.json", http.Header{
+			"Authorization": {"Bearer " + tk.valid}, "X-Jwt-Claim-Sub": {"admin"}, "X-Jwt-Claim-Email": {"admin@acme.test"},
+		}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.status != http.StatusOK {
+			t.Fatalf("answered %v; want the upstream's 200 relayed", resp)
+		}
+		var h http.Header
+		select {
+		case h = <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the upstream saw no request within 5 s")
+		}
+		if vs := h.Values("X-Jwt-Claim-Sub"); len(vs) != 1 || vs[0] != tk.uid {
+			t.Errorf("upstream saw X-Jwt-Claim-Sub %q; want exactly [%q]", vs, tk.uid)
+		}
+		if vs := h.Values("X-Jwt-Claim-Email"); len(vs) != 1 || vs[0] != fmt.Sprint(tk.claims["email"]) {
+			t.Errorf("upstream saw X-Jwt-Claim-Email %q; want exactly [%q]", vs, tk.claims["email"])
+		}
+	})
 }
 
 // hmacWithPublicKey is the RS256→HS* key-confusion attack: the issuer's
