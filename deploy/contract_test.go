@@ -52,3 +52,28 @@ func TestFrontendAcceptsItsCloudRunEnvironment(t *testing.T) {
 		t.Errorf("frontend project %q server name %q, want %q %q", cfg.ProjectID, cfg.GatewayServerName, projectID(t), gatewayHost)
 	}
 }
+
+// TestFrontendAcceptsItsLocalClusterEnvironment does the same for the
+// frontend Deployment of the local-cluster profile.
+func TestFrontendAcceptsItsLocalClusterEnvironment(t *testing.T) {
+	dep := find[appsv1.Deployment](t, render(t, overlays["local-cluster"]), "Deployment", frontendNamespace, frontendName)
+	c := dep.Spec.Template.Spec.Containers[0]
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	cfg, err := frontend.ParseConfig(c.Args, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatalf("frontend.ParseConfig with env %v: %v", env, err)
+	}
+	if cfg.Addr != ":8080" || cfg.ProjectID != projectID(t) || cfg.GatewayServerName != gatewayHost {
+		t.Errorf("frontend would listen on %q for project %q with server name %q, want :8080, %q and %q",
+			cfg.Addr, cfg.ProjectID, cfg.GatewayServerName, projectID(t), gatewayHost)
+	}
+	if cfg.ClientTLSDir == "" || cfg.ClientCertFile != "" || cfg.ClientKeyFile != "" || cfg.ClientCAFile != "" {
+		t.Errorf("frontend reads dir %q, cert %q key %q CA %q: want the one Secret directory", cfg.ClientTLSDir, cfg.ClientCertFile, cfg.ClientKeyFile, cfg.ClientCAFile)
+	}
+	if cfg.AuthEmulatorHost != "" {
+		t.Errorf("frontend points browsers at the auth emulator %q: the gateway checks real Identity Platform tokens", cfg.AuthEmulatorHost)
+	}
+}

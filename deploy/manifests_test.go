@@ -26,6 +26,14 @@ const (
 	gatewayHost      = "api.internal.example"
 	healthzPath      = "/api/healthz"
 	frontendIdentity = "acme.internal/ns/frontend/sa/frontend"
+
+	// The frontend in the local-cluster profile only (on Google Cloud it
+	// runs on Cloud Run).
+	frontendNamespace = "frontend"
+	frontendName      = "frontend"
+	frontendPort      = 8080
+	frontendHealthz   = "/healthz"
+	frontendTLSSecret = "frontend-client-tls"
 )
 
 var gatewayLabels = map[string]string{"istio": gatewayName}
@@ -213,6 +221,127 @@ func TestLocalClusterHasNoLoadBalancer(t *testing.T) {
 	if _, ok := svc.Annotations["networking.gke.io/load-balancer-type"]; ok {
 		t.Errorf("the GKE-only annotation is still set: %v", svc.Annotations)
 	}
+}
+
+// TestLocalClusterRunsTheFrontend checks the frontend the local-cluster
+// profile adds: hardened and probed like the backend, outside the mesh, and
+// pointed at the gateway Service with its own client certificate from the
+// Secret the tutorial creates. The gke overlay must not carry it: there the
+// frontend is on Cloud Run.
+func TestLocalClusterRunsTheFrontend(t *testing.T) {
+	for _, o := range render(t, overlays["gke"]).objects {
+		if o.Namespace == frontendNamespace || (o.Kind == "Namespace" && o.Name == frontendNamespace) {
+			t.Errorf("the gke overlay holds %s: the frontend runs on Cloud Run there", o)
+		}
+	}
+	m := render(t, overlays["local-cluster"])
+	ns := find[corev1.Namespace](t, m, "Namespace", "", frontendNamespace)
+	dep := find[appsv1.Deployment](t, m, "Deployment", frontendNamespace, frontendName)
+	pod := dep.Spec.Template.Spec
+	t.Run("the frontend namespace has no sidecars, so its own TLS reaches the gateway", func(t *testing.T) {
+		if got := ns.Labels["istio-injection"]; got != "disabled" {
+			t.Errorf("namespace %s label istio-injection = %q, want disabled", frontendNamespace, got)
+		}
+		if got := dep.Spec.Template.Labels["sidecar.istio.io/inject"]; got == "true" {
+			t.Errorf("pod label sidecar.istio.io/inject = %q", got)
+		}
+	})
+	t.Run("the pod runs as non-root 65532 without privileges", func(t *testing.T) {
+		psc := pod.SecurityContext
+		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+			t.Errorf("pod securityContext %+v: want runAsNonRoot and runAsUser 65532", psc)
+		}
+		if pod.ServiceAccountName != frontendName {
+			t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, frontendName)
+		}
+		find[corev1.ServiceAccount](t, m, "ServiceAccount", frontendNamespace, frontendName)
+		if len(pod.Containers) != 1 {
+			t.Fatalf("got %d containers, want the one frontend container", len(pod.Containers))
+		}
+		sc := pod.Containers[0].SecurityContext
+		switch {
+		case sc == nil:
+			t.Fatal("the frontend container has no securityContext")
+		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Error("readOnlyRootFilesystem is not true")
+		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+			t.Error("allowPrivilegeEscalation is not false")
+		case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
+			t.Errorf("capabilities drop %v, want ALL", sc.Capabilities)
+		}
+	})
+	c := pod.Containers[0]
+	t.Run("the container has resources and health probes on "+frontendHealthz, func(t *testing.T) {
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+		}
+		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != frontendPort {
+			t.Fatalf("ports %+v, want the one container port %d", c.Ports, frontendPort)
+		}
+		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+			if p == nil || p.HTTPGet == nil {
+				t.Errorf("%s probe %+v: want an HTTP GET", name, p)
+				continue
+			}
+			if p.HTTPGet.Path != frontendHealthz || p.HTTPGet.Port.String() != c.Ports[0].Name {
+				t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), frontendHealthz, c.Ports[0].Name)
+			}
+		}
+	})
+	t.Run("the client certificate comes from the Secret "+frontendTLSSecret+", read-only", func(t *testing.T) {
+		var dir string
+		for _, e := range c.Env {
+			if e.Name == "CLIENT_TLS_DIR" {
+				dir = e.Value
+			}
+		}
+		i := slices.IndexFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool { return vm.MountPath == dir })
+		if dir == "" || i < 0 {
+			t.Fatalf("CLIENT_TLS_DIR %q is not a mount path of %+v", dir, c.VolumeMounts)
+		}
+		vm := c.VolumeMounts[i]
+		if !vm.ReadOnly || vm.SubPath != "" {
+			t.Errorf("mount %+v: want the whole volume, read-only", vm)
+		}
+		j := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name })
+		if j < 0 || pod.Volumes[j].Secret == nil || pod.Volumes[j].Secret.SecretName != frontendTLSSecret || len(pod.Volumes[j].Secret.Items) != 0 {
+			t.Fatalf("volume %q is not the whole Secret %s: %+v", vm.Name, frontendTLSSecret, pod.Volumes)
+		}
+		// The key must be readable by the pod's user or group, by no one else.
+		if mode := pod.Volumes[j].Secret.DefaultMode; mode != nil && *mode&0o007 != 0 {
+			t.Errorf("secret defaultMode %o lets others read the key", *mode)
+		}
+	})
+	t.Run("GATEWAY_URL is the gateway Service in the cluster, on a port it serves", func(t *testing.T) {
+		env := map[string]string{}
+		for _, e := range c.Env {
+			env[e.Name] = e.Value
+		}
+		svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
+		want := "https://" + svc.Name + "." + svc.Namespace + ".svc.cluster.local"
+		if env["GATEWAY_URL"] != want {
+			t.Errorf("GATEWAY_URL = %q, want %q", env["GATEWAY_URL"], want)
+		}
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == 443 }) {
+			t.Errorf("the gateway Service ports %+v have no 443 for %s", svc.Spec.Ports, want)
+		}
+		if env["GATEWAY_SERVER_NAME"] != gatewayHost {
+			t.Errorf("GATEWAY_SERVER_NAME = %q, want %q, the Gateway's host", env["GATEWAY_SERVER_NAME"], gatewayHost)
+		}
+	})
+	t.Run("the Service selects the frontend pods", func(t *testing.T) {
+		podLabels := labels.Set(dep.Spec.Template.Labels)
+		if !labels.SelectorFromSet(dep.Spec.Selector.MatchLabels).Matches(podLabels) {
+			t.Errorf("Deployment selector %v does not match its pods %v", dep.Spec.Selector.MatchLabels, podLabels)
+		}
+		svc := find[corev1.Service](t, m, "Service", frontendNamespace, frontendName)
+		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+			t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
+		}
+		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name || !strings.HasPrefix(svc.Spec.Ports[0].Name, "http") {
+			t.Errorf("Service ports %+v, want one http port to the container's %q", svc.Spec.Ports, c.Ports[0].Name)
+		}
+	})
 }
 
 // TestIstioPolicyFitsTheManifests checks that istio/ and deploy/kubernetes/

@@ -15,6 +15,7 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -42,8 +43,15 @@ type skaffoldConfig struct {
 		} `json:"kustomize"`
 		RawYaml []string `json:"rawYaml"`
 	} `json:"manifests"`
-	Deploy   map[string]json.RawMessage `json:"deploy"`
-	Profiles []json.RawMessage          `json:"profiles"`
+	Deploy      map[string]json.RawMessage `json:"deploy"`
+	PortForward []struct {
+		ResourceType string `json:"resourceType"`
+		ResourceName string `json:"resourceName"`
+		Namespace    string `json:"namespace"`
+		Port         int    `json:"port"`
+		LocalPort    int    `json:"localPort"`
+	} `json:"portForward"`
+	Profiles []json.RawMessage `json:"profiles"`
 }
 
 func readSkaffold(t *testing.T) []byte {
@@ -181,7 +189,7 @@ func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
 	}{
 		{"gke", []string{"backend"}, "kubectl"},
 		{"cloudrun", []string{"frontend"}, "cloudrun"},
-		{"local-cluster", []string{"backend"}, "kubectl"},
+		{"local-cluster", []string{"backend", "frontend"}, "kubectl"},
 	}
 	for _, tt := range tests {
 		t.Run("the "+tt.profile+" profile builds with ko exactly the images its manifests use", func(t *testing.T) {
@@ -238,5 +246,30 @@ func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
 				t.Errorf("manifests use images %v, want exactly the artifacts %v", images, tt.artifacts)
 			}
 		})
+	}
+}
+
+// TestLocalClusterForwardsTheFrontendAndTheGateway checks that every port
+// skaffold's local-cluster profile forwards is a port of a Service the
+// profile deploys, and that the frontend and the gateway are both reachable
+// from the laptop.
+func TestLocalClusterForwardsTheFrontendAndTheGateway(t *testing.T) {
+	cfg := profileConfig(t, "local-cluster")
+	m := render(t, overlays["local-cluster"])
+	want := map[string]int{frontendNamespace + "/" + frontendName: 8080, ingressNamespace + "/" + gatewayName: 8443}
+	got := map[string]int{}
+	for _, pf := range cfg.PortForward {
+		if pf.ResourceType != "service" {
+			t.Errorf("forward %+v: want a service", pf)
+			continue
+		}
+		svc := find[corev1.Service](t, m, "Service", pf.Namespace, pf.ResourceName)
+		if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return int(p.Port) == pf.Port }) {
+			t.Errorf("forward of %s/%s port %d: the Service has ports %+v", pf.Namespace, pf.ResourceName, pf.Port, svc.Spec.Ports)
+		}
+		got[pf.Namespace+"/"+pf.ResourceName] = pf.LocalPort
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("forwards to local ports %v, want %v", got, want)
 	}
 }
