@@ -92,6 +92,11 @@ func copyToMemory(dir string) (filesys.FileSystem, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
+	// WalkDir does not follow a symlinked root, and a checkout mounted or
+	// linked elsewhere is common: walk what the link points at.
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return nil, "", err
+	}
 	memfs := filesys.MakeFsInMemory()
 	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

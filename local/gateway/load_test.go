@@ -58,6 +58,24 @@ func TestLoadLeavesTheFilesOnDiskUntouched(t *testing.T) {
 	}
 }
 
+func TestLoadFollowsASymlinkedDirectory(t *testing.T) {
+	abs, err := filepath.Abs(istioDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "istio")
+	if err := os.Symlink(abs, link); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Load(link, "my-project-1")
+	if err != nil {
+		t.Fatalf("Load(%s -> %s): %v", link, abs, err)
+	}
+	if len(rs.Gateways) != 1 || len(rs.AuthorizationPolicies) != 2 {
+		t.Errorf("through the link: %d Gateways, %d AuthorizationPolicies; want 1 and 2", len(rs.Gateways), len(rs.AuthorizationPolicies))
+	}
+}
+
 // writeBase writes a minimal kustomize base holding doc, the way istio/ is
 // laid out, and returns its directory.
 func writeBase(t *testing.T, doc string) string {
