@@ -109,7 +109,8 @@ step "certificates for the frontend -> gateway mTLS hop (${CERTS_DIR})"
 if [ ! -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml" ]; then
 	mkdir -p "${CERTS_DIR}"
 	chmod 700 "${CERTS_DIR}"
-	(cd "${repo}" && go run ./cmd/certs -out "${CERTS_DIR}" -gateway-ip "${GATEWAY_IP}" -gateway-host "${GATEWAY_HOST}")
+	(cd "${repo}" && go run ./cmd/certs -out "${CERTS_DIR}" -gateway-ip "${GATEWAY_IP}" -gateway-host "${GATEWAY_HOST}" \
+		-secret-name "${GATEWAY_SECRET}" -namespace "${GATEWAY_NAMESPACE}")
 fi
 kubectl create namespace "${GATEWAY_NAMESPACE}" --dry-run=client -o yaml | kubectl apply -f -
 kubectl apply -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml"
