@@ -8,7 +8,11 @@
 //
 // The gateway target is, by default, a second gateway the tool starts in a
 // process of its own, wired to the running stack as devstack wires its own:
-// its CPU and RSS are then the gateway's alone.
+// its CPU and RSS are then the gateway's alone. -policy-rules gives that
+// gateway a larger policy to evaluate (cost against policy size), -workers a
+// list of concurrency levels, and -rss-every the RSS curve of a soak:
+//
+//	go run ./cmd/loadtest -targets gateway -rate 1000 -duration 5m -rss-every 1m
 package main
 
 import (
@@ -65,6 +69,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		ownGW    bool
 		istioDir string
 		project  string
+		rules    string
+		rssEvery time.Duration
 	)
 	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
 	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
@@ -82,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.BoolVar(&ownGW, "own-gateway", true, "load a gateway started in a process of its own (measured alone) instead of devstack's")
 	fs.StringVar(&istioDir, "istio-dir", "istio", "istio/ for the gateway process")
 	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
+	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
+	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err
 	}
@@ -94,45 +102,88 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	pids := map[string]int{"backend": pid, "gateway": pid, "frontend": pid}
-	if ownGW && strings.Contains(targets, "gateway") {
-		backend, err := url.Parse(s.BackendURL)
-		if err != nil {
-			return fmt.Errorf("-backend-url: %w", err)
-		}
-		gw, err := load.StartGatewayProcess(ctx, istioDir, project, stateDir, backend.Host, s.IdentityURL)
-		if err != nil {
-			return err
-		}
-		defer gw.Stop()
-		s.GatewayURL, pids["gateway"] = "https://"+gw.Addr, gw.Pid
-		fmt.Fprintf(stdout, "gateway process %d on %s\n", gw.Pid, gw.Addr)
-	}
-	all, err := s.Targets(ctx, max(workerList[0], 1))
+	ruleList, err := ints("policy-rules", rules)
 	if err != nil {
 		return err
 	}
+	if !ownGW && (len(ruleList) > 1 || ruleList[0] != 0) {
+		return errors.New("-policy-rules needs -own-gateway: devstack's gateway serves istio/ as it is")
+	}
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\t")
-	for _, name := range strings.Split(targets, ",") {
-		t, ok := all[strings.TrimSpace(name)]
-		if !ok {
-			return fmt.Errorf("-targets: unknown target %q (backend, gateway, frontend)", name)
-		}
+	fmt.Fprintln(tw, "target\tdeny rules\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\t")
+	sweep := func(t load.Target, rules, pid int) error {
 		for _, w := range workerList {
 			for _, rate := range rateList {
-				if err := runOne(ctx, tw, t, w, rate, duration, pids[strings.TrimSpace(name)]); err != nil {
+				if err := runOne(ctx, tw, t, rules, w, rate, duration, pid, rssEvery); err != nil {
 					return err
 				}
 				tw.Flush()
 			}
 		}
+		return nil
+	}
+	for _, name := range strings.Split(targets, ",") {
+		name = strings.TrimSpace(name)
+		if name == "gateway" && ownGW {
+			for _, n := range ruleList {
+				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, n, workerList[0], func(t load.Target, pid int) error {
+					return sweep(t, n, pid)
+				}); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		all, err := s.Targets(ctx, max(workerList[0], 1))
+		if err != nil {
+			return err
+		}
+		t, ok := all[name]
+		if !ok {
+			return fmt.Errorf("-targets: unknown target %q (backend, gateway, frontend)", name)
+		}
+		if err := sweep(t, 0, pid); err != nil {
+			return err
+		}
 	}
 	return tw.Flush()
 }
 
-func runOne(ctx context.Context, w io.Writer, t load.Target, workers, rate int, d time.Duration, pid int) error {
+// sweepOwnGateway starts a gateway in a process of its own, serving istio/
+// plus a DENY policy of rules rules when rules > 0, and runs f against it.
+func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir string, rules, workers int, f func(load.Target, int) error) error {
+	backend, err := url.Parse(s.BackendURL)
+	if err != nil {
+		return fmt.Errorf("-backend-url: %w", err)
+	}
+	dir := istioDir
+	if rules > 0 {
+		tmp, err := os.MkdirTemp("", "loadtest-istio-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		if err := load.WithDenyRules(istioDir, tmp, rules); err != nil {
+			return err
+		}
+		dir = tmp
+	}
+	gw, err := load.StartGatewayProcess(ctx, dir, project, stateDir, backend.Host, s.IdentityURL)
+	if err != nil {
+		return err
+	}
+	defer gw.Stop()
+	fmt.Fprintf(stdout, "gateway process %d on %s (%d extra deny rules)\n", gw.Pid, gw.Addr, rules)
+	s.GatewayURL = "https://" + gw.Addr
+	all, err := s.Targets(ctx, max(workers, 1))
+	if err != nil {
+		return err
+	}
+	return f(all["gateway"], gw.Pid)
+}
+
+func runOne(ctx context.Context, w io.Writer, t load.Target, rules, workers, rate int, d time.Duration, pid int, rssEvery time.Duration) error {
 	// A fresh pool per run, sized to its workers, warmed so the first
 	// handshakes are not counted.
 	client := &http.Client{Timeout: t.Client.Timeout, Transport: t.Client.Transport.(*http.Transport).Clone()}
@@ -157,19 +208,26 @@ func runOne(ctx context.Context, w io.Writer, t load.Target, workers, rate int, 
 		return err
 	}
 	cpu, rssPeak, rssEnd := "-", "-", "-"
+	var usage load.Usage
 	if sampler != nil {
 		u, err := sampler.Stop()
 		if err != nil {
 			return err
 		}
+		usage = u
 		cpu = fmt.Sprintf("%.2f", u.CPU)
 		rssPeak, rssEnd = mib(u.PeakRSS), mib(u.EndRSS)
 	}
-	fmt.Fprintf(w, "%s\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", t.Name, workers, rate, res.Throughput(),
+	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", t.Name, rules, workers, rate, res.Throughput(),
 		ms(res.Latencies.P50), ms(res.Latencies.P90), ms(res.Latencies.P99), ms(res.Latencies.Max),
 		res.Errors, res.Dropped, cpu, rssPeak, rssEnd)
 	for kind, n := range res.ErrorKinds {
-		fmt.Fprintf(w, "  error\t%s ×%d\t\t\t\t\t\t\t\t\t\t\t\t\n", kind, n)
+		fmt.Fprintf(w, "  error\t%s ×%d\t\t\t\t\t\t\t\t\t\t\t\t\t\n", kind, n)
+	}
+	if rssEvery > 0 && sampler != nil {
+		for _, p := range load.Every(usage.RSS, rssEvery) {
+			fmt.Fprintf(w, "  RSS at\t%s\t\t\t\t\t\t\t\t\t\t\t%s\t\t\n", p.At.Round(100*time.Millisecond), mib(p.RSS))
+		}
 	}
 	return nil
 }

@@ -45,6 +45,16 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 		ln.Close()
 		return err
 	}
+	// The access log is written as a real gateway writes it, one JSON line
+	// per request to a file (Envoy's /dev/stdout in a pod), so its cost is
+	// measured; to /dev/null, so a long run fills no disk.
+	null, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer null.Close()
+	cfg.AccessLog = slog.New(slog.NewJSONHandler(null, nil))
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		ln.Close()

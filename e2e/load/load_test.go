@@ -2,14 +2,19 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/local/gateway"
+	"github.com/acme/cloudrun-istio-gke/local/gateway/authz"
 )
 
 func TestRunRefusesTargetsOffThisMachine(t *testing.T) {
@@ -165,5 +170,63 @@ func TestReadProcSeesThisProcess(t *testing.T) {
 	}
 	if u.PeakRSS < u.StartRSS || u.CPU <= 0 {
 		t.Errorf("usage %+v: want peak ≥ start and some CPU", u)
+	}
+	if len(u.RSS) < 3 || u.RSS[0].RSS != u.StartRSS || u.RSS[len(u.RSS)-1].RSS != u.EndRSS {
+		t.Errorf("RSS series %v: want the start, the samples, the end", u.RSS)
+	}
+}
+
+func TestEveryKeepsTheLastSampleAtEachMark(t *testing.T) {
+	s := time.Second
+	series := []RSSPoint{{0, 10}, {400 * time.Millisecond, 11}, {s, 12}, {1400 * time.Millisecond, 13}, {2100 * time.Millisecond, 14}, {2500 * time.Millisecond, 15}}
+	got := Every(series, s)
+	want := []RSSPoint{{0, 10}, {s, 12}, {1400 * time.Millisecond, 13}, {2500 * time.Millisecond, 15}}
+	if !slices.Equal(got, want) {
+		t.Errorf("Every(%v, 1s) = %v, want %v", series, got, want)
+	}
+}
+
+func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
+	for _, n := range []int{1, 10, 100} {
+		dst := t.TempDir()
+		if err := WithDenyRules("../../istio", dst, n); err != nil {
+			t.Fatalf("WithDenyRules(%d): %v", n, err)
+		}
+		rs, err := gateway.Load(dst, "demo-acme")
+		if err != nil {
+			t.Fatalf("gateway.Load of the copy with %d deny rules: %v", n, err)
+		}
+		sel := rs.Select(gateway.Workload{Namespace: gateway.DefaultNamespace, Labels: gateway.DefaultLabels()})
+		var deny int
+		for _, ap := range sel.AuthorizationPolicies {
+			if ap.Spec.GetAction().String() == "DENY" {
+				deny += len(ap.Spec.GetRules())
+			}
+		}
+		if deny != n {
+			t.Errorf("the gateway selects %d DENY rules, want %d", deny, n)
+		}
+		// The load's request passes every one of them (so each is
+		// evaluated), and one each rule names is refused by it.
+		eng, err := authz.New(sel.AuthorizationPolicies)
+		if err != nil {
+			t.Fatalf("authz.New: %v", err)
+		}
+		req := func(project, path, email string) authz.Request {
+			return authz.Request{Method: "GET", Host: "api.internal.example", Path: path, Port: 443,
+				Principal:        "acme.internal/ns/frontend/sa/frontend",
+				RequestPrincipal: "https://securetoken.google.com/" + project + "/uid",
+				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email}}
+		}
+		if d := eng.Decide(req("demo-acme", "/api/secure.json", "demo@acme.test")); !d.Allow {
+			t.Errorf("the load's request with %d deny rules: %+v, want allowed", n, d)
+		}
+		last := n - 1
+		if d := eng.Decide(req(fmt.Sprintf("blocked-project-%d", last), fmt.Sprintf("/api/blocked-%d/x", last), fmt.Sprintf("blocked-%d@example.com", last))); d.Allow || d.Policy != "istio-ingress/loadtest-deny-rules" {
+			t.Errorf("a request rule %d names: %+v, want denied by istio-ingress/loadtest-deny-rules", last, d)
+		}
+	}
+	if _, err := os.Stat("../../istio/" + DenyRulesFile); err == nil {
+		t.Errorf("istio/%s exists: the copy must leave the repository alone", DenyRulesFile)
 	}
 }

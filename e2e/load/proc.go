@@ -57,7 +57,14 @@ func ReadProc(pid int) (ProcStats, error) {
 	return s, nil
 }
 
-// Sampler records a process's peak and last RSS while a run goes on.
+// RSSPoint is the RSS seen some time into a run.
+type RSSPoint struct {
+	At  time.Duration
+	RSS int64
+}
+
+// Sampler records a process's RSS over a run (peak, last, and every sample)
+// and its CPU time.
 type Sampler struct {
 	pid      int
 	stop     chan struct{}
@@ -67,6 +74,7 @@ type Sampler struct {
 	peak     int64
 	last     ProcStats
 	lastAt   time.Time
+	series   []RSSPoint
 	firstErr error
 }
 
@@ -77,7 +85,8 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 		return nil, err
 	}
 	s := &Sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{}),
-		start: first, startAt: time.Now(), peak: first.RSS, last: first, lastAt: time.Now()}
+		start: first, startAt: time.Now(), peak: first.RSS, last: first, lastAt: time.Now(),
+		series: []RSSPoint{{0, first.RSS}}}
 	go func() {
 		defer close(s.done)
 		t := time.NewTicker(every)
@@ -94,6 +103,7 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 				}
 				s.last, s.lastAt = st, time.Now()
 				s.peak = max(s.peak, st.RSS)
+				s.series = append(s.series, RSSPoint{s.lastAt.Sub(s.startAt), st.RSS})
 			}
 		}
 	}()
@@ -103,7 +113,8 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 // Usage is what a Sampler saw.
 type Usage struct {
 	StartRSS, PeakRSS, EndRSS int64
-	CPU                       float64 // cores used on average (1.0 = one core busy)
+	CPU                       float64    // cores used on average (1.0 = one core busy)
+	RSS                       []RSSPoint // every sample, in order, for a soak's curve
 }
 
 // Stop ends sampling and returns what was seen.
@@ -116,10 +127,32 @@ func (s *Sampler) Stop() (Usage, error) {
 	if st, err := ReadProc(s.pid); err == nil {
 		s.last, s.lastAt = st, time.Now()
 		s.peak = max(s.peak, st.RSS)
+		s.series = append(s.series, RSSPoint{s.lastAt.Sub(s.startAt), st.RSS})
 	}
-	u := Usage{StartRSS: s.start.RSS, PeakRSS: s.peak, EndRSS: s.last.RSS}
+	u := Usage{StartRSS: s.start.RSS, PeakRSS: s.peak, EndRSS: s.last.RSS, RSS: s.series}
 	if wall := s.lastAt.Sub(s.startAt); wall > 0 {
 		u.CPU = (s.last.CPUTime - s.start.CPUTime).Seconds() / wall.Seconds()
 	}
 	return u, nil
+}
+
+// Every thins a run's RSS samples for a soak report, one line a minute
+// rather than five a second: the last sample at or before each multiple of d,
+// then the final sample.
+func Every(series []RSSPoint, d time.Duration) []RSSPoint {
+	if len(series) == 0 || d <= 0 {
+		return series
+	}
+	var out []RSSPoint
+	i := 0
+	for mark := time.Duration(0); mark <= series[len(series)-1].At; mark += d {
+		for i+1 < len(series) && series[i+1].At <= mark {
+			i++
+		}
+		out = append(out, series[i])
+	}
+	if last := series[len(series)-1]; out[len(out)-1] != last {
+		out = append(out, last)
+	}
+	return out
 }
