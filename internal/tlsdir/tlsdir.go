@@ -9,8 +9,16 @@
 // stat, so the cost per handshake is a clock read and an atomic load. Material is validated
 // before use; a rotation caught half-written (a new certificate beside the old
 // key) or expired is logged naming the file and refused, and the last good
-// material stays in use. A certificate with under a tenth of its life left
-// that nothing has replaced is warned about once.
+// material stays in use. A rotation to a certificate that is not valid yet
+// (issued by a host whose clock is ahead) is refused the same way but taken
+// up, without the files changing again, once its NotBefore has passed. A
+// certificate with under a tenth of its life left that nothing has replaced
+// is warned about once, and one that has expired is logged as an error once:
+// from then on every handshake fails with an error naming the file.
+//
+// Rotation applies to new connections. A connection made before it keeps
+// the certificates it was made with until it closes: TLS authenticates a
+// connection once, at its handshake, and Envoy does the same.
 package tlsdir
 
 import (
@@ -23,6 +31,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,17 +68,21 @@ type Dir struct {
 	cur       atomic.Pointer[material]
 	nextCheck atomic.Int64 // UnixNano before which the files are not stat'ed again
 
-	mu         sync.Mutex // serialises reloads and guards the two fields below
+	mu         sync.Mutex // serialises reloads and guards the fields below
 	tried      stamp      // the files as last attempted, so a bad rotation is reported once
 	statFailed bool       // the last check could not stat a file (reported once too)
+	// retryAt is the NotBefore of a refused rotation that was only early:
+	// the same files are tried again once it has passed.
+	retryAt time.Time
 }
 
 // material is one validated, immutable set of files.
 type material struct {
-	cert   tls.Certificate // Leaf is set
-	roots  *x509.CertPool  // from ca.crt
-	stamp  stamp
-	warned atomic.Bool // the expiry warning was logged
+	cert    tls.Certificate // Leaf is set
+	roots   *x509.CertPool  // from ca.crt
+	stamp   stamp
+	warned  atomic.Bool // the expiry warning was logged
+	expired atomic.Bool // the expiry error was logged
 }
 
 // stamp identifies the versions of the three files by size, modification
@@ -216,8 +229,8 @@ func (d *Dir) DialTLSContext(serverName string) func(ctx context.Context, networ
 // (no rotation came in time): a clear error beats a peer's bare alert.
 func (d *Dir) usable(m *material, now time.Time) error {
 	if now.After(m.cert.Leaf.NotAfter) {
-		return fmt.Errorf("tlsdir: %s: certificate %q expired at %s and no valid replacement was found",
-			d.paths[0], m.cert.Leaf.Subject, m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		return fmt.Errorf("tlsdir: %s: %s has expired and no valid replacement was found",
+			d.paths[0], Describe(m.cert.Leaf))
 	}
 	return nil
 }
@@ -229,7 +242,7 @@ func (d *Dir) current() (*material, time.Time) {
 	now := d.now()
 	next := d.nextCheck.Load()
 	if ns := now.UnixNano(); ns >= next && d.nextCheck.CompareAndSwap(next, ns+int64(CheckInterval)) {
-		d.refresh()
+		d.refresh(now)
 		d.warnIfExpiring(now)
 	}
 	return d.cur.Load(), now
@@ -237,18 +250,26 @@ func (d *Dir) current() (*material, time.Time) {
 
 // warnIfExpiring logs once per certificate when under a tenth of its life
 // remains and no rotation has replaced it: time to renew it, before the
-// handshakes start failing.
+// handshakes start failing. Once it has expired it says so, once, as an
+// error: each failing handshake names the file too, but this line is the
+// one to alert on.
 func (d *Dir) warnIfExpiring(now time.Time) {
 	m := d.cur.Load()
 	leaf := m.cert.Leaf
-	if now.Before(leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore)/10)) || m.warned.Swap(true) {
-		return
+	switch {
+	case now.After(leaf.NotAfter):
+		if !m.expired.Swap(true) {
+			d.log.Error("tls certificate has expired and nothing has replaced it; every handshake fails until a valid one is in place",
+				"file", d.paths[0], "certificate", CertLogValue(leaf))
+		}
+	case now.Before(leaf.NotAfter.Add(-leaf.NotAfter.Sub(leaf.NotBefore) / 10)):
+	case !m.warned.Swap(true):
+		d.log.Warn("tls certificate expires soon and has not been rotated", "file", d.paths[0],
+			"certificate", CertLogValue(leaf))
 	}
-	d.log.Warn("tls certificate expires soon and has not been rotated", "file", d.paths[0],
-		"subject", leaf.Subject.String(), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 }
 
-func (d *Dir) refresh() {
+func (d *Dir) refresh(now time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s, err := d.stat()
@@ -260,19 +281,27 @@ func (d *Dir) refresh() {
 		return
 	}
 	d.statFailed = false
-	if s.same(d.cur.Load().stamp) || s.same(d.tried) {
+	if s.same(d.cur.Load().stamp) {
 		return
 	}
-	d.tried = s
+	if s.same(d.tried) && (d.retryAt.IsZero() || now.Before(d.retryAt)) {
+		return
+	}
+	d.tried, d.retryAt = s, time.Time{}
 	m, err := d.load()
 	if err != nil {
-		// Often a rotation caught between two files; the next change retries.
-		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.where, "error", err.Error())
+		// Often a rotation caught between two files; the next change
+		// retries. One that is only early is retried when it is due.
+		var early *notYetValidError
+		if errors.As(err, &early) {
+			d.retryAt = early.notBefore
+		}
+		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.where,
+			"error", err.Error(), "in_use", CertLogValue(d.cur.Load().cert.Leaf))
 		return
 	}
 	d.cur.Store(m)
-	d.log.Info("tls material reloaded", "dir", d.where,
-		"subject", m.cert.Leaf.Subject.String(), "not_after", m.cert.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	d.log.Info("tls material reloaded", "dir", d.where, "certificate", CertLogValue(m.cert.Leaf))
 }
 
 func (d *Dir) stat() (stamp, error) {
@@ -307,7 +336,7 @@ func (d *Dir) load() (*material, error) {
 		return nil, fmt.Errorf("tlsdir: %s: %w", certPath, err)
 	}
 	leaf := chain[0]
-	desc := fmt.Sprintf("certificate %q (not after %s)", leaf.Subject, leaf.NotAfter.UTC().Format(time.RFC3339))
+	desc := Describe(leaf)
 	cert, err := tls.X509KeyPair(data[0], data[1])
 	if err != nil {
 		return nil, fmt.Errorf("tlsdir: %s does not hold the key of %s in %s: %w", keyPath, desc, certPath, err)
@@ -317,7 +346,8 @@ func (d *Dir) load() (*material, error) {
 		return nil, fmt.Errorf("tlsdir: %s: %s has expired", certPath, desc)
 	}
 	if now.Before(leaf.NotBefore) {
-		return nil, fmt.Errorf("tlsdir: %s: %s is not valid before %s", certPath, desc, leaf.NotBefore.UTC().Format(time.RFC3339))
+		return nil, &notYetValidError{notBefore: leaf.NotBefore,
+			err: fmt.Errorf("tlsdir: %s: %s is not valid before %s", certPath, desc, leaf.NotBefore.UTC().Format(time.RFC3339))}
 	}
 	cas, err := certgen.ParseCerts(data[2])
 	if err != nil {
@@ -336,4 +366,63 @@ func (d *Dir) load() (*material, error) {
 			caPath, cas[0].Subject, cas[0].NotAfter.UTC().Format(time.RFC3339))
 	}
 	return &material{cert: cert, roots: roots, stamp: s}, nil
+}
+
+// notYetValidError is a load refused only because it came early.
+type notYetValidError struct {
+	notBefore time.Time
+	err       error
+}
+
+func (e *notYetValidError) Error() string { return e.err.Error() }
+func (e *notYetValidError) Unwrap() error { return e.err }
+
+// Describe names a certificate in errors and logs, by what tells two of them
+// apart when one has been rotated in for the other: subject, SANs, serial
+// (hex, as openssl and Envoy's %DOWNSTREAM_PEER_SERIAL% print it) and
+// validity. A certificate is public; nothing secret is in it.
+func Describe(c *x509.Certificate) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "certificate %q (", c.Subject.String())
+	if sans := sanList(c); sans != "" {
+		fmt.Fprintf(&b, "SANs %s, ", sans)
+	}
+	fmt.Fprintf(&b, "serial %s, not before %s, not after %s)", Serial(c),
+		c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339))
+	return b.String()
+}
+
+// CertLogValue is Describe as a log group, for queries on one field.
+func CertLogValue(c *x509.Certificate) slog.Value {
+	if c == nil {
+		return slog.StringValue("")
+	}
+	attrs := []slog.Attr{slog.String("subject", c.Subject.String())}
+	if sans := sanList(c); sans != "" {
+		attrs = append(attrs, slog.String("sans", sans))
+	}
+	attrs = append(attrs,
+		slog.String("serial", Serial(c)),
+		slog.String("issuer", c.Issuer.String()),
+		slog.String("not_before", c.NotBefore.UTC().Format(time.RFC3339)),
+		slog.String("not_after", c.NotAfter.UTC().Format(time.RFC3339)),
+	)
+	return slog.GroupValue(attrs...)
+}
+
+// Serial is the certificate's serial number in lower-case hex.
+func Serial(c *x509.Certificate) string { return c.SerialNumber.Text(16) }
+
+// sanList lists URI SANs first (a client's identity), then DNS names and
+// IP addresses (a server's).
+func sanList(c *x509.Certificate) string {
+	var names []string
+	for _, u := range c.URIs {
+		names = append(names, u.String())
+	}
+	names = append(names, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	return strings.Join(names, " ")
 }
