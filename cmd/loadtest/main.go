@@ -38,9 +38,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) == 7 && os.Args[1] == load.GatewayChildArg {
+	if len(os.Args) == 8 && os.Args[1] == load.GatewayChildArg {
 		a := os.Args[2:]
-		if err := load.ServeGateway(ctx, a[0], a[1], a[2], a[3], a[4], os.Stdout); err != nil {
+		if err := load.ServeGateway(ctx, a[0], a[1], a[2], a[3], a[4], a[5], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest gateway process:", err)
 			os.Exit(1)
 		}
@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		project  string
 		rules    string
 		rssEvery time.Duration
+		cpuProf  string
 	)
 	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
 	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
@@ -90,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
+	fs.StringVar(&cpuProf, "gateway-cpuprofile", "", "own gateway only: write its CPU profile to this file (with -policy-rules, one file per size: FILE.N)")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err
 	}
@@ -127,7 +129,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		name = strings.TrimSpace(name)
 		if name == "gateway" && ownGW {
 			for _, n := range ruleList {
-				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, n, workerList[0], func(t load.Target, pid int) error {
+				prof := cpuProf
+				if prof != "" && len(ruleList) > 1 {
+					prof = fmt.Sprintf("%s.%d", cpuProf, n)
+				}
+				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, prof, n, workerList[0], func(t load.Target, pid int) error {
 					return sweep(t, n, pid)
 				}); err != nil {
 					return err
@@ -152,7 +158,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // sweepOwnGateway starts a gateway in a process of its own, serving istio/
 // plus a DENY policy of rules rules when rules > 0, and runs f against it.
-func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir string, rules, workers int, f func(load.Target, int) error) error {
+func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir, cpuProfile string, rules, workers int, f func(load.Target, int) error) error {
 	backend, err := url.Parse(s.BackendURL)
 	if err != nil {
 		return fmt.Errorf("-backend-url: %w", err)
@@ -169,7 +175,7 @@ func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioD
 		}
 		dir = tmp
 	}
-	gw, err := load.StartGatewayProcess(ctx, dir, project, stateDir, backend.Host, s.IdentityURL)
+	gw, err := load.StartGatewayProcess(ctx, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
@@ -28,7 +29,19 @@ const GatewayChildArg = "-serve-gateway-child"
 // ServeGateway is the child's side: it loads istioDir for project, serves on a
 // free loopback port wired to the stack described by stateDir, backendAddr and
 // identityURL, prints "listening ADDR" on stdout, and runs until ctx ends.
-func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL string, stdout io.Writer) error {
+// With cpuProfile set it writes a CPU profile of the whole run there.
+func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL, cpuProfile string, stdout io.Writer) error {
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	res, err := gateway.Load(istioDir, project)
 	if err != nil {
 		return err
@@ -72,8 +85,8 @@ type GatewayProcess struct {
 }
 
 // StartGatewayProcess re-executes this binary with GatewayChildArg and the
-// given arguments (istioDir, project, stateDir, backendAddr, identityURL) and
-// waits for it to listen.
+// given arguments (istioDir, project, stateDir, backendAddr, identityURL,
+// cpuProfile) and waits for it to listen.
 func StartGatewayProcess(ctx context.Context, args ...string) (*GatewayProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
