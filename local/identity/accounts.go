@@ -121,6 +121,9 @@ type accountsOnDisk struct {
 
 func loadAccounts(dir string) (*accountStore, error) {
 	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
+	if err := removeAtomicLeftovers(st.path); err != nil {
+		return nil, fmt.Errorf("reading accounts: %w", err)
+	}
 	b, err := os.ReadFile(st.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -307,6 +310,24 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// removeAtomicLeftovers deletes the temporary files writeFileAtomic leaves
+// beside path when the process dies before its rename (a crash, a SIGKILL):
+// they hold a copy of the data (here, password hashes) and would otherwise
+// pile up in the state dir with every such death. Call it before the first
+// write, while nothing else can be writing path.
+func removeAtomicLeftovers(path string) error {
+	left, err := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp"))
+	if err != nil {
+		return err
+	}
+	for _, f := range left {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("removing the leftover of an interrupted write: %w", err)
+		}
+	}
+	return nil
 }
 
 // normalizeEmail accepts a bare address (no display name, no angle brackets).
