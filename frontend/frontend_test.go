@@ -17,8 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/html"
-
+	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
@@ -185,11 +184,11 @@ func (s *stack) csrf() (*http.Cookie, string) {
 	if ck == nil {
 		s.t.Fatalf("GET / set no csrf cookie; cookies: %v", resp.Cookies())
 	}
-	doc := parseHTML(s.t, body)
+	doc := htmltest.Parse(s.t, body)
 	var cfg struct {
 		CSRFToken string `json:"csrfToken"`
 	}
-	if err := json.Unmarshal([]byte(textOf(byID(doc, "app-config"))), &cfg); err != nil {
+	if err := json.Unmarshal([]byte(htmltest.Text(htmltest.ByID(doc, "app-config"))), &cfg); err != nil {
 		s.t.Fatalf("app-config is not JSON: %v", err)
 	}
 	return ck, cfg.CSRFToken
@@ -231,70 +230,6 @@ func cookieNamed(resp *http.Response, name string) *http.Cookie {
 		}
 	}
 	return nil
-}
-
-func parseHTML(t testing.TB, s string) *html.Node {
-	t.Helper()
-	doc, err := html.Parse(strings.NewReader(s))
-	if err != nil {
-		t.Fatalf("parsing HTML: %v", err)
-	}
-	return doc
-}
-
-func find(n *html.Node, match func(*html.Node) bool) *html.Node {
-	if n.Type == html.ElementNode && match(n) {
-		return n
-	}
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if m := find(c, match); m != nil {
-			return m
-		}
-	}
-	return nil
-}
-
-func byID(doc *html.Node, id string) *html.Node {
-	return find(doc, func(n *html.Node) bool { return attr(n, "id") == id })
-}
-
-func attr(n *html.Node, key string) string {
-	if n == nil {
-		return ""
-	}
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return a.Val
-		}
-	}
-	return ""
-}
-
-func hasAttr(n *html.Node, key string) bool {
-	for _, a := range n.Attr {
-		if a.Key == key {
-			return true
-		}
-	}
-	return false
-}
-
-func textOf(n *html.Node) string {
-	if n == nil {
-		return ""
-	}
-	var b strings.Builder
-	var walk func(*html.Node)
-	walk = func(n *html.Node) {
-		if n.Type == html.TextNode {
-			b.WriteString(n.Data)
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			walk(c)
-		}
-	}
-	walk(n)
-	return strings.Join(strings.Fields(b.String()), " ")
 }
 
 func mustURL(t testing.TB, s string) *url.URL {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/html"
+
+	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
 )
 
 func TestSignedOutPageOffersSignIn(t *testing.T) {
@@ -23,37 +25,37 @@ func TestSignedOutPageOffersSignIn(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET %s: got %d, want 200", tt.path, resp.StatusCode)
 			}
-			doc := parseHTML(t, body)
-			if got := textOf(byID(doc, "auth-title")); got != tt.heading {
+			doc := htmltest.Parse(t, body)
+			if got := htmltest.Text(htmltest.ByID(doc, "auth-title")); got != tt.heading {
 				t.Errorf("heading: got %q, want %q", got, tt.heading)
 			}
-			form := byID(doc, "auth-form")
+			form := htmltest.ByID(doc, "auth-form")
 			if form == nil {
 				t.Fatal("no #auth-form")
 			}
 			for _, id := range []string{"email", "password"} {
-				in := byID(doc, id)
-				label := find(doc, func(n *html.Node) bool { return n.Data == "label" && attr(n, "for") == id })
-				if in == nil || label == nil || !hasAttr(in, "required") {
+				in := htmltest.ByID(doc, id)
+				label := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "label" && htmltest.Attr(n, "for") == id })
+				if in == nil || label == nil || !htmltest.Has(in, "required") {
 					t.Errorf("input #%s: want it present, required and labelled; got input %v label %v", id, in != nil, label != nil)
 				}
 			}
-			if got := attr(byID(doc, "password"), "autocomplete"); got != tt.autocomplete {
+			if got := htmltest.Attr(htmltest.ByID(doc, "password"), "autocomplete"); got != tt.autocomplete {
 				t.Errorf("password autocomplete: got %q, want %q", got, tt.autocomplete)
 			}
-			submit := find(form, func(n *html.Node) bool { return n.Data == "button" && attr(n, "type") == "submit" })
-			if got := textOf(submit); got != tt.button {
+			submit := htmltest.Find(form, func(n *html.Node) bool { return n.Data == "button" && htmltest.Attr(n, "type") == "submit" })
+			if got := htmltest.Text(submit); got != tt.button {
 				t.Errorf("submit button: got %q, want %q", got, tt.button)
 			}
-			fs := find(form, func(n *html.Node) bool { return n.Data == "fieldset" })
-			if fs == nil || !hasAttr(fs, "disabled") {
+			fs := htmltest.Find(form, func(n *html.Node) bool { return n.Data == "fieldset" })
+			if fs == nil || !htmltest.Has(fs, "disabled") {
 				t.Errorf("the form's fieldset should be rendered disabled until the module enables it")
 			}
-			if byID(doc, "google-sign-in") != nil {
+			if htmltest.ByID(doc, "google-sign-in") != nil {
 				t.Errorf(`"Continue with Google" shown though the configuration does not enable it`)
 			}
-			bodyEl := find(doc, func(n *html.Node) bool { return n.Data == "body" })
-			if got := attr(bodyEl, "data-session"); got != "none" {
+			bodyEl := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "body" })
+			if got := htmltest.Attr(bodyEl, "data-session"); got != "none" {
 				t.Errorf("data-session: got %q, want none", got)
 			}
 		})
@@ -61,13 +63,13 @@ func TestSignedOutPageOffersSignIn(t *testing.T) {
 
 	t.Run("the page hands the module its configuration, and no secrets", func(t *testing.T) {
 		_, body := s.get("/")
-		doc := parseHTML(t, body)
-		el := byID(doc, "app-config")
-		if attr(el, "type") != "application/json" {
+		doc := htmltest.Parse(t, body)
+		el := htmltest.ByID(doc, "app-config")
+		if htmltest.Attr(el, "type") != "application/json" {
 			t.Fatalf("#app-config: want a JSON script element, got %v", el)
 		}
 		var cfg map[string]string
-		if err := json.Unmarshal([]byte(textOf(el)), &cfg); err != nil {
+		if err := json.Unmarshal([]byte(htmltest.Text(el)), &cfg); err != nil {
 			t.Fatalf("#app-config: %v", err)
 		}
 		want := map[string]string{"apiKey": "emulator-api-key", "projectId": testProject,
@@ -86,7 +88,7 @@ func TestSignedOutPageOffersSignIn(t *testing.T) {
 	})
 	t.Run("the module is a deferred module script and no other script runs", func(t *testing.T) {
 		_, body := s.get("/")
-		doc := parseHTML(t, body)
+		doc := htmltest.Parse(t, body)
 		var scripts []*html.Node
 		var walk func(*html.Node)
 		walk = func(n *html.Node) {
@@ -99,21 +101,21 @@ func TestSignedOutPageOffersSignIn(t *testing.T) {
 		}
 		walk(doc)
 		for _, sc := range scripts {
-			switch attr(sc, "type") {
+			switch htmltest.Attr(sc, "type") {
 			case "module":
-				if !strings.HasPrefix(attr(sc, "src"), "/static/signin-") {
-					t.Errorf("module script src %q: want the hashed bundle", attr(sc, "src"))
+				if !strings.HasPrefix(htmltest.Attr(sc, "src"), "/static/signin-") {
+					t.Errorf("module script src %q: want the hashed bundle", htmltest.Attr(sc, "src"))
 				}
 			case "application/json":
 			default:
-				t.Errorf("script of type %q would block rendering or run inline", attr(sc, "type"))
+				t.Errorf("script of type %q would block rendering or run inline", htmltest.Attr(sc, "type"))
 			}
 		}
 	})
 	t.Run("Google sign-in is offered when configured", func(t *testing.T) {
 		g := newStack(t, func(c *Config) { c.GoogleSignIn = true })
 		resp, body := g.get("/")
-		if byID(parseHTML(t, body), "google-sign-in") == nil {
+		if htmltest.ByID(htmltest.Parse(t, body), "google-sign-in") == nil {
 			t.Errorf(`no "Continue with Google" button`)
 		}
 		csp := resp.Header.Get("Content-Security-Policy")
@@ -130,23 +132,23 @@ func TestSignedInPageShowsTheSecretMessage(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET / signed in: got %d, want 200", resp.StatusCode)
 	}
-	doc := parseHTML(t, body)
-	main := byID(doc, "content")
-	if got := textOf(main); !strings.Contains(got, "The secret message is: Hello World") {
+	doc := htmltest.Parse(t, body)
+	main := htmltest.ByID(doc, "content")
+	if got := htmltest.Text(main); !strings.Contains(got, "The secret message is: Hello World") {
 		t.Errorf("page text %q: want it to contain the secret message", got)
 	}
-	if !strings.Contains(textOf(main), "ada@example.com") {
-		t.Errorf("page text %q: want the user's email", textOf(main))
+	if !strings.Contains(htmltest.Text(main), "ada@example.com") {
+		t.Errorf("page text %q: want the user's email", htmltest.Text(main))
 	}
 	if authz, reqID := s.gateway.last(); authz != "Bearer "+token || reqID == "" {
 		t.Errorf("the gateway got Authorization %q and request id %q; want the session's ID token as a bearer and an id", authz, reqID)
 	}
-	form := byID(doc, "sign-out-form")
-	if attr(form, "method") != "post" || attr(form, "action") != "/signout" {
-		t.Errorf("sign-out form: want POST /signout, got %s %s", attr(form, "method"), attr(form, "action"))
+	form := htmltest.ByID(doc, "sign-out-form")
+	if htmltest.Attr(form, "method") != "post" || htmltest.Attr(form, "action") != "/signout" {
+		t.Errorf("sign-out form: want POST /signout, got %s %s", htmltest.Attr(form, "method"), htmltest.Attr(form, "action"))
 	}
-	hidden := find(form, func(n *html.Node) bool { return attr(n, "name") == "csrf" })
-	if len(attr(hidden, "value")) != 43 {
+	hidden := htmltest.Find(form, func(n *html.Node) bool { return htmltest.Attr(n, "name") == "csrf" })
+	if len(htmltest.Attr(hidden, "value")) != 43 {
 		t.Errorf("sign-out form: want a CSRF token field so it works without JavaScript")
 	}
 	if strings.Contains(body, token) {
@@ -182,19 +184,19 @@ func TestGatewayAnswersBecomeMessages(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("GET /: got %d, want 200 with a message", resp.StatusCode)
 			}
-			doc := parseHTML(t, body)
-			alert := find(doc, func(n *html.Node) bool {
-				return attr(n, "role") == "alert" && attr(n, "class") == "notice notice-error"
+			doc := htmltest.Parse(t, body)
+			alert := htmltest.Find(doc, func(n *html.Node) bool {
+				return htmltest.Attr(n, "role") == "alert" && htmltest.Attr(n, "class") == "notice notice-error"
 			})
-			if !strings.Contains(textOf(alert), tt.want) {
-				t.Errorf("alert %q: want it to contain %q", textOf(alert), tt.want)
+			if !strings.Contains(htmltest.Text(alert), tt.want) {
+				t.Errorf("alert %q: want it to contain %q", htmltest.Text(alert), tt.want)
 			}
 			id := resp.Header.Get("X-Request-Id")
-			if id == "" || !strings.Contains(textOf(alert), "Request id: "+id) {
-				t.Errorf("alert %q: want the request id %q to quote", textOf(alert), id)
+			if id == "" || !strings.Contains(htmltest.Text(alert), "Request id: "+id) {
+				t.Errorf("alert %q: want the request id %q to quote", htmltest.Text(alert), id)
 			}
-			bodyEl := find(doc, func(n *html.Node) bool { return n.Data == "body" })
-			if got := attr(bodyEl, "data-session"); got != tt.session {
+			bodyEl := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "body" })
+			if got := htmltest.Attr(bodyEl, "data-session"); got != tt.session {
 				t.Errorf("data-session: got %q, want %q", got, tt.session)
 			}
 		})
@@ -204,7 +206,7 @@ func TestGatewayAnswersBecomeMessages(t *testing.T) {
 		session, _ := down.signIn("ada@example.com")
 		_, body := down.get("/", session)
 		if !strings.Contains(body, "The backend is unavailable right now.") {
-			t.Errorf("page: want the backend-unavailable message, got %q", textOf(byID(parseHTML(t, body), "content")))
+			t.Errorf("page: want the backend-unavailable message, got %q", htmltest.Text(htmltest.ByID(htmltest.Parse(t, body), "content")))
 		}
 	})
 }
@@ -293,12 +295,12 @@ func TestSecurityHeaders(t *testing.T) {
 func TestStaticAssetsAreServedForCaching(t *testing.T) {
 	s := newStack(t)
 	_, body := s.get("/")
-	doc := parseHTML(t, body)
-	script := find(doc, func(n *html.Node) bool { return n.Data == "script" && attr(n, "type") == "module" })
-	style := find(doc, func(n *html.Node) bool { return n.Data == "link" && attr(n, "rel") == "stylesheet" })
+	doc := htmltest.Parse(t, body)
+	script := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "script" && htmltest.Attr(n, "type") == "module" })
+	style := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "link" && htmltest.Attr(n, "rel") == "stylesheet" })
 	for _, tt := range []struct{ path, ctype string }{
-		{attr(script, "src"), "text/javascript"},
-		{attr(style, "href"), "text/css"},
+		{htmltest.Attr(script, "src"), "text/javascript"},
+		{htmltest.Attr(style, "href"), "text/css"},
 	} {
 		t.Run("the page's "+tt.ctype+" is served immutable", func(t *testing.T) {
 			resp, body := s.get(tt.path)

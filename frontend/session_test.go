@@ -7,8 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/local/identity"
 	"golang.org/x/net/html"
+
+	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
+	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
 func TestSessionRefusesTokensThatAreNotGood(t *testing.T) {
@@ -68,12 +70,12 @@ func TestSessionRefusesTokensThatAreNotGood(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("GET / with an expired session cookie: got %d, want 200", resp.StatusCode)
 		}
-		doc := parseHTML(t, body)
-		body0 := find(doc, func(n *html.Node) bool { return n.Data == "body" })
-		if got := attr(body0, "data-session"); got != "stale" {
+		doc := htmltest.Parse(t, body)
+		body0 := htmltest.Find(doc, func(n *html.Node) bool { return n.Data == "body" })
+		if got := htmltest.Attr(body0, "data-session"); got != "stale" {
 			t.Errorf("body data-session: got %q, want stale (the module then refreshes quietly)", got)
 		}
-		if status := byID(doc, "auth-status"); status == nil || hasAttr(status, "hidden") {
+		if status := htmltest.ByID(doc, "auth-status"); status == nil || htmltest.Has(status, "hidden") {
 			t.Errorf("the 'Restoring your session' status should be visible")
 		}
 		if strings.Contains(body, expired) {
