@@ -633,8 +633,9 @@ func (e *Emulator) reset(c echo.Context) error {
 	return c.JSON(http.StatusOK, map[string]any{})
 }
 
-// jwks serves the public keys as Google does at the same path. A short
-// max-age lets verifiers pick up a rotation quickly; KeyGrace outlasts it.
+// jwks serves the public keys as Google does at the same path: the next key,
+// the current one and the retired ones in their grace. A short max-age lets
+// verifiers pick up a new next key quickly; KeyGrace outlasts it.
 func (e *Emulator) jwks(c echo.Context) error {
 	set, err := e.keys.publicSet()
 	if err != nil {

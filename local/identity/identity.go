@@ -8,8 +8,11 @@
 //
 // Tokens look like Identity Platform's: issuer
 // https://securetoken.google.com/<project>, audience <project>, sub = user_id =
-// localId, one hour of life. The signing key persists in Config.StateDir; a
-// rotation keeps the previous key in the JWKS for Config.KeyGrace.
+// localId, one hour of life. The signing keys persist in Config.StateDir. The
+// JWKS publishes the next key beside the current one, a rotation ahead of its
+// first signature, so that a verifier holding a cached JWKS accepts new
+// tokens at once after a rotation; the previous key stays published for
+// Config.KeyGrace, so that tokens it signed keep verifying until they expire.
 //
 // Passwords are stored only as scrypt hashes (golang.org/x/crypto/scrypt,
 // N = 2^PasswordHashCost, r = 8, p = 1, 16-byte random salt, 32-byte key; the
@@ -156,7 +159,7 @@ func New(cfg Config) (*Emulator, error) {
 		sessions: newSessionStore(),
 	}
 	e.log.Info("identity emulator state loaded", "project", e.project, "stateDir", cfg.StateDir,
-		"accounts", accounts.len(), "kid", keys.currentKID())
+		"accounts", accounts.len(), "kid", keys.currentKID(), "nextKid", keys.nextKID())
 	return e, nil
 }
 
@@ -204,13 +207,19 @@ func (e *Emulator) EnsureUser(ctx context.Context, email, password string) (stri
 	return uid, nil
 }
 
-// RotateKey makes a new signing key current. The previous key stays in the
-// JWKS for Config.KeyGrace so that tokens it signed keep verifying.
+// RotateKey makes the published next key current and publishes a new next
+// key. A verifier that fetched the JWKS (or the x509 map) since the previous
+// rotation already has the newly current key. The previous key stays
+// published for Config.KeyGrace so that tokens it signed keep verifying.
+//
+// Two rotations in a row sign with a key that was published only by the
+// first: a verifier that has not fetched in between meets an unknown kid, as
+// it would after an emergency rotation on Google Cloud.
 func (e *Emulator) RotateKey() error {
 	if err := e.keys.rotate(); err != nil {
 		return fmt.Errorf("identity: rotating signing key: %w", err)
 	}
-	e.log.Info("identity signing key rotated", "kid", e.keys.currentKID())
+	e.log.Info("identity signing key rotated", "kid", e.keys.currentKID(), "nextKid", e.keys.nextKID())
 	return nil
 }
 

@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -248,25 +250,93 @@ func signWithForeignKey(t *testing.T, token string) string {
 	return out
 }
 
+// fetchX509 returns the x509 PEM map as a JWKS, the way the Firebase Admin
+// SDKs read it outside emulator mode (auth/token_verifier.go: kid → PEM).
+func fetchX509(t *testing.T, srv *httptest.Server) jose.JSONWebKeySet {
+	t.Helper()
+	resp, err := clientOf(srv).Get(srv.URL + X509Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var certs map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&certs); err != nil {
+		t.Fatalf("x509 map is not a JSON object: %v", err)
+	}
+	var set jose.JSONWebKeySet
+	for kid, p := range certs {
+		blk, _ := pem.Decode([]byte(p))
+		if blk == nil {
+			t.Fatalf("kid %s: not a PEM certificate", kid)
+		}
+		cert, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatalf("kid %s: %v", kid, err)
+		}
+		set.Keys = append(set.Keys, jose.JSONWebKey{KeyID: kid, Key: cert.PublicKey, Algorithm: "RS256", Use: "sig"})
+	}
+	return set
+}
+
+func kidsOf(set jose.JSONWebKeySet) []string {
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.KeyID)
+	}
+	slices.Sort(kids)
+	return kids
+}
+
+func sortedKIDs(kids ...string) []string {
+	slices.Sort(kids)
+	return kids
+}
+
 func TestRotationKeepsTheOldKeyForItsGrace(t *testing.T) {
 	clock := clocktest.New(time.Now().Truncate(time.Second))
 	e, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now; c.KeyGrace = 90 * time.Minute })
 	up := signUp(t, srv, "ada@example.com", "correct horse")
 	before := up["idToken"].(string)
-	oldKID := e.keys.currentKID()
+	oldKID, nextKID := e.keys.currentKID(), e.keys.nextKID()
+	if oldKID == nextKID {
+		t.Fatal("the next key has the current key's kid")
+	}
+	// What verifiers cached before the rotation: a gateway's JWKS, an Admin
+	// SDK's x509 map.
+	cachedJWKS, cachedX509 := fetchJWKS(t, srv), fetchX509(t, srv)
+	if want := sortedKIDs(oldKID, nextKID); !slices.Equal(kidsOf(cachedJWKS), want) || !slices.Equal(kidsOf(cachedX509), want) {
+		t.Fatalf("before any rotation the JWKS has %v and the x509 map %v; want the current and the next key %v",
+			kidsOf(cachedJWKS), kidsOf(cachedX509), want)
+	}
 
 	if err := e.RotateKey(); err != nil {
 		t.Fatal(err)
 	}
 	after := signIn(t, srv, "ada@example.com", "correct horse")
-	if e.keys.currentKID() == oldKID {
-		t.Fatal("RotateKey kept the same kid")
+	if got := e.keys.currentKID(); got != nextKID {
+		t.Fatalf("after the rotation the emulator signs with %s; want the published next key %s", got, nextKID)
+	}
+	newNextKID := e.keys.nextKID()
+	if newNextKID == oldKID || newNextKID == nextKID {
+		t.Fatalf("the rotation published %s as the next key; want a new one", newNextKID)
 	}
 
-	t.Run("during the grace both tokens verify against the JWKS", func(t *testing.T) {
+	t.Run("a verifier that cached the keys before the rotation accepts new tokens without fetching", func(t *testing.T) {
+		for name, set := range map[string]jose.JSONWebKeySet{"JWKS": cachedJWKS, "x509 map": cachedX509} {
+			for tname, tok := range map[string]string{"old": before, "new": after} {
+				if _, err := verify(set, tok, clock.Now()); err != nil {
+					t.Errorf("%s token against the %s cached before the rotation: %v; want valid", tname, name, err)
+				}
+			}
+		}
+	})
+	t.Run("during the grace the JWKS has the old, the current and the next key", func(t *testing.T) {
 		set := fetchJWKS(t, srv)
-		if len(set.Keys) != 2 {
-			t.Fatalf("JWKS has %d keys; want 2 (current and previous)", len(set.Keys))
+		if want := sortedKIDs(oldKID, nextKID, newNextKID); !slices.Equal(kidsOf(set), want) {
+			t.Fatalf("JWKS has %v; want previous, current and next %v", kidsOf(set), want)
+		}
+		if got, want := kidsOf(fetchX509(t, srv)), kidsOf(set); !slices.Equal(got, want) {
+			t.Fatalf("x509 map has %v; want the JWKS's keys %v", got, want)
 		}
 		for name, tok := range map[string]string{"old": before, "new": after} {
 			if _, err := verify(set, tok, clock.Now()); err != nil {
@@ -274,20 +344,23 @@ func TestRotationKeepsTheOldKeyForItsGrace(t *testing.T) {
 			}
 		}
 	})
-	t.Run("a restart keeps both keys", func(t *testing.T) {
+	t.Run("a restart keeps all three keys and the same current and next key", func(t *testing.T) {
 		e2, err := New(Config{ProjectID: testProject, StateDir: filepath.Dir(e.keys.path), Now: clock.Now, KeyGrace: 90 * time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n := len(e2.keys.published()); n != 2 {
-			t.Fatalf("%d keys published after restart; want 2", n)
+		if n := len(e2.keys.published()); n != 3 {
+			t.Fatalf("%d keys published after restart; want 3", n)
+		}
+		if e2.keys.currentKID() != nextKID || e2.keys.nextKID() != newNextKID {
+			t.Fatalf("after restart current %s next %s; want %s and %s", e2.keys.currentKID(), e2.keys.nextKID(), nextKID, newNextKID)
 		}
 	})
 	t.Run("after the grace the old key is gone and its tokens fail", func(t *testing.T) {
 		clock.Advance(90 * time.Minute)
 		set := fetchJWKS(t, srv)
-		if len(set.Keys) != 1 || set.Keys[0].KeyID == oldKID {
-			t.Fatalf("JWKS keys %v; want only the new key", set.Keys)
+		if want := sortedKIDs(nextKID, newNextKID); !slices.Equal(kidsOf(set), want) {
+			t.Fatalf("JWKS keys %v; want only the current and the next key %v", kidsOf(set), want)
 		}
 		fresh, err := e.IDTokenFor(t.Context(), up["localId"].(string), clock.Now())
 		if err != nil {
@@ -301,6 +374,60 @@ func TestRotationKeepsTheOldKeyForItsGrace(t *testing.T) {
 			t.Fatal("a token signed by the retired key verified; want it refused once the key is gone")
 		}
 	})
+}
+
+func TestTwoRotationsInARowSignWithAKeyOnlyTheFirstPublished(t *testing.T) {
+	e, srv := newTestEmulator(t)
+	up := signUp(t, srv, "ada@example.com", "correct horse")
+	cached := fetchJWKS(t, srv)
+	for range 2 {
+		if err := e.RotateKey(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := e.IDTokenFor(t.Context(), up["localId"].(string), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := verify(cached, tok, time.Now()); err == nil {
+		t.Fatal("a JWKS cached before two rotations verified a token of the second; want an unknown kid")
+	}
+	if _, err := verify(fetchJWKS(t, srv), tok, time.Now()); err != nil {
+		t.Fatalf("against a fresh JWKS: %v; want valid", err)
+	}
+}
+
+func TestAStateDirWithoutANextKeyKeepsSigningWithItsKey(t *testing.T) {
+	// signing-keys.json as the emulator wrote it before it published a next
+	// key: one current key, no "next" entry.
+	dir := t.TempDir()
+	e1, _ := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	kid := e1.keys.currentKID()
+	path := filepath.Join(dir, keysFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk []keyOnDisk
+	if err := json.Unmarshal(raw, &disk); err != nil {
+		t.Fatal(err)
+	}
+	disk = slices.DeleteFunc(disk, func(k keyOnDisk) bool { return k.Next })
+	if len(disk) != 1 || disk[0].KID != kid {
+		t.Fatalf("keys on disk %v; want the current key %s and a next one", disk, kid)
+	}
+	raw, _ = json.Marshal(disk)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	e2, srv := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	if got := e2.keys.currentKID(); got != kid {
+		t.Fatalf("after the upgrade the emulator signs with %s; want the persisted %s, so that no verifier meets an unknown kid", got, kid)
+	}
+	if want := sortedKIDs(kid, e2.keys.nextKID()); e2.keys.nextKID() == kid || !slices.Equal(kidsOf(fetchJWKS(t, srv)), want) {
+		t.Fatalf("JWKS has %v; want the kept key and a new next key %v", kidsOf(fetchJWKS(t, srv)), want)
+	}
 }
 
 func TestX509MapAndDiscoveryMatchTheJWKS(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,7 +35,9 @@ const (
 	certRenew    = 30 * 24 * time.Hour
 )
 
-// signingKey is one RS256 key. Retired is zero for the current key.
+// signingKey is one RS256 key in one of three states: next (published, not
+// yet signing), current (signing; retired is zero), or retired (still
+// published until its grace has passed).
 type signingKey struct {
 	kid     string
 	priv    *rsa.PrivateKey
@@ -42,6 +45,7 @@ type signingKey struct {
 	certPEM []byte
 	created time.Time
 	retired time.Time
+	next    bool
 }
 
 type keyOnDisk struct {
@@ -50,16 +54,30 @@ type keyOnDisk struct {
 	Certificate string    `json:"certificate"`
 	Created     time.Time `json:"created"`
 	Retired     time.Time `json:"retired,omitzero"`
+	Next        bool      `json:"next,omitempty"`
 }
 
-// keyRing holds the current signing key and the retired keys still within
-// their grace period, persisted (mode 0600) in the state dir.
+// keyRing holds the signing keys, persisted (mode 0600) in the state dir:
+// the retired keys still within their grace period, the current key, and the
+// next key, oldest first.
+//
+// Publishing the next key is how rotation works without a gap for verifiers
+// that cache keys: it is in the JWKS and the x509 map from the moment it is
+// made, a whole rotation before it signs anything, so a verifier that fetched
+// either document at any time since the previous rotation already holds the
+// key that the next rotation promotes. Real verifiers do not refetch for an
+// unknown kid: istiod refreshes the keys it inlines into Envoy every 20
+// minutes, Envoy's remote JWKS is kept for its 5 minute cache_duration, and
+// the Firebase Admin SDKs keep the x509 map for the response's max-age (hours
+// on Google's endpoints) and otherwise answer "invalid signature". Google's
+// keys must therefore be published at least that long before they sign, and
+// the emulator behaves the same way.
 type keyRing struct {
 	path  string
 	grace time.Duration
 	now   func() time.Time
 	mu    sync.RWMutex
-	keys  []*signingKey // oldest first; the last one is current
+	keys  []*signingKey // oldest first: retired..., current, next
 }
 
 func loadKeyRing(dir string, grace time.Duration, now func() time.Time) (*keyRing, error) {
@@ -82,11 +100,51 @@ func loadKeyRing(dir string, grace time.Duration, now func() time.Time) (*keyRin
 		}
 		kr.keys = append(kr.keys, k)
 	}
-	if len(kr.keys) == 0 || !kr.keys[len(kr.keys)-1].retired.IsZero() ||
-		kr.keys[len(kr.keys)-1].created.Add(certLifetime-certRenew).Before(now()) {
-		return kr, kr.rotate()
+	switch {
+	case wellFormed(kr.keys):
+	case wellFormed(append(kr.keys[:len(kr.keys):len(kr.keys)], &signingKey{next: true})):
+		// A state dir from before next keys were published: keep signing
+		// with its current key, and publish a next one from now on.
+		if err := kr.addNext(); err != nil {
+			return nil, err
+		}
+	default:
+		// No current key, or a file edited by hand: start a proper ring,
+		// keeping what is still within its grace so that tokens already
+		// issued keep verifying.
+		if err := kr.rotate(); err != nil {
+			return nil, err
+		}
+	}
+	// A key whose certificate nears its end is rotated out at load. The next
+	// key may be as old as the current one (a state dir unused for a year),
+	// so a second rotation may be needed; a third never is: it promotes a
+	// key made by the first.
+	for range 2 {
+		if !kr.currentLocked().created.Add(certLifetime - certRenew).Before(now()) {
+			break
+		}
+		if err := kr.rotate(); err != nil {
+			return nil, err
+		}
 	}
 	return kr, nil
+}
+
+// wellFormed reports whether keys are retired keys followed by exactly one
+// current and one next key.
+func wellFormed(keys []*signingKey) bool {
+	n := len(keys)
+	if n < 2 || !keys[n-1].next || !keys[n-1].retired.IsZero() ||
+		keys[n-2].next || !keys[n-2].retired.IsZero() {
+		return false
+	}
+	for _, k := range keys[:n-2] {
+		if k.next || k.retired.IsZero() {
+			return false
+		}
+	}
+	return true
 }
 
 func keyFromDisk(d keyOnDisk) (*signingKey, error) {
@@ -102,7 +160,7 @@ func keyFromDisk(d keyOnDisk) (*signingKey, error) {
 	if !ok {
 		return nil, fmt.Errorf("private key is %T, want RSA", raw)
 	}
-	k := &signingKey{kid: d.KID, priv: priv, certPEM: []byte(d.Certificate), created: d.Created, retired: d.Retired}
+	k := &signingKey{kid: d.KID, priv: priv, certPEM: []byte(d.Certificate), created: d.Created, retired: d.Retired, next: d.Next}
 	return k, k.initJWK()
 }
 
@@ -161,32 +219,88 @@ func newSigningKey(now time.Time) (*signingKey, error) {
 	return k, k.initJWK()
 }
 
-// rotate adds a new current key, retires the previous one and forgets keys
-// whose grace has passed. The new ring is on disk before it is used.
+// rotate promotes the next key to current, retires the current one, makes
+// and publishes a new next key, and forgets keys whose grace has passed. The
+// new ring is on disk before it is used. On a ring without a next key (the
+// first start) it makes both.
 func (kr *keyRing) rotate() error {
 	now := kr.now()
-	k, err := newSigningKey(now)
+	fresh, err := newSigningKey(now)
 	if err != nil {
 		return err
 	}
+	fresh.next = true
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
-	var next []*signingKey
+	var ring []*signingKey
+	promoted := false
 	for _, old := range kr.keys {
 		cp := *old
-		if cp.retired.IsZero() {
-			cp.retired = now
+		switch {
+		case cp.next && !promoted:
+			cp.next, promoted = false, true
+		case cp.next, cp.retired.IsZero():
+			// The current key; or a second next key in a hand-edited file,
+			// retired at once since it never signed.
+			cp.next, cp.retired = false, now
 		}
-		if now.Sub(cp.retired) < kr.grace {
-			next = append(next, &cp)
+		if cp.retired.IsZero() || now.Sub(cp.retired) < kr.grace {
+			ring = append(ring, &cp)
 		}
 	}
-	next = append(next, k)
-	if err := kr.save(next); err != nil {
+	if !promoted {
+		cur, err := newSigningKey(now)
+		if err != nil {
+			return err
+		}
+		ring = append(ring, cur)
+	}
+	ring = append(ring, fresh)
+	// The promoted key must sit just before the next one, after any key
+	// that was current before it and has just been retired.
+	sortRing(ring)
+	if err := kr.save(ring); err != nil {
 		return err
 	}
-	kr.keys = next
+	kr.keys = ring
 	return nil
+}
+
+// addNext publishes a new next key on a ring that has none.
+func (kr *keyRing) addNext() error {
+	fresh, err := newSigningKey(kr.now())
+	if err != nil {
+		return err
+	}
+	fresh.next = true
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	ring := append(slices.Clone(kr.keys), fresh)
+	if err := kr.save(ring); err != nil {
+		return err
+	}
+	kr.keys = ring
+	return nil
+}
+
+// sortRing orders keys retired (oldest retirement first), current, next,
+// keeping the relative order of keys in the same state.
+func sortRing(keys []*signingKey) {
+	rank := func(k *signingKey) int {
+		switch {
+		case k.next:
+			return 2
+		case k.retired.IsZero():
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(keys, func(a, b *signingKey) int {
+		if c := rank(a) - rank(b); c != 0 {
+			return c
+		}
+		return a.retired.Compare(b.retired)
+	})
 }
 
 func (kr *keyRing) save(keys []*signingKey) error {
@@ -202,6 +316,7 @@ func (kr *keyRing) save(keys []*signingKey) error {
 			Certificate: string(k.certPEM),
 			Created:     k.created,
 			Retired:     k.retired,
+			Next:        k.next,
 		})
 	}
 	b, err := json.MarshalIndent(disk, "", "  ")
@@ -214,16 +329,26 @@ func (kr *keyRing) save(keys []*signingKey) error {
 	return nil
 }
 
+// current is the key that signs now.
 func (kr *keyRing) current() *signingKey {
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	return kr.keys[len(kr.keys)-1]
+	return kr.currentLocked()
 }
+
+func (kr *keyRing) currentLocked() *signingKey { return kr.keys[len(kr.keys)-2] }
 
 func (kr *keyRing) currentKID() string { return kr.current().kid }
 
-// published returns the keys a verifier should accept now: the current one
-// and the retired ones still in their grace period.
+// nextKID is the kid of the key the next rotation promotes, already published.
+func (kr *keyRing) nextKID() string {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return kr.keys[len(kr.keys)-1].kid
+}
+
+// published returns the keys a verifier should accept now: the next key,
+// the current one and the retired ones still in their grace period.
 func (kr *keyRing) published() []*signingKey {
 	now := kr.now()
 	kr.mu.RLock()

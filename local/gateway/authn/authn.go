@@ -87,6 +87,16 @@ const (
 	defaultFetchTimeout = 5 * time.Second
 	// minRefetchInterval limits refetches triggered by unknown kids, so a
 	// flood of tokens with made-up kids cannot hammer the JWKS endpoint.
+	//
+	// Neither Envoy nor istiod refetches for an unknown kid at all (istiod
+	// refreshes the keys it inlines every 20 minutes, PILOT_JWT_PUB_KEY_
+	// REFRESH_INTERVAL; Envoy's remote JWKS is kept for its cache_duration),
+	// so a key rotation works on Istio only because the issuer publishes a
+	// key before it signs with it: Google must (its Admin SDKs keep the keys
+	// for hours and never refetch for a kid), and so does the emulator
+	// (local/identity keys.go). This refetch is a local leniency for keys
+	// that were not published ahead, and a shorter floor would only make
+	// the gateway kinder than Istio to an issuer that skips that step.
 	minRefetchInterval = 10 * time.Second
 	// maxJWKSBytes bounds a JWKS response body.
 	maxJWKSBytes = 1 << 20
