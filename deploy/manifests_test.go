@@ -75,45 +75,11 @@ func TestBackendIsHardenedAndProbed(t *testing.T) {
 			}
 		})
 		t.Run(profile+": the pod runs as non-root without privileges", func(t *testing.T) {
-			if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
-				t.Errorf("pod securityContext.runAsNonRoot is not true: %+v", pod.SecurityContext)
-			}
-			if pod.ServiceAccountName != backendName {
-				t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, backendName)
-			}
-			find[corev1.ServiceAccount](t, m, "ServiceAccount", apiNamespace, backendName)
-			if len(pod.Containers) != 1 {
-				t.Fatalf("got %d containers, want the one backend container", len(pod.Containers))
-			}
-			sc := pod.Containers[0].SecurityContext
-			switch {
-			case sc == nil:
-				t.Fatal("the backend container has no securityContext")
-			case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-				t.Error("readOnlyRootFilesystem is not true")
-			case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
-				t.Error("allowPrivilegeEscalation is not false")
-			case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
-				t.Errorf("capabilities drop %v, want ALL", sc.Capabilities)
-			}
+			checkUnprivileged(t, m, pod, apiNamespace, backendName)
 		})
 		c := pod.Containers[0]
 		t.Run(profile+": the container has resources and health probes on "+healthzPath, func(t *testing.T) {
-			if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-				t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
-			}
-			if len(c.Ports) != 1 || c.Ports[0].ContainerPort != backendPort {
-				t.Fatalf("ports %+v, want the one container port %d", c.Ports, backendPort)
-			}
-			for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-				if p == nil || p.HTTPGet == nil {
-					t.Errorf("%s probe %+v: want an HTTP GET", name, p)
-					continue
-				}
-				if p.HTTPGet.Path != healthzPath || p.HTTPGet.Port.String() != c.Ports[0].Name {
-					t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), healthzPath, c.Ports[0].Name)
-				}
-			}
+			checkResourcesAndProbes(t, c, backendPort, healthzPath)
 			env := map[string]string{}
 			for _, e := range c.Env {
 				env[e.Name] = e.Value
@@ -247,46 +213,14 @@ func TestLocalClusterRunsTheFrontend(t *testing.T) {
 		}
 	})
 	t.Run("the pod runs as non-root 65532 without privileges", func(t *testing.T) {
-		psc := pod.SecurityContext
-		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
-			t.Errorf("pod securityContext %+v: want runAsNonRoot and runAsUser 65532", psc)
+		if psc := pod.SecurityContext; psc == nil || psc.RunAsUser == nil || *psc.RunAsUser != 65532 {
+			t.Errorf("pod securityContext %+v: want runAsUser 65532", psc)
 		}
-		if pod.ServiceAccountName != frontendName {
-			t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, frontendName)
-		}
-		find[corev1.ServiceAccount](t, m, "ServiceAccount", frontendNamespace, frontendName)
-		if len(pod.Containers) != 1 {
-			t.Fatalf("got %d containers, want the one frontend container", len(pod.Containers))
-		}
-		sc := pod.Containers[0].SecurityContext
-		switch {
-		case sc == nil:
-			t.Fatal("the frontend container has no securityContext")
-		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-			t.Error("readOnlyRootFilesystem is not true")
-		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
-			t.Error("allowPrivilegeEscalation is not false")
-		case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
-			t.Errorf("capabilities drop %v, want ALL", sc.Capabilities)
-		}
+		checkUnprivileged(t, m, pod, frontendNamespace, frontendName)
 	})
 	c := pod.Containers[0]
 	t.Run("the container has resources and health probes on "+frontendHealthz, func(t *testing.T) {
-		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-			t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
-		}
-		if len(c.Ports) != 1 || c.Ports[0].ContainerPort != frontendPort {
-			t.Fatalf("ports %+v, want the one container port %d", c.Ports, frontendPort)
-		}
-		for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
-			if p == nil || p.HTTPGet == nil {
-				t.Errorf("%s probe %+v: want an HTTP GET", name, p)
-				continue
-			}
-			if p.HTTPGet.Path != frontendHealthz || p.HTTPGet.Port.String() != c.Ports[0].Name {
-				t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), frontendHealthz, c.Ports[0].Name)
-			}
-		}
+		checkResourcesAndProbes(t, c, frontendPort, frontendHealthz)
 	})
 	t.Run("the client certificate comes from the Secret "+frontendTLSSecret+", read-only", func(t *testing.T) {
 		var dir string
@@ -442,5 +376,55 @@ func TestDecodeRefusesWhatTheAPIServerWould(t *testing.T) {
 				t.Errorf("decode: got error %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// checkUnprivileged checks what every workload of ours must be: one
+// container, run as non-root under its own service account, with a
+// read-only root file system, no privilege escalation and no capabilities.
+func checkUnprivileged(t *testing.T, m manifests, pod corev1.PodSpec, namespace, name string) {
+	t.Helper()
+	if pod.SecurityContext == nil || pod.SecurityContext.RunAsNonRoot == nil || !*pod.SecurityContext.RunAsNonRoot {
+		t.Errorf("pod securityContext.runAsNonRoot is not true: %+v", pod.SecurityContext)
+	}
+	if pod.ServiceAccountName != name {
+		t.Errorf("serviceAccountName = %q, want %q", pod.ServiceAccountName, name)
+	}
+	find[corev1.ServiceAccount](t, m, "ServiceAccount", namespace, name)
+	if len(pod.Containers) != 1 {
+		t.Fatalf("got %d containers, want the one %s container", len(pod.Containers), name)
+	}
+	sc := pod.Containers[0].SecurityContext
+	switch {
+	case sc == nil:
+		t.Fatalf("the %s container has no securityContext", name)
+	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+		t.Error("readOnlyRootFilesystem is not true")
+	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+		t.Error("allowPrivilegeEscalation is not false")
+	case sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL"):
+		t.Errorf("capabilities drop %v, want ALL", sc.Capabilities)
+	}
+}
+
+// checkResourcesAndProbes checks that c asks for CPU and memory, caps its
+// memory, serves one port, and is probed for readiness and liveness with
+// an HTTP GET of path on that port.
+func checkResourcesAndProbes(t *testing.T, c corev1.Container, port int32, path string) {
+	t.Helper()
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources %+v: want cpu and memory requests and a memory limit", c.Resources)
+	}
+	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != port {
+		t.Fatalf("ports %+v, want the one container port %d", c.Ports, port)
+	}
+	for name, p := range map[string]*corev1.Probe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
+		if p == nil || p.HTTPGet == nil {
+			t.Errorf("%s probe %+v: want an HTTP GET", name, p)
+			continue
+		}
+		if p.HTTPGet.Path != path || p.HTTPGet.Port.String() != c.Ports[0].Name {
+			t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), path, c.Ports[0].Name)
+		}
 	}
 }
