@@ -79,7 +79,9 @@ type Config struct {
 	// transport of the gateway's own.
 	Transport http.RoundTripper
 	// Logger receives start-up and error lines; AccessLog one JSON line per
-	// request (nil: Logger). Neither ever sees a token.
+	// request, and one per connection refused at the TLS handshake, naming
+	// the client certificate refused (nil: Logger). Neither ever sees a
+	// token or a key.
 	Logger    *slog.Logger
 	AccessLog *slog.Logger
 	// Now is the clock for tokens and certificates; nil means time.Now.
@@ -303,11 +305,17 @@ func (g *Gateway) Run(ctx context.Context) error {
 	}
 	g.log.Info("gateway: serving", "address", g.cfg.Listener.Addr().String(), "port", g.cfg.Port,
 		"workload", g.cfg.Workload.String(), "tls", g.listener.tls)
+	ln := g.cfg.Listener
+	if cfg := g.TLSConfig(); cfg != nil {
+		// The gateway handshakes itself, so that a refused handshake is
+		// logged with the certificate refused; net/http gets the
+		// connections that passed, and serves HTTP/2 on them as ALPN chose.
+		ln = newHandshakingListener(ln, cfg, g.handshakeFailed)
+	}
 	return serve.Run(ctx, serve.Options{
 		Name:     "gateway",
 		Handler:  g.Handler(),
-		Listener: g.cfg.Listener,
-		TLS:      g.TLSConfig(),
+		Listener: ln,
 		Logger:   g.log,
 	})
 }
@@ -319,6 +327,11 @@ type outcome struct {
 	route, upstream  string
 	principal        string
 	requestPrincipal string
+	// peerSerial and peerNotAfter are the client certificate's, as Envoy's
+	// %DOWNSTREAM_PEER_SERIAL% and %DOWNSTREAM_PEER_CERT_V_END% log them:
+	// which certificate a request came with shows when a rotated one is
+	// taken up.
+	peerSerial, peerNotAfter string
 }
 
 // ServeHTTP runs Envoy's filter chain for a gateway: path normalization
@@ -326,6 +339,10 @@ type outcome struct {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	o := &outcome{principal: peerPrincipal(r.TLS)}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		leaf := r.TLS.PeerCertificates[0]
+		o.peerSerial, o.peerNotAfter = tlsdir.Serial(leaf), leaf.NotAfter.UTC().Format(time.RFC3339)
+	}
 	w.Header().Set("Server", serverHeader)
 	// An edge Envoy (use_remote_address, as on Istio gateways) keeps the
 	// x-request-id of a request from an internal address (loopback, RFC 1918:
@@ -350,6 +367,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.String("reason", o.reason),
 			slog.String("principal", o.principal),
 			slog.String("request_principal", o.requestPrincipal),
+			slog.String("peer_serial", o.peerSerial),
+			slog.String("peer_not_after", o.peerNotAfter),
 			slog.String("route", o.route),
 			slog.String("upstream", o.upstream),
 			slog.String("request_id", rid),
