@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +11,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
 // ClientTLS gives the TLS configuration for one new connection to the
@@ -19,6 +24,12 @@ import (
 // is why it is asked once per dial rather than once at start-up.
 type ClientTLS interface {
 	ClientConfig(serverName string) (*tls.Config, error)
+}
+
+// certificateInUse is what a ClientTLS that follows rotation (*tlsdir.Dir)
+// also tells: the client certificate new connections present now.
+type certificateInUse interface {
+	Certificate() *x509.Certificate
 }
 
 // Errors a backend call ends in, for callers to branch on. They map the
@@ -35,11 +46,34 @@ const maxBackendBody = 1 << 20
 
 // Backend calls the private API through the Istio ingress gateway, over
 // mutual TLS, on behalf of a signed-in user.
+//
+// A rotated client certificate is used from the first request after
+// ClientTLS reports it: connections are kept alive, and TLS authenticates a
+// connection once, at its handshake, so the connections made with the old
+// certificate would otherwise go on presenting it for as long as they are
+// busy, past its expiry even. Instead the Backend moves to a fresh pool of
+// connections; the old pool's connections finish the requests they carry
+// and are closed when idle (at the next rotation or Close at the latest).
 type Backend struct {
 	base       *url.URL
 	serverName string
-	client     *http.Client
 	timeout    time.Duration
+	creds      ClientTLS
+
+	pool atomic.Pointer[pool]
+	mu   sync.Mutex // serialises the move to a new pool
+	old  *pool      // the pool retired by the last rotation
+
+	// presented is the client certificate of the latest handshake, to name
+	// it when the gateway refuses a connection after the handshake (TLS 1.3
+	// reports a refused client certificate on the first read).
+	presented atomic.Pointer[x509.Certificate]
+}
+
+// pool is an HTTP client whose connections present one client certificate.
+type pool struct {
+	client *http.Client
+	cert   *x509.Certificate // nil when ClientTLS does not say
 }
 
 // NewBackend returns a client for the gateway at baseURL (https://host[:port]).
@@ -52,7 +86,45 @@ func NewBackend(baseURL, serverName string, timeout time.Duration, creds ClientT
 	if serverName == "" || creds == nil || timeout <= 0 {
 		return nil, errors.New("backend: a server name, client TLS and a positive timeout are required")
 	}
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	b := &Backend{base: u, serverName: serverName, timeout: timeout, creds: creds}
+	b.pool.Store(b.newPool(b.certificateInUse()))
+	return b, nil
+}
+
+// certificateInUse is the client certificate new connections present, or
+// nil if ClientTLS does not say.
+func (b *Backend) certificateInUse() *x509.Certificate {
+	if c, ok := b.creds.(certificateInUse); ok {
+		return c.Certificate()
+	}
+	return nil
+}
+
+// current returns the pool to send a request with, first retiring the pool
+// in use if the client certificate has rotated since it was made.
+func (b *Backend) current() *pool {
+	p := b.pool.Load()
+	cert := b.certificateInUse()
+	if cert == nil || p.cert == nil || cert == p.cert || cert.Equal(p.cert) {
+		return p
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p = b.pool.Load(); cert.Equal(p.cert) {
+		return p // another request moved first
+	}
+	if b.old != nil {
+		b.old.client.CloseIdleConnections() // its requests ended long ago
+	}
+	b.old = p
+	next := b.newPool(cert)
+	b.pool.Store(next)
+	p.client.CloseIdleConnections() // busy ones close when idle: at the next rotation or Close
+	return next
+}
+
+func (b *Backend) newPool(cert *x509.Certificate) *pool {
+	dialer := &net.Dialer{Timeout: b.timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		// The gateway is on a private network: never through a proxy.
 		Proxy:       nil,
@@ -60,20 +132,7 @@ func NewBackend(baseURL, serverName string, timeout time.Duration, creds ClientT
 		// A fresh TLS config per connection, so rotated certificates apply
 		// to new connections while established ones carry on.
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			cfg, err := creds.ClientConfig(serverName)
-			if err != nil {
-				return nil, fmt.Errorf("client certificate: %w", err)
-			}
-			raw, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			conn := tls.Client(raw, cfg)
-			if err := conn.HandshakeContext(ctx); err != nil {
-				raw.Close()
-				return nil, fmt.Errorf("TLS handshake with %s (%s): %w", addr, serverName, err)
-			}
-			return conn, nil
+			return b.dialTLS(ctx, dialer, network, addr)
 		},
 		// With a custom DialTLSContext, net/http speaks HTTP/2 only when
 		// asked to; the connection's ALPN result then decides.
@@ -81,20 +140,149 @@ func NewBackend(baseURL, serverName string, timeout time.Duration, creds ClientT
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   64, // every request goes to the one gateway
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: timeout,
+		ResponseHeaderTimeout: b.timeout,
 	}
 	client := &http.Client{
 		Transport: transport,
-		Timeout:   timeout,
+		Timeout:   b.timeout,
 		// The API does not redirect; if something does, it is an answer,
 		// not a place to send the user's token.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Backend{base: u, serverName: serverName, client: client, timeout: timeout}, nil
+	return &pool{client: client, cert: cert}
+}
+
+// dialTLS makes one connection to the gateway with the client TLS of the
+// moment. A failed handshake is returned as a *HandshakeError naming the
+// certificate at fault.
+func (b *Backend) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
+	cfg, err := b.creds.ClientConfig(b.serverName)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	var (
+		asked     bool
+		presented *x509.Certificate
+	)
+	cfg = notePresented(cfg, func(c *x509.Certificate) { asked, presented = true, c })
+	raw, err := dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	conn := tls.Client(raw, cfg)
+	err = conn.HandshakeContext(ctx)
+	if asked {
+		b.presented.Store(presented)
+	}
+	if err != nil {
+		raw.Close()
+		return nil, newHandshakeError(addr, b.serverName, asked, presented, err)
+	}
+	return conn, nil
+}
+
+// notePresented returns a copy of cfg that tells note, if the gateway asks
+// for a client certificate, which one the handshake presents (nil: none),
+// chosen as crypto/tls would choose it.
+func notePresented(cfg *tls.Config, note func(*x509.Certificate)) *tls.Config {
+	cfg = cfg.Clone()
+	get, certs := cfg.GetClientCertificate, cfg.Certificates
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		var c *tls.Certificate
+		if get != nil {
+			var err error
+			if c, err = get(cri); err != nil {
+				return nil, err
+			}
+		} else {
+			c = &tls.Certificate{} // none: crypto/tls then sends an empty one
+			for i := range certs {
+				if cri.SupportsCertificate(&certs[i]) == nil {
+					c = &certs[i]
+					break
+				}
+			}
+		}
+		note(leafOf(c))
+		return c, nil
+	}
+	return cfg
+}
+
+func leafOf(c *tls.Certificate) *x509.Certificate {
+	if c == nil || len(c.Certificate) == 0 {
+		return nil
+	}
+	if c.Leaf != nil {
+		return c.Leaf
+	}
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		return nil
+	}
+	return leaf
+}
+
+// HandshakeError is a TLS handshake with the gateway that failed, naming
+// the certificate at fault, so that the log line of a failed call answers
+// "which certificate?": the gateway's, when the frontend refused it; the
+// frontend's own as presented, when the gateway refused the connection.
+type HandshakeError struct {
+	Addr, ServerName string
+	// GatewayCertificate is the gateway's leaf certificate when the frontend
+	// refused it, else nil.
+	GatewayCertificate *x509.Certificate
+	// Refused says the gateway ended the handshake with an alert; then
+	// ClientCertificateAsked says whether it had asked for a client
+	// certificate, and ClientCertificate is the one presented (nil: none).
+	Refused                bool
+	ClientCertificateAsked bool
+	ClientCertificate      *x509.Certificate
+	Err                    error
+}
+
+func newHandshakeError(addr, serverName string, asked bool, presented *x509.Certificate, err error) *HandshakeError {
+	e := &HandshakeError{Addr: addr, ServerName: serverName, Err: err}
+	if cve, ok := errors.AsType[*tls.CertificateVerificationError](err); ok && len(cve.UnverifiedCertificates) > 0 {
+		e.GatewayCertificate = cve.UnverifiedCertificates[0]
+	} else if isRemoteAlert(err) {
+		e.Refused, e.ClientCertificateAsked, e.ClientCertificate = true, asked, presented
+	}
+	return e
+}
+
+func (e *HandshakeError) Error() string {
+	head := fmt.Sprintf("TLS handshake with %s (server name %s)", e.Addr, e.ServerName)
+	switch {
+	case e.GatewayCertificate != nil:
+		return fmt.Sprintf("%s: refused the gateway's %s: %v", head, tlsdir.Describe(e.GatewayCertificate), e.Err)
+	case e.Refused && e.ClientCertificate != nil:
+		return fmt.Sprintf("%s: the gateway refused it (%v); our client %s", head, e.Err, tlsdir.Describe(e.ClientCertificate))
+	case e.Refused && e.ClientCertificateAsked:
+		return fmt.Sprintf("%s: the gateway refused it (%v); we had no client certificate to present", head, e.Err)
+	case e.Refused:
+		return fmt.Sprintf("%s: the gateway refused it (%v) before asking for a client certificate", head, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", head, e.Err)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// isRemoteAlert reports whether err is a TLS alert the gateway sent.
+func isRemoteAlert(err error) bool {
+	op, ok := errors.AsType[*net.OpError](err)
+	return ok && op.Op == "remote error"
 }
 
 // Close releases idle connections.
-func (b *Backend) Close() { b.client.CloseIdleConnections() }
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.old != nil {
+		b.old.client.CloseIdleConnections()
+	}
+	b.pool.Load().client.CloseIdleConnections()
+}
 
 // Get sends GET path to the gateway with the bearer token (may be empty) and
 // the request id, within the per-request timeout. The caller closes the body.
@@ -114,8 +302,15 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
 	}
-	resp, err := b.client.Do(req)
+	resp, err := b.current().client.Do(req)
 	if err != nil {
+		if _, ok := errors.AsType[*HandshakeError](err); !ok && isRemoteAlert(err) {
+			// Under TLS 1.3 the gateway's refusal of our certificate
+			// arrives after our side of the handshake, on the first read:
+			// name the certificate the latest handshake presented.
+			err = &HandshakeError{Addr: b.base.Host, ServerName: b.serverName, Refused: true,
+				ClientCertificateAsked: true, ClientCertificate: b.presented.Load(), Err: err}
+		}
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
 		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, err)
