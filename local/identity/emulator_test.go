@@ -235,6 +235,9 @@ func TestBadRequestsGetGoogleErrorsAndChangeNothing(t *testing.T) {
 		{"malformed JSON is 400", "POST", signUpPath, `{"email": "x@example.com", "password":`, 400},
 		{"JSON of the wrong shape is 400", "POST", signUpPath, `{"email": 42}`, 400},
 		{"trailing garbage after the JSON is 400", "POST", signUpPath, `{"email":"t@example.com","password":"123456"} x`, 400},
+		{"a closing bracket after the JSON is 400", "POST", signUpPath, `{"email":"t@example.com","password":"123456"}]`, 400},
+		{"a good object padded with whitespace past the limit is 413", "POST", signUpPath,
+			`{"email":"t@example.com","password":"123456"}` + strings.Repeat(" ", 2*maxBody), 413},
 		{"an oversized body is 413", "POST", signUpPath, `{"email":"` + strings.Repeat("a", 2*maxBody) + `@example.com","password":"123456"}`, 413},
 		{"an oversized refresh form is 413", "POST", tokenPath, "grant_type=refresh_token&refresh_token=" + strings.Repeat("a", 2*maxBody), 413},
 		{"GET on a POST method is 405", "GET", signUpPath, nil, 405},
@@ -333,6 +336,13 @@ func TestRefresh(t *testing.T) {
 		code, r := refreshForm(t, srv, rt)
 		if code != 200 || r["id_token"] == "" || r["user_id"] != uid || r["refresh_token"] != rt || r["expires_in"] != "3600" || r["project_id"] != testProject {
 			t.Fatalf("refresh = %d %v; want 200 with id_token, user_id %s, the same refresh_token, expires_in 3600", code, r, uid)
+		}
+	})
+	t.Run("a malformed parameter in the query beside the key does not fail a good form", func(t *testing.T) {
+		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}.Encode()
+		code, r := call(t, srv, "POST", tokenPath+"&%zz", form, "Content-Type", "application/x-www-form-urlencoded")
+		if code != 200 || r["user_id"] != uid {
+			t.Fatalf("refresh = %d %v; want 200 for %s: the form is the body's, the query only carries the key", code, r, uid)
 		}
 	})
 	t.Run("a JSON refresh works as well", func(t *testing.T) {

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -26,10 +28,21 @@ func decode(c echo.Context, v any) error {
 	if errors.Is(err, io.EOF) {
 		return nil
 	}
-	if err == nil && dec.More() {
-		err = errors.New("trailing data after the JSON object")
+	if err != nil {
+		return bodyError(err)
 	}
-	return bodyError(err)
+	// The rest is read to its end, not peeked at with dec.More: More stops
+	// at the first '}' or ']', and treats a read error as the end, so a
+	// closing bracket after the object, or whitespace past maxBody, would
+	// pass unseen.
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), r.Body))
+	if err != nil {
+		return bodyError(err)
+	}
+	if len(bytes.TrimLeft(rest, " \t\r\n")) > 0 {
+		return bodyError(errors.New("trailing data after the JSON object"))
+	}
+	return nil
 }
 
 func bodyError(err error) error {
@@ -193,11 +206,18 @@ func (e *Emulator) refresh(c echo.Context) error {
 	r := c.Request()
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if ct == "application/x-www-form-urlencoded" {
-		r.Body = http.MaxBytesReader(c.Response(), r.Body, maxBody)
-		if err := r.ParseForm(); err != nil {
+		// The body alone, not r.ParseForm: that also parses the query, so a
+		// stray malformed parameter beside ?key= would fail a good form.
+		b, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, maxBody))
+		if err != nil {
 			return bodyError(err)
 		}
-		req.GrantType, req.RefreshToken = r.PostForm.Get("grant_type"), r.PostForm.Get("refresh_token")
+		form, err := url.ParseQuery(string(b))
+		if err != nil {
+			return &apiError{code: http.StatusBadRequest, status: "INVALID_ARGUMENT",
+				message: "Invalid form payload received. " + err.Error()}
+		}
+		req.GrantType, req.RefreshToken = form.Get("grant_type"), form.Get("refresh_token")
 	} else if err := decode(c, &req); err != nil {
 		return err
 	}
