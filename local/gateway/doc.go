@@ -7,6 +7,11 @@
 // (package authz), routing per VirtualService, Istio's default path
 // normalization, and Envoy's status codes and bodies.
 //
+// One difference is known and kept: HTTP/1 framing is net/http's, so a
+// request with both Content-Length and Transfer-Encoding, which Envoy answers
+// 400, is read as chunked, answered by its route, and its connection closed
+// (framing.go says why that is as safe).
+//
 // The engines decide; this package only translates their decisions into HTTP.
 // It is a conformance-tested stand-in for local runs and tests, not a
 // replacement for Istio: production runs real Istio on GKE.
