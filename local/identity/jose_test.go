@@ -471,3 +471,37 @@ func TestX509MapAndDiscoveryMatchTheJWKS(t *testing.T) {
 		t.Fatalf("discovery = %v; want our issuer and jwks_uri %s", disc, srv.URL+JWKSPath)
 	}
 }
+
+func TestARingWithoutACurrentKeyGetsOneAndKeepsTheRetiredInTheirGrace(t *testing.T) {
+	// A hand-edited signing-keys.json whose every key is retired: the
+	// emulator must not sign with a retired key, nor drop one a token may
+	// still carry.
+	dir := t.TempDir()
+	e1, _ := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	kids := []string{e1.keys.currentKID(), e1.keys.nextKID()}
+	path := filepath.Join(dir, keysFile)
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk []keyOnDisk
+	if err := json.Unmarshal(raw, &disk); err != nil {
+		t.Fatal(err)
+	}
+	for i := range disk {
+		disk[i].Next, disk[i].Retired = false, time.Now().Add(-time.Minute)
+	}
+	raw, _ = json.Marshal(disk)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	e2, srv := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	cur, next := e2.keys.currentKID(), e2.keys.nextKID()
+	if slices.Contains(kids, cur) || slices.Contains(kids, next) || cur == next {
+		t.Fatalf("current %s, next %s; want two new keys, not the retired %v", cur, next, kids)
+	}
+	if got, want := kidsOf(fetchJWKS(t, srv)), sortedKIDs(append(kids, cur, next)...); !slices.Equal(got, want) {
+		t.Fatalf("JWKS has %v; want the retired keys in their grace and the new ones %v", got, want)
+	}
+}

@@ -230,6 +230,14 @@ func (kr *keyRing) rotate() error {
 		return err
 	}
 	fresh.next = true
+	// Made before taking the lock, as RSA key generation takes a while: a
+	// current key for a ring that has no next key to promote.
+	var cur *signingKey
+	if !kr.hasNext() {
+		if cur, err = newSigningKey(now); err != nil {
+			return err
+		}
+	}
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	var ring []*signingKey
@@ -238,7 +246,7 @@ func (kr *keyRing) rotate() error {
 		cp := *old
 		switch {
 		case cp.next && !promoted:
-			cp.next, promoted = false, true
+			cp.next, cp.retired, promoted = false, time.Time{}, true
 		case cp.next, cp.retired.IsZero():
 			// The current key; or a second next key in a hand-edited file,
 			// retired at once since it never signed.
@@ -249,10 +257,6 @@ func (kr *keyRing) rotate() error {
 		}
 	}
 	if !promoted {
-		cur, err := newSigningKey(now)
-		if err != nil {
-			return err
-		}
 		ring = append(ring, cur)
 	}
 	ring = append(ring, fresh)
@@ -264,6 +268,12 @@ func (kr *keyRing) rotate() error {
 	}
 	kr.keys = ring
 	return nil
+}
+
+func (kr *keyRing) hasNext() bool {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return slices.ContainsFunc(kr.keys, func(k *signingKey) bool { return k.next })
 }
 
 // addNext publishes a new next key on a ring that has none.
