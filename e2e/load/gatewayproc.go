@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
 
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
@@ -50,7 +51,9 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Info, so that start-up and shutdown show, down to the "stopped" a
+	// SIGTERM must end in; requests go to the access log below.
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := gateway.LocalConfig(res, gateway.Local{
 		CredentialDir: filepath.Join(stateDir, "pki", "gateway"), Upstream: backendAddr, JWKSOrigin: identityURL, Logger: log, Listener: ln,
 	})
@@ -111,9 +114,9 @@ func StartGatewayProcess(ctx context.Context, args ...string) (*GatewayProcess, 
 	return &GatewayProcess{Addr: addr, Pid: cmd.Process.Pid, cmd: cmd}, nil
 }
 
-// Stop sends SIGTERM and waits for a graceful exit.
+// Stop sends SIGTERM, as Kubernetes does, and waits for a graceful exit.
 func (p *GatewayProcess) Stop() error {
-	if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return err
 	}
 	return p.cmd.Wait()

@@ -34,6 +34,17 @@ type Config struct {
 	Client     *http.Client
 	// WantStatus is the status every response must have to count as success.
 	WantStatus int
+	// Observe, when set, is told each request's outcome as it completes, from
+	// the worker that sent it, so it must be safe for concurrent use: tests
+	// that inject a fault judge each request against when the fault began.
+	Observe func(Outcome)
+}
+
+// Outcome is one request as Observe sees it.
+type Outcome struct {
+	Scheduled, Done time.Time
+	Status          int   // 0 when no response came
+	Err             error // why no response came
 }
 
 // MaxDuration bounds any run: a load test here stops by itself.
@@ -128,7 +139,11 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	for range c.Workers {
 		wg.Go(func() {
 			for scheduled := range jobs {
-				samples <- sample{err: do(ctx, c, scheduled), lat: time.Since(scheduled)}
+				o, kind := do(ctx, c, scheduled)
+				if c.Observe != nil {
+					c.Observe(o)
+				}
+				samples <- sample{err: kind, lat: o.Done.Sub(scheduled)}
 			}
 		})
 	}
@@ -193,27 +208,38 @@ func schedule(ctx context.Context, c Config, start time.Time, jobs chan<- time.T
 	return dropped
 }
 
-// do sends one request and returns "" on success or a short error kind.
-func do(ctx context.Context, c Config, scheduled time.Time) string {
+// do sends one request and returns its outcome and "" on success or a short
+// error kind.
+func do(ctx context.Context, c Config, scheduled time.Time) (o Outcome, kind string) {
+	o.Scheduled = scheduled
+	defer func() { o.Done = time.Now() }()
 	req, err := c.NewRequest(context.WithoutCancel(ctx))
 	if err != nil {
-		return "building request: " + err.Error()
+		o.Err = err
+		return o, "building request: " + err.Error()
 	}
 	resp, err := c.Client.Do(req)
 	if err != nil {
+		o.Err = err
 		var ne net.Error
 		if errors.As(err, &ne) && ne.Timeout() {
-			return "timeout"
+			return o, "timeout"
 		}
-		return "transport: " + rootCause(err)
+		return o, "transport: " + rootCause(err)
 	}
+	o.Status = resp.StatusCode
 	// Drain so the connection goes back to the pool (keep-alive).
-	_, _ = io.Copy(io.Discard, resp.Body)
+	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != c.WantStatus {
-		return fmt.Sprintf("status %d", resp.StatusCode)
+	if err != nil {
+		// The status came, the body did not: the answer is not whole.
+		o.Err = err
+		return o, "reading body: " + rootCause(err)
 	}
-	return ""
+	if resp.StatusCode != c.WantStatus {
+		return o, fmt.Sprintf("status %d", resp.StatusCode)
+	}
+	return o, ""
 }
 
 func rootCause(err error) string {

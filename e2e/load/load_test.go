@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -75,6 +76,39 @@ func TestRunSendsExactlyMaxRequestsAndCountsFailures(t *testing.T) {
 	}
 	if res.Latencies.P50 <= 0 || res.Latencies.P50 > res.Latencies.P99 || res.Latencies.P99 > res.Latencies.Max {
 		t.Errorf("percentiles not ordered: %+v", res.Latencies)
+	}
+}
+
+func TestObserveIsToldEachRequestsOutcome(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1)%4 == 0 {
+			http.Error(w, "no", http.StatusServiceUnavailable)
+		}
+	}))
+	c := config(t, srv)
+	c.MaxRequests = 20
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	c.Observe = func(o Outcome) {
+		mu.Lock()
+		defer mu.Unlock()
+		if o.Done.Before(o.Scheduled) {
+			t.Errorf("outcome done at %v, before its scheduled %v", o.Done, o.Scheduled)
+		}
+		statuses[o.Status]++
+	}
+	if _, err := Run(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	srv.Close()
+	c.MaxRequests = 3
+	res, err := Run(t.Context(), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if statuses[200] != 15 || statuses[503] != 5 || statuses[0] != 3 || res.Errors != 3 {
+		t.Errorf("observed statuses %v, and %d errors after the server closed; want 15×200, 5×503, then 3×0 (no response)", statuses, res.Errors)
 	}
 }
 
