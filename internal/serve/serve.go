@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -82,6 +83,8 @@ func Run(ctx context.Context, o Options) error {
 	srv := NewServer(o.Handler, log)
 	srv.TLSConfig = o.TLS
 	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
+	fresh := &freshConns{since: map[net.Conn]time.Time{}, changed: make(chan struct{})}
+	srv.ConnState = fresh.track
 
 	errc := make(chan error, 1)
 	go func() {
@@ -115,12 +118,80 @@ func Run(ctx context.Context, o Options) error {
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
 	defer cancel()
+	// Shutdown closes unanswered a connection whose request it reads after
+	// shutdown began (net/http, go.dev/issue/65802): a client that connected
+	// just before, or was still sending its headers, would see EOF and could
+	// not tell whether it was served. So refuse new connections first, have
+	// every response close its connection, and give each connection already
+	// accepted its first request, then shut down.
+	o.Listener.Close()
+	if err := <-errc; !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("%s: serving on %s: %w", o.Name, o.Listener.Addr(), err)
+	}
+	srv.SetKeepAlivesEnabled(false)
+	fresh.settle(sctx)
 	err := srv.Shutdown(sctx)
-	<-errc // Serve has returned http.ErrServerClosed; the goroutine is done.
 	if err != nil {
 		srv.Close()
 		return fmt.Errorf("%s: graceful shutdown: %w", o.Name, err)
 	}
 	log.Info("stopped", "component", o.Name)
 	return nil
+}
+
+// freshConnWait is how long a connection accepted before shutdown may take
+// to send its first request: net/http's Shutdown treats one that has sent
+// nothing for as long as idle.
+const freshConnWait = 5 * time.Second
+
+// freshConns tracks the connections whose first request has not been read
+// yet (http.StateNew), for the shutdown to wait for.
+type freshConns struct {
+	mu      sync.Mutex
+	since   map[net.Conn]time.Time
+	changed chan struct{} // closed and replaced when one leaves StateNew
+}
+
+func (f *freshConns) track(c net.Conn, state http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if state == http.StateNew {
+		f.since[c] = time.Now()
+		return
+	}
+	if _, ok := f.since[c]; ok {
+		delete(f.since, c)
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
+}
+
+// settle waits until no connection younger than freshConnWait is still
+// waiting for its first request, or ctx ends.
+func (f *freshConns) settle(ctx context.Context) {
+	for {
+		f.mu.Lock()
+		var last time.Time
+		for _, t := range f.since {
+			if t.After(last) {
+				last = t
+			}
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		wait := time.Until(last.Add(freshConnWait))
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
 }

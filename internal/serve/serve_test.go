@@ -1,10 +1,13 @@
 package serve
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -103,5 +106,72 @@ func TestDrainKeepsServingNewRequestsAfterShutdownBegins(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("during the drain: status %d, want 503 from the failing readiness", resp.StatusCode)
+	}
+}
+
+// signalledListener says when Run has accepted a connection and when the
+// listener has closed: the points between which a request is accepted but
+// not yet read.
+type signalledListener struct {
+	net.Listener
+	accepted  chan struct{}
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (l *signalledListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted <- struct{}{}
+	}
+	return c, err
+}
+
+func (l *signalledListener) Close() error {
+	err := l.Listener.Close()
+	l.closeOnce.Do(func() { close(l.closed) })
+	return err
+}
+
+// A client whose connection was accepted before shutdown, but whose request
+// headers were still arriving, gets its answer (and Connection: close)
+// rather than its connection closed unanswered, which net/http's Shutdown
+// alone does to a request it reads after shutdown began.
+func TestRunAnswersARequestStillArrivingWhenShutdownBegins(t *testing.T) {
+	base, err := Listen(t.Context(), "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := &signalledListener{Listener: base, accepted: make(chan struct{}, 1), closed: make(chan struct{})}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, Options{Name: "test", Handler: h, Listener: ln, Grace: 5 * time.Second}) }()
+
+	conn, err := net.Dial("tcp", base.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: test\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	<-ln.accepted
+	cancel()
+	<-ln.closed // new connections are refused from here on
+	if _, err := io.WriteString(conn, "\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("a request whose headers ended after shutdown began: %v, want its answer", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "answered" || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 200 %q with Connection: close", resp.StatusCode, body, resp.Close, "answered")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v after a clean shutdown, want nil", err)
 	}
 }
