@@ -99,8 +99,9 @@ type Stack struct {
 }
 
 // Start builds every component and starts serving; it returns once all of
-// them accept connections. They run until ctx ends; Wait then returns when
-// all have shut down gracefully. Any failure before that is returned as one
+// them accept connections. They run until ctx ends, then shut down
+// gracefully one after the other, each once its callers have stopped; Wait
+// returns when all have. Any failure before that is returned as one
 // error naming its cause, with nothing left running.
 //
 // Start sets FIREBASE_AUTH_EMULATOR_HOST in the process environment: the
@@ -208,15 +209,31 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
+	// Shut down from the outside in, each component once every one that
+	// calls it has stopped: frontend, gateway, backend, identity (the
+	// backend and the frontend both call it). A request accepted before the
+	// signal then never finds the next hop gone, as on Google Cloud, where
+	// each hop drains on its own. A component that fails stops the
+	// frontend, and with it the rest, in the same order.
 	g, gctx := errgroup.WithContext(ctx)
+	gatewayCtx, stopGateway := afterStop(ctx)
+	backendCtx, stopBackend := afterStop(ctx)
+	identityCtx, stopIdentity := afterStop(ctx)
 	g.Go(func() error {
-		return serve.Run(gctx, serve.Options{Name: "identity", Handler: s.Emulator.Handler(), Listener: lns["identity"], Logger: log})
-	})
-	g.Go(func() error { return back.Serve(gctx, lns["backend"]) })
-	g.Go(func() error { return gw.Run(gctx) })
-	g.Go(func() error {
+		defer stopGateway()
 		defer front.Close()
 		return serve.Run(gctx, serve.Options{Name: "frontend", Handler: front, Listener: lns["frontend"], Logger: log})
+	})
+	g.Go(func() error {
+		defer stopBackend()
+		return gw.Run(gatewayCtx)
+	})
+	g.Go(func() error {
+		defer stopIdentity()
+		return back.Serve(backendCtx, lns["backend"])
+	})
+	g.Go(func() error {
+		return serve.Run(identityCtx, serve.Options{Name: "identity", Handler: s.Emulator.Handler(), Listener: lns["identity"], Logger: log})
 	})
 	g.Go(func() error { return pki.Renew(gctx, pkiConfig, log.With("component", "pki")) })
 	s.group = g
@@ -226,6 +243,13 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 // Wait blocks until every component has stopped and returns the first error.
 func (s *Stack) Wait() error { return s.group.Wait() }
+
+// afterStop returns a context that ends only when stop is called: a
+// component's callers call it once they have stopped. It keeps ctx's values,
+// not its cancellation.
+func afterStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(context.WithoutCancel(ctx))
+}
 
 func listenAll(ctx context.Context, addrs map[string]string) (map[string]net.Listener, error) {
 	lns := map[string]net.Listener{}
