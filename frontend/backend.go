@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
@@ -238,7 +240,13 @@ type HandshakeError struct {
 	Refused                bool
 	ClientCertificateAsked bool
 	ClientCertificate      *x509.Certificate
-	Err                    error
+	// ClosedAfterHandshake says the gateway closed a new connection right
+	// after the handshake without an alert we could read: under TLS 1.3 a
+	// refused client certificate can show so, when the alert is lost to
+	// the reset of a connection we had already written to.
+	// ClientCertificate is then the one presented.
+	ClosedAfterHandshake bool
+	Err                  error
 }
 
 func newHandshakeError(addr, serverName string, asked bool, presented *x509.Certificate, err error) *HandshakeError {
@@ -262,6 +270,10 @@ func (e *HandshakeError) Error() string {
 		return fmt.Sprintf("%s: the gateway refused it (%v); we had no client certificate to present", head, e.Err)
 	case e.Refused:
 		return fmt.Sprintf("%s: the gateway refused it (%v) before asking for a client certificate", head, e.Err)
+	case e.ClosedAfterHandshake && e.ClientCertificate != nil:
+		return fmt.Sprintf("%s: the gateway closed the new connection right after the handshake (%v); "+
+			"a refusal of our client certificate looks like this when its alert is lost, and the gateway's log says why. Our client %s",
+			head, e.Err, tlsdir.Describe(e.ClientCertificate))
 	}
 	return fmt.Sprintf("%s: %v", head, e.Err)
 }
@@ -302,20 +314,40 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
 	}
+	var reused atomic.Bool
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(c httptrace.GotConnInfo) { reused.Store(c.Reused) },
+	}))
 	resp, err := b.current().client.Do(req)
 	if err != nil {
-		if _, ok := errors.AsType[*HandshakeError](err); !ok && isRemoteAlert(err) {
-			// Under TLS 1.3 the gateway's refusal of our certificate
-			// arrives after our side of the handshake, on the first read:
-			// name the certificate the latest handshake presented.
-			err = &HandshakeError{Addr: b.base.Host, ServerName: b.serverName, Refused: true,
-				ClientCertificateAsked: true, ClientCertificate: b.presented.Load(), Err: err}
-		}
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, err)
+		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, b.afterHandshake(err, reused.Load()))
 	}
 	return resp, nil
+}
+
+// afterHandshake names our client certificate in the error of a request
+// that failed as the gateway refused it. Under TLS 1.3 the gateway checks
+// the certificate after our side of the handshake is done, so its refusal
+// comes on the first read, or, when the alert is lost to the reset of a
+// connection we had already written to, as a reset of the new connection.
+// The certificate named is the one the latest handshake presented.
+func (b *Backend) afterHandshake(err error, reused bool) error {
+	if _, ok := errors.AsType[*HandshakeError](err); ok {
+		return err
+	}
+	e := &HandshakeError{Addr: b.base.Host, ServerName: b.serverName, ClientCertificate: b.presented.Load(), Err: err}
+	switch {
+	case isRemoteAlert(err):
+		e.Refused, e.ClientCertificateAsked = true, true
+	case !reused && e.ClientCertificate != nil &&
+		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)):
+		e.ClosedAfterHandshake = true
+	default:
+		return err
+	}
+	return e
 }
 
 // SecureMessage is the backend's answer to GET /api/secure.json.

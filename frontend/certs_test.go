@@ -110,8 +110,10 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 		return []string{c.Subject.String(), c.SerialNumber.Text(16), c.NotAfter.UTC().Format(time.RFC3339)}
 	}
 	tests := []struct {
-		name     string
-		server   *tls.Config
+		name   string
+		server *tls.Config
+		// start, when set, runs the server instead; it returns its URL.
+		start    func(t *testing.T) string
 		creds    ClientTLS
 		check    func(t *testing.T, e *HandshakeError)
 		wantText []string
@@ -165,6 +167,22 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 			wantText: []string{"internal error", "before asking for a client certificate"},
 		},
 		{
+			// Under TLS 1.3 a refusal may reach us only as the reset of the
+			// connection, its alert lost: the server here completes the
+			// handshake and resets the connection without one.
+			name: "a new connection reset right after the handshake names our certificate as the likely cause",
+			start: func(t *testing.T) string {
+				return resetAfterHandshake(t, gatewayServing(tls.VersionTLS13))
+			},
+			creds: frontendDir,
+			check: func(t *testing.T, e *HandshakeError) {
+				if !e.ClosedAfterHandshake || e.ClientCertificate == nil || !e.ClientCertificate.Equal(frontendDir.Certificate()) {
+					t.Errorf("HandshakeError %+v: want ClosedAfterHandshake with our certificate", e)
+				}
+			},
+			wantText: append(describe(frontendDir.Certificate()), "closed the new connection right after the handshake", "gateway's log"),
+		},
+		{
 			name:   "without a client certificate the error says there was none to present",
 			server: gatewayServing(tls.VersionTLS13),
 			creds:  pairTLS{roots: roots},
@@ -178,7 +196,11 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewBackend(serveTLS(t, tt.server), gatewayHost, 5*time.Second, tt.creds)
+			start := func(t *testing.T) string { return serveTLS(t, tt.server) }
+			if tt.start != nil {
+				start = tt.start
+			}
+			b, err := NewBackend(start(t), gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -261,4 +283,31 @@ func TestBackendPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resetAfterHandshake accepts connections, completes the TLS handshake and
+// resets the connection (SO_LINGER 0) without a word.
+func resetAfterHandshake(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conn := tls.Server(raw, cfg)
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			conn.Handshake()
+			raw.(*net.TCPConn).SetLinger(0)
+			raw.Close()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	return "https://" + ln.Addr().String()
 }
