@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"path/filepath"
@@ -32,6 +33,11 @@ type ownGatewayOptions struct {
 	// 5 s); now is the gateway's clock. Zero values keep the defaults.
 	jwksTimeout time.Duration
 	now         func() time.Time
+	// credentialDir replaces the shared PKI's gateway directory (tls.crt,
+	// tls.key, ca.crt), for certificates of the test's own; logs, when set,
+	// receives the gateway's log lines too.
+	credentialDir string
+	logs          io.Writer
 }
 
 func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
@@ -73,11 +79,18 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
+	var logTo io.Writer = logs
+	if o.logs != nil {
+		logTo = io.MultiWriter(logs, o.logs)
+	}
+	if o.credentialDir == "" {
+		o.credentialDir = filepath.Join(st.PKIDir, "gateway")
+	}
 	cfg, err := gateway.LocalConfig(rs, gateway.Local{
-		CredentialDir: filepath.Join(st.PKIDir, "gateway"),
+		CredentialDir: o.credentialDir,
 		Upstream:      o.upstream,
 		JWKSOrigin:    o.jwksOrigin,
-		Logger:        slog.New(slog.NewJSONHandler(logs, nil)),
+		Logger:        slog.New(slog.NewJSONHandler(logTo, nil)),
 		Listener:      ln,
 	})
 	if err != nil {
