@@ -190,17 +190,38 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
+// verifiers holds one ID token verifier per emulator for the frontends the
+// tests start, as a process in production holds one. In emulator mode the
+// Firebase SDK builds an HTTP transport of its own that nothing can close,
+// so a verifier per frontend would leave a kept-alive connection to the
+// emulator behind each one (for 90 s), and the leak checks would count them.
+var verifiers = struct {
+	sync.Mutex
+	m map[[2]string]*idtoken.Firebase // by project and emulator host
+}{m: map[[2]string]*idtoken.Firebase{}}
+
+func verifierFor(t *testing.T, projectID, emulatorHost string) *idtoken.Firebase {
+	t.Helper()
+	verifiers.Lock()
+	defer verifiers.Unlock()
+	key := [2]string{projectID, emulatorHost}
+	if v := verifiers.m[key]; v != nil {
+		return v
+	}
+	v, err := idtoken.New(context.Background(), idtoken.Config{ProjectID: projectID, EmulatorHost: emulatorHost})
+	if err != nil {
+		t.Fatalf("idtoken.New: %v", err)
+	}
+	verifiers.m[key] = v
+	return v
+}
+
 // startOwnFrontend runs a frontend that reaches the given gateway, verifying
 // sessions with the shared emulator.
 func startOwnFrontend(t *testing.T, identityURL, gatewayURL string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	host := hostPort(t, identityURL)
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: "demo-acme", EmulatorHost: host})
-	if err != nil {
-		t.Fatalf("idtoken.New: %v", err)
-	}
+	verifier := verifierFor(t, "demo-acme", host)
 	log := slog.New(slog.DiscardHandler)
 	certs, err := tlsdir.Open(tlsdir.Config{Dir: env.clientCertDir, Logger: log})
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/acme/cloudrun-istio-gke/frontend"
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
 	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
-	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
@@ -32,14 +31,6 @@ import (
 // frontend of its own on them, each with a clock of its own, so expiry is
 // crossed by moving a clock or by issuing a certificate with a past NotAfter,
 // never by waiting.
-//
-// The file sorts after faults_test.go on purpose: go test runs files in
-// name order, and the goroutine count there passes only while
-// http.DefaultTransport holds idle connections that its settle step closes;
-// they offset the connection the Firebase SDK client of each of its
-// frontends keeps open (in emulator mode the SDK makes a transport of its
-// own that nothing can close). An httptest server closes DefaultTransport's
-// idle connections when it shuts down, as these tests' do.
 
 // jsonLog collects a component's JSON log lines and lets a test wait for
 // one: a refusal may be logged a moment after the other side has seen it.
@@ -225,13 +216,8 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 		logs:          e.gatewayLog,
 	})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	host := hostPort(t, st.IdentityURL)
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: st.ProjectID, EmulatorHost: host})
-	if err != nil {
-		t.Fatalf("idtoken.New: %v", err)
-	}
+	verifier := verifierFor(t, st.ProjectID, host)
 	log := slog.New(slog.NewJSONHandler(e.frontLog, nil))
 	// Only the frontend's certificates run on its clock: sessions are
 	// checked against the emulator's tokens in real time.
