@@ -27,53 +27,114 @@ const handshakeTimeout = 10 * time.Second
 // certificates, goes to failed.
 //
 // Handshakes run one goroutine per connection, as they would in net/http,
-// so a slow client holds up no one else. Close stops them all and waits.
+// so a slow client holds up no one else. Close refuses new connections but,
+// as net/http does with a connection it has accepted, lets the handshakes
+// under way finish and hands them over (for at most closeWait): a client
+// that connected just before a SIGTERM is served, not reset. Accept reports
+// net.ErrClosed once none is left.
 type handshakingListener struct {
 	net.Listener
 	cfg    *tls.Config
 	failed func(*tls.Conn, error)
 
-	ready  chan net.Conn // handshaken connections for Accept
-	errs   chan error    // the raw listener's Accept errors
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	ready chan net.Conn // handshaken connections for Accept
+	errs  chan error    // the raw listener's Accept errors
+	// ctx ends closeWait after Close: handshakes still under way are cut
+	// then, and connections no Accept took are closed.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	closing chan struct{} // closed by Close
+	drained chan struct{} // closed once closing and no handshake is pending
+	mu      sync.Mutex
+	pending int // handshakes under way or waiting for Accept
+	once    sync.Once
+	stop    *time.Timer // cancels ctx closeWait after Close
 }
+
+// closeWait bounds how long Close lets handshakes under way finish: as long
+// as net/http's Shutdown waits for a connection that has not sent its first
+// request (internal/serve waits as long).
+const closeWait = 5 * time.Second
 
 func newHandshakingListener(ln net.Listener, cfg *tls.Config, failed func(*tls.Conn, error)) *handshakingListener {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &handshakingListener{
 		Listener: ln, cfg: cfg, failed: failed,
 		ready: make(chan net.Conn), errs: make(chan error),
-		ctx: ctx, cancel: cancel,
+		ctx: ctx, cancel: cancel, closing: make(chan struct{}), drained: make(chan struct{}),
 	}
-	l.wg.Add(1)
 	go l.acceptLoop()
 	return l
 }
 
 func (l *handshakingListener) acceptLoop() {
-	defer l.wg.Done()
 	for {
 		raw, err := l.Listener.Accept()
 		if err != nil {
+			// After Close, Accept says net.ErrClosed once the
+			// handshakes are handed over, not before. Otherwise
 			// net/http decides: it retries a temporary error and
 			// closes the listener on any other.
 			select {
+			case <-l.closing:
+				return
+			default:
+			}
+			select {
 			case l.errs <- err:
-			case <-l.ctx.Done():
+			case <-l.closing:
 				return
 			}
 			continue
 		}
-		l.wg.Add(1)
+		if !l.add() {
+			raw.Close() // accepted as Close came: refused, as later ones are
+			continue
+		}
 		go l.handshake(raw)
 	}
 }
 
+// add counts a handshake as pending, unless Close has come.
+func (l *handshakingListener) add() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.closing:
+		return false
+	default:
+	}
+	l.pending++
+	return true
+}
+
+func (l *handshakingListener) done() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending--
+	l.checkDrained()
+}
+
+// checkDrained closes drained once closing with nothing pending; l.mu held.
+func (l *handshakingListener) checkDrained() {
+	select {
+	case <-l.closing:
+	default:
+		return
+	}
+	if l.pending == 0 {
+		select {
+		case <-l.drained:
+		default:
+			close(l.drained)
+			l.stop.Stop()
+			l.cancel()
+		}
+	}
+}
+
 func (l *handshakingListener) handshake(raw net.Conn) {
-	defer l.wg.Done()
+	defer l.done()
 	conn := tls.Server(raw, l.cfg)
 	ctx, cancel := context.WithTimeout(l.ctx, handshakeTimeout)
 	defer cancel()
@@ -98,19 +159,22 @@ func (l *handshakingListener) Accept() (net.Conn, error) {
 		return c, nil
 	case err := <-l.errs:
 		return nil, err
-	case <-l.ctx.Done():
+	case <-l.drained:
 		return nil, net.ErrClosed
 	}
 }
 
-// Close stops accepting, interrupts the handshakes under way and waits for
-// their goroutines.
+// Close stops accepting connections; see handshakingListener for those whose
+// handshake is under way.
 func (l *handshakingListener) Close() error {
 	var err error
 	l.once.Do(func() {
-		l.cancel()
+		l.mu.Lock()
+		l.stop = time.AfterFunc(closeWait, l.cancel)
+		close(l.closing)
+		l.checkDrained()
+		l.mu.Unlock()
 		err = l.Listener.Close()
-		l.wg.Wait()
 	})
 	return err
 }

@@ -368,6 +368,29 @@ func TestAGatewayWithAnExpiredCertificateSaysWhichOne(t *testing.T) {
 	}
 }
 
+// bubbleServerCertificate is a server certificate for gatewayHost and the
+// pool that trusts it, issued inside a synctest bubble, whose clock starts
+// in 2000.
+func bubbleServerCertificate(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	now := time.Now()
+	ca, err := certgen.NewCA("CA", certgen.For(now, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.IssueServer([]string{gatewayHost}, certgen.For(now, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	return kp, roots
+}
+
 // pipeListener hands out the server ends of in-memory connections.
 type pipeListener struct {
 	conns chan net.Conn
@@ -393,23 +416,7 @@ func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // fails the test if any goroutine of the bubble outlives it.
 func TestHandshakingListenerHandsOverHandshakenConnectionsAndLeavesNoGoroutine(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		// Issued inside the bubble, whose clock starts in 2000.
-		now := time.Now()
-		ca, err := certgen.NewCA("CA", certgen.For(now, time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := ca.IssueServer([]string{gatewayHost}, certgen.For(now, time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
-		kp, err := tls.X509KeyPair(srv.CertPEM, srv.KeyPEM)
-		if err != nil {
-			t.Fatal(err)
-		}
-		roots := x509.NewCertPool()
-		roots.AddCert(ca.Cert)
-
+		kp, roots := bubbleServerCertificate(t)
 		pl := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
 		failures := make(chan error, 4)
 		l := newHandshakingListener(pl, &tls.Config{Certificates: []tls.Certificate{kp}},
@@ -452,5 +459,56 @@ func TestHandshakingListenerHandsOverHandshakenConnectionsAndLeavesNoGoroutine(t
 		accepted.Close()
 		good.Close()
 		silent.Close()
+	})
+}
+
+// heldWrites is a client's end of a connection whose writes after the
+// first wait for release: a TLS client stopped mid-handshake.
+type heldWrites struct {
+	net.Conn
+	writes  int
+	release chan struct{}
+}
+
+func (c *heldWrites) Write(p []byte) (int, error) {
+	if c.writes++; c.writes > 1 {
+		<-c.release
+	}
+	return c.Conn.Write(p)
+}
+
+// A client that connected just before Close (a SIGTERM), its handshake
+// under way, is handed over to be served rather than cut off: Close
+// refuses only new connections, as net/http's own shutdown does.
+func TestHandshakingListenerHandsOverAHandshakeUnderWayAtClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		kp, roots := bubbleServerCertificate(t)
+		pl := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+		l := newHandshakingListener(pl, &tls.Config{Certificates: []tls.Certificate{kp}},
+			func(_ *tls.Conn, err error) { t.Errorf("handshake failed: %v", err) })
+		client, server := net.Pipe()
+		pl.conns <- server
+		held := &heldWrites{Conn: client, release: make(chan struct{})}
+		tc := tls.Client(held, &tls.Config{ServerName: gatewayHost, RootCAs: roots})
+		handshaken := make(chan error, 1)
+		go func() { handshaken <- tc.Handshake() }()
+		synctest.Wait() // the ClientHello is out, the client's Finished held back
+
+		if err := l.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		close(held.release)
+		accepted, err := l.Accept()
+		if err != nil {
+			t.Fatalf("Accept after Close, with a handshake under way at Close: %v; want that connection", err)
+		}
+		if err := <-handshaken; err != nil {
+			t.Errorf("the client's handshake: %v", err)
+		}
+		if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Accept once it was handed over: %v, want net.ErrClosed", err)
+		}
+		accepted.Close()
+		tc.Close()
 	})
 }
