@@ -3,7 +3,9 @@ package identity
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -622,5 +624,40 @@ func TestCorruptStateIsRefusedNamingTheFile(t *testing.T) {
 				t.Fatalf("New = %v; want an error naming %s", err, file)
 			}
 		})
+	}
+}
+
+// TestInterruptedWritesLeaveNoCopiesBehind plants what a write killed before
+// its rename leaves beside each state file (a temp copy of password hashes
+// or private keys) and checks that the emulator removes it when it starts,
+// and leaves the files of others alone.
+func TestInterruptedWritesLeaveNoCopiesBehind(t *testing.T) {
+	dir := t.TempDir()
+	e, _ := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	if _, err := e.EnsureUser(t.Context(), "ada@example.com", "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	var planted []string
+	for _, f := range []string{accountsFile, keysFile} {
+		p := filepath.Join(dir, "."+f+".1234567.tmp")
+		if err := os.WriteFile(p, []byte("half a write"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		planted = append(planted, p)
+	}
+	other := filepath.Join(dir, "notes.tmp")
+	if err := os.WriteFile(other, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{ProjectID: testProject, StateDir: dir, PasswordHashCost: minPasswordHashCost}); err != nil {
+		t.Fatalf("New on the state dir: %v", err)
+	}
+	for _, p := range planted {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s is still there after a restart (stat: %v)", filepath.Base(p), err)
+		}
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("%s, not ours, was removed: %v", filepath.Base(other), err)
 	}
 }

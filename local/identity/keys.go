@@ -82,6 +82,10 @@ type keyRing struct {
 
 func loadKeyRing(dir string, grace time.Duration, now func() time.Time) (*keyRing, error) {
 	kr := &keyRing{path: filepath.Join(dir, keysFile), grace: grace, now: now}
+	// A write the process died in leaves a copy of the private keys behind.
+	if err := removeAtomicLeftovers(kr.path); err != nil {
+		return nil, fmt.Errorf("reading signing keys: %w", err)
+	}
 	b, err := os.ReadFile(kr.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
