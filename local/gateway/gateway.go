@@ -312,12 +312,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 		// connections that passed, and serves HTTP/2 on them as ALPN chose.
 		ln = newHandshakingListener(ln, cfg, g.handshakeFailed)
 	}
-	return serve.Run(ctx, serve.Options{
+	err := serve.Run(ctx, serve.Options{
 		Name:     "gateway",
 		Handler:  g.Handler(),
 		Listener: ln,
 		Logger:   g.log,
 	})
+	// Every request has been answered: close the kept-alive connections to
+	// the backends rather than leave them to the idle timeout, as Envoy
+	// drains its pools. A Transport from the Config is the caller's.
+	if g.cfg.Transport == nil {
+		g.transport.(*http.Transport).CloseIdleConnections()
+	}
+	return err
 }
 
 // outcome is what the access log records of one request.

@@ -35,6 +35,7 @@ type stack struct {
 	client   *http.Client    // presents the frontend's certificate, SNI api.internal.example
 	log      *logtest.Buffer // the access log
 	upstream *recorder
+	stop     func() // shuts the gateway down and waits for Run; idempotent
 }
 
 type pkiDirs struct{ gateway, frontend string }
@@ -135,11 +136,14 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	done := make(chan error, 1)
 	go func() { done <- s.gw.Run(ctx) }()
 	s.client = s.clientWith(t, s.pki.frontend)
-	t.Cleanup(func() {
+	s.stop = sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("gateway Run: %v", err)
 		}
+	})
+	t.Cleanup(func() {
+		s.stop()
 		s.client.CloseIdleConnections()
 		up.Close()
 		idpSrv.Close()

@@ -5,10 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // timeoutBase is istio/ with the backend route's timeout cut to 100ms and a
@@ -193,5 +195,31 @@ func TestStreamingResponsesAreNotHeldBack(t *testing.T) {
 	line, err := bufio.NewReader(resp.Body).ReadString('\n')
 	if err != nil || line != "first\n" {
 		t.Fatalf("first streamed line: %q, %v; want %q while the upstream still holds the rest", line, err, "first\n")
+	}
+}
+
+// TestStoppingClosesTheConnectionsToTheUpstream checks that a gateway that
+// stops leaves no kept-alive connection open at its backend (for the 90 s
+// of its idle timeout), as Envoy drains its pools on shutdown.
+func TestStoppingClosesTheConnectionsToTheUpstream(t *testing.T) {
+	closed := make(chan struct{}, 16)
+	up := httptest.NewUnstartedServer(&recorder{})
+	up.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	up.Start()
+	t.Cleanup(up.Close)
+	s := newStack(t, stackOptions{upstreams: map[string]string{backendDst: up.Listener.Addr().String()}})
+	resp, err := s.do(t, s.client, newRequest(t, "GET", "/api/secure.json", http.Header{"Authorization": {"Bearer " + s.token(t)}}))
+	if err != nil || resp.status != http.StatusOK {
+		t.Fatalf("GET through the gateway: %v %v, want 200", resp, err)
+	}
+	s.stop()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the gateway stopped and its connection to the upstream is still open 5 s later")
 	}
 }
