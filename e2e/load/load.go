@@ -5,8 +5,10 @@
 // It is open-loop: requests are scheduled at the target rate whether or not
 // earlier ones have finished, and latency is measured from each request's
 // scheduled time, so a stalled server shows up as latency instead of silently
-// lowering the rate (coordinated omission). Runs are bounded in time and count,
-// and only loopback targets are accepted.
+// lowering the rate (coordinated omission). With rate 0 it is closed-loop
+// instead (each worker sends its next request when the last is answered)
+// and latency is each request's own. Runs are bounded in time and count, and
+// only loopback targets are accepted.
 package load
 
 import (
@@ -139,6 +141,12 @@ func Run(ctx context.Context, c Config) (Result, error) {
 	for range c.Workers {
 		wg.Go(func() {
 			for scheduled := range jobs {
+				if c.Rate == 0 {
+					// Closed loop: there is no schedule to fall behind, and
+					// the wait for a free worker is the load tool's, not the
+					// server's, so latency starts when the request does.
+					scheduled = time.Now()
+				}
 				o, kind := do(ctx, c, scheduled)
 				if c.Observe != nil {
 					c.Observe(o)

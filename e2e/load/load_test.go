@@ -112,6 +112,30 @@ func TestObserveIsToldEachRequestsOutcome(t *testing.T) {
 	}
 }
 
+// TestClosedLoopTimesEachRequestFromItsOwnStart checks rate 0: one worker
+// sends its next request only once the last is answered, so each request
+// must start after the one before it is done. Stamped when the scheduler
+// queued it instead, a request's latency would include the whole previous
+// request.
+func TestClosedLoopTimesEachRequestFromItsOwnStart(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(2 * time.Millisecond)
+	}))
+	defer srv.Close()
+	c := config(t, srv)
+	c.Workers, c.Rate, c.MaxRequests = 1, 0, 10
+	var outcomes []Outcome
+	c.Observe = func(o Outcome) { outcomes = append(outcomes, o) } // one worker: no race
+	if _, err := Run(t.Context(), c); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(outcomes); i++ {
+		if outcomes[i].Scheduled.Before(outcomes[i-1].Done) {
+			t.Errorf("request %d timed from %v, before request %d was done at %v", i, outcomes[i].Scheduled, i-1, outcomes[i-1].Done)
+		}
+	}
+}
+
 func TestRunHoldsTheRateAndStopsByItself(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer srv.Close()
