@@ -91,6 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
+	fs.BoolVar(&s.GatewayHTTP2, "http2", false, "speak HTTP/2 to the gateway (default HTTP/1.1 over kept-alive connections, as the frontend does)")
 	fs.StringVar(&cpuProf, "gateway-cpuprofile", "", "own gateway only: write its CPU profile to this file (with -policy-rules, one file per size: FILE.N)")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err
@@ -175,12 +176,19 @@ func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioD
 		}
 		dir = tmp
 	}
-	gw, err := load.StartGatewayProcess(ctx, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+	// Its log (start-up, JWKS fetches, shutdown) to a file, so that it does
+	// not interleave with the table; requests go to its access log.
+	logFile, err := os.CreateTemp("", "loadtest-gateway-*.log")
 	if err != nil {
 		return err
 	}
+	defer logFile.Close()
+	gw, err := load.StartGatewayProcess(ctx, logFile, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+	if err != nil {
+		return fmt.Errorf("%w (its log: %s)", err, logFile.Name())
+	}
 	defer gw.Stop()
-	fmt.Fprintf(stdout, "gateway process %d on %s (%d extra deny rules)\n", gw.Pid, gw.Addr, rules)
+	fmt.Fprintf(stdout, "gateway process %d on %s (%d extra deny rules, log %s)\n", gw.Pid, gw.Addr, rules, logFile.Name())
 	s.GatewayURL = "https://" + gw.Addr
 	all, err := s.Targets(ctx, max(workers, 1))
 	if err != nil {

@@ -89,14 +89,14 @@ type GatewayProcess struct {
 
 // StartGatewayProcess re-executes this binary with GatewayChildArg and the
 // given arguments (istioDir, project, stateDir, backendAddr, identityURL,
-// cpuProfile) and waits for it to listen.
-func StartGatewayProcess(ctx context.Context, args ...string) (*GatewayProcess, error) {
+// cpuProfile), its log going to logTo, and waits for it to listen.
+func StartGatewayProcess(ctx context.Context, logTo io.Writer, args ...string) (*GatewayProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, self, append([]string{GatewayChildArg}, args...)...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = logTo
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
