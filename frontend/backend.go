@@ -136,13 +136,9 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return b.dialTLS(ctx, dialer, network, addr)
 		},
-		// HTTP/1.1 over kept-alive connections (dialTLS offers only it in
-		// ALPN): one small GET per page view gains nothing from HTTP/2's
-		// multiplexing, and Go's HTTP/2 hands each request between more
-		// goroutines on both ends. Through the local gateway at 500 req/s
-		// HTTP/2 added about 0.6 ms at the median over going straight to
-		// the backend, HTTP/1.1 about 0.15 ms (docs/performance.md). The
-		// pool keeps the mTLS handshakes to one per connection.
+		// With a custom DialTLSContext, net/http speaks HTTP/2 only when
+		// asked to; the connection's ALPN result then decides.
+		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   64, // every request goes to the one gateway
 		IdleConnTimeout:       90 * time.Second,
@@ -171,7 +167,6 @@ func (b *Backend) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr
 		presented *x509.Certificate
 	)
 	cfg = notePresented(cfg, func(c *x509.Certificate) { asked, presented = true, c })
-	cfg.NextProtos = []string{"http/1.1"} // the transport speaks nothing else: see newPool
 	raw, err := dialer.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err

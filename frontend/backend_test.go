@@ -182,7 +182,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 		})
 	}
 
-	t.Run("requests reuse one kept-alive HTTP/1.1 connection", func(t *testing.T) {
+	t.Run("requests reuse one HTTP/2 connection", func(t *testing.T) {
 		b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, frontendDir)
 		if err != nil {
 			t.Fatal(err)
@@ -200,8 +200,8 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 		gw.mu.Lock()
 		last := gw.protos[len(gw.protos)-1]
 		gw.mu.Unlock()
-		if last != 1 {
-			t.Errorf("protocol: got HTTP/%d, want HTTP/1.1 (the only protocol the dialer offers in ALPN)", last)
+		if last != 2 {
+			t.Errorf("protocol: got HTTP/%d, want HTTP/2 (ALPN h2 through the custom dialer)", last)
 		}
 	})
 }
