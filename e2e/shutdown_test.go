@@ -206,9 +206,8 @@ func (tg shutdownTarget) request(ctx context.Context) (*http.Request, error) {
 	return req, nil
 }
 
-// client keeps up to conns connections alive, over HTTP/2 for TLS: the
-// frontend speaks HTTP/1.1 to the gateway, but any other client may choose
-// HTTP/2, whose shutdown (GOAWAY, streams in flight) is the harder one.
+// client keeps up to conns connections alive, over HTTP/2 for TLS as the
+// frontend speaks to the gateway.
 func (tg shutdownTarget) client(conns int) *http.Client {
 	var cfg *tls.Config
 	if tg.tls != nil {

@@ -91,7 +91,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
-	fs.BoolVar(&s.GatewayHTTP2, "http2", false, "speak HTTP/2 to the gateway (default HTTP/1.1 over kept-alive connections, as the frontend does)")
+	fs.BoolVar(&s.GatewayHTTP1, "http1", false, "speak HTTP/1.1 to the gateway, one kept-alive connection per worker (default HTTP/2, as the frontend does: one connection)")
 	fs.StringVar(&cpuProf, "gateway-cpuprofile", "", "own gateway only: write its CPU profile to this file (with -policy-rules, one file per size: FILE.N)")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err

@@ -21,9 +21,10 @@ type Stack struct {
 	GatewayServerName                                string
 	ClientCertDir                                    string // the frontend's client certificate (tls.crt, tls.key, ca.crt)
 	Email, Password                                  string
-	// GatewayHTTP2 speaks HTTP/2 to the gateway; by default HTTP/1.1 over
-	// kept-alive connections, as the frontend does.
-	GatewayHTTP2 bool
+	// GatewayHTTP1 speaks HTTP/1.1 to the gateway, one kept-alive
+	// connection per worker; by default HTTP/2, as the frontend does, which
+	// carries every worker's requests on one connection.
+	GatewayHTTP1 bool
 }
 
 // Target is one thing to load: how to build its request and which client to use.
@@ -50,7 +51,7 @@ func (s Stack) Targets(ctx context.Context, workers int) (map[string]Target, err
 	// One idle connection per worker, so keep-alive holds under load.
 	transport := func(t *tls.Config) *http.Client {
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: t, MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers, ForceAttemptHTTP2: t != nil && s.GatewayHTTP2,
+			TLSClientConfig: t, MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers, ForceAttemptHTTP2: t != nil && !s.GatewayHTTP1,
 		}}
 	}
 	bearer := func(base, host string) (*url.URL, func(ctx context.Context) (*http.Request, error), error) {
