@@ -22,6 +22,9 @@ import (
 // skaffoldSchema is skaffold's published JSON schema for skaffold/v4beta14.
 // It lives in shared/, which CI clones beside the repository; it is not
 // copied into the repository.
+// buildTags are the tags every image is built with: see skaffold.yaml.
+const buildTags = "disable_grpc_modules"
+
 var skaffoldSchema = filepath.Join(repoRoot, "..", "shared", "schemas", "skaffold-v4beta14.json")
 
 // skaffoldConfig is the part of skaffold.yaml these tests reason about; the
@@ -32,8 +35,9 @@ type skaffoldConfig struct {
 		Artifacts []struct {
 			Image string `json:"image"`
 			Ko    *struct {
-				Main      string `json:"main"`
-				FromImage string `json:"fromImage"`
+				Main      string   `json:"main"`
+				FromImage string   `json:"fromImage"`
+				Flags     []string `json:"flags"`
 			} `json:"ko"`
 		} `json:"artifacts"`
 	} `json:"build"`
@@ -206,6 +210,11 @@ func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
 				}
 				if _, err := os.Stat(filepath.Join(repoRoot, a.Ko.Main, "main.go")); err != nil {
 					t.Errorf("artifact %s: main %s has no main.go: %v", a.Image, a.Ko.Main, err)
+				}
+				// What docs/performance.md measures (cmd/frontend's
+				// BenchmarkStartToServing builds with the same tag).
+				if !slices.Contains(a.Ko.Flags, "-tags="+buildTags) {
+					t.Errorf("artifact %s builds with flags %q, want -tags=%s", a.Image, a.Ko.Flags, buildTags)
 				}
 			}
 			if !slices.Equal(built, tt.artifacts) {
