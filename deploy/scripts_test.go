@@ -33,7 +33,8 @@ func needShellcheck(t *testing.T) string {
 	return ""
 }
 
-// scripts lists every shell script in the repository.
+// scripts lists every shell script in the repository: files named *.sh and
+// files whose #! line runs a shell (.ci/run).
 func scripts(t *testing.T) []string {
 	t.Helper()
 	var out []string
@@ -44,7 +45,7 @@ func scripts(t *testing.T) []string {
 		if d.IsDir() && (d.Name() == ".git" || d.Name() == "node_modules" || d.Name() == ".devstack") {
 			return filepath.SkipDir
 		}
-		if !d.IsDir() && strings.HasSuffix(path, ".sh") {
+		if !d.IsDir() && (strings.HasSuffix(path, ".sh") || shebangShell(path)) {
 			out = append(out, path)
 		}
 		return nil
@@ -55,10 +56,33 @@ func scripts(t *testing.T) []string {
 	return out
 }
 
+// shebangShell reports whether path starts with a #! line that runs bash
+// or sh.
+func shebangShell(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	if !strings.HasPrefix(line, "#!") {
+		return false
+	}
+	f0 := strings.Fields(strings.TrimPrefix(line, "#!"))
+	if len(f0) == 0 {
+		return false
+	}
+	interp := filepath.Base(f0[0])
+	if interp == "env" && len(f0) > 1 {
+		interp = f0[1]
+	}
+	return interp == "bash" || interp == "sh"
+}
+
 func TestShellcheckEveryScript(t *testing.T) {
 	shellcheck := needShellcheck(t)
 	all := scripts(t)
-	for _, want := range []string{"deploy/gcp/setup.sh", "deploy/gcp/teardown.sh", "deploy/gcp/config.sh"} {
+	for _, want := range []string{"deploy/gcp/setup.sh", "deploy/gcp/teardown.sh", "deploy/gcp/config.sh", ".ci/run"} {
 		if !slices.Contains(all, filepath.Join(repoRoot, want)) {
 			t.Errorf("the scripts found, %v, do not include %s", all, want)
 		}
