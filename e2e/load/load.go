@@ -196,6 +196,12 @@ func schedule(ctx context.Context, c Config, start time.Time, jobs chan<- time.T
 			}
 		}
 		at := start.Add(time.Duration(n) * time.Second / time.Duration(c.Rate))
+		// Nothing is scheduled at or past the run's end, even when a busy
+		// machine has the scheduler catching up after it: ctx's own timer may
+		// not have fired yet.
+		if end, ok := ctx.Deadline(); ok && !at.Before(end) {
+			return dropped
+		}
 		if wait := time.Until(at); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
