@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		rules    string
 		rssEvery time.Duration
 		cpuProf  string
+		gwProcs  int
 	)
 	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
 	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
@@ -92,6 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
 	fs.BoolVar(&s.GatewayHTTP1, "http1", false, "speak HTTP/1.1 to the gateway, one kept-alive connection per worker (default HTTP/2, as the frontend does: one connection)")
+	fs.IntVar(&gwProcs, "gateway-procs", 0, "own gateway only: its GOMAXPROCS, as a CPU limit on its pod would set it (0: one per core)")
 	fs.StringVar(&cpuProf, "gateway-cpuprofile", "", "own gateway only: write its CPU profile to this file (with -policy-rules, one file per size: FILE.N)")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err
@@ -134,7 +136,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				if prof != "" && len(ruleList) > 1 {
 					prof = fmt.Sprintf("%s.%d", cpuProf, n)
 				}
-				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, prof, n, workerList[0], func(t load.Target, pid int) error {
+				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, prof, n, gwProcs, workerList[0], func(t load.Target, pid int) error {
 					return sweep(t, n, pid)
 				}); err != nil {
 					return err
@@ -159,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // sweepOwnGateway starts a gateway in a process of its own, serving istio/
 // plus a DENY policy of rules rules when rules > 0, and runs f against it.
-func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir, cpuProfile string, rules, workers int, f func(load.Target, int) error) error {
+func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir, cpuProfile string, rules, procs, workers int, f func(load.Target, int) error) error {
 	backend, err := url.Parse(s.BackendURL)
 	if err != nil {
 		return fmt.Errorf("-backend-url: %w", err)
@@ -183,7 +185,7 @@ func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioD
 		return err
 	}
 	defer logFile.Close()
-	gw, err := load.StartGatewayProcess(ctx, logFile, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+	gw, err := load.StartGatewayProcess(ctx, logFile, procs, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
 	if err != nil {
 		return fmt.Errorf("%w (its log: %s)", err, logFile.Name())
 	}
