@@ -195,6 +195,15 @@ func TestSignUpAndSignInAnswerLikeIdentityToolkit(t *testing.T) {
 		})
 	}
 
+	t.Run("an email signs in as sign-up stored it: case folded, spaces around it trimmed", func(t *testing.T) {
+		for _, email := range []string{"ADA@Example.com", "  ada@example.com ", "\tAda@example.com\n"} {
+			code, out := call(t, srv, "POST", signInPath, map[string]any{"email": email, "password": "correct horse", "returnSecureToken": true})
+			if code != 200 || out["email"] != "ada@example.com" {
+				t.Errorf("sign-in as %q = %d %v; want 200 for ada@example.com", email, code, out)
+			}
+		}
+	})
+
 	t.Run("the right password signs in with tokens", func(t *testing.T) {
 		code, out := call(t, srv, "POST", signInPath, map[string]any{"email": "ada@example.com", "password": "correct horse", "returnSecureToken": true})
 		if code != 200 || out["idToken"] == nil || out["refreshToken"] == nil || out["expiresIn"] != "3600" || out["registered"] != true {

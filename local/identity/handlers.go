@@ -139,14 +139,16 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 	if req.TenantID != "" {
 		return badRequest("UNSUPPORTED_TENANT_OPERATION")
 	}
-	if _, err := normalizeEmail(req.Email); err != nil {
+	// Looked up as sign-up stored it (trimmed; case is folded by the index).
+	email, err := normalizeEmail(req.Email)
+	if err != nil {
 		return badRequest("INVALID_EMAIL")
 	}
 	if req.Password == "" {
 		return badRequest("MISSING_PASSWORD")
 	}
 	ctx := c.Request().Context()
-	a, found := e.accounts.byEmailAddr(req.Email)
+	a, found := e.accounts.byEmailAddr(email)
 	stored := a.PasswordHash
 	if !found {
 		// Spend the same time as for a real account, so that response times
