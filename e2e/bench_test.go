@@ -8,9 +8,10 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
 // These benchmarks time the whole flow on one machine, each request through
@@ -21,19 +22,6 @@ import (
 // process's CPU time per request (cpu-ns/op): the cost of the whole flow,
 // benchmark client included, which a busy shared machine does not inflate
 // the way it inflates wall time.
-
-// processCPU is the user+system CPU time this process has used so far.
-func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reportCPU(b *testing.B, since time.Duration) {
-	b.ReportMetric(float64(processCPU(b)-since)/float64(b.N), "cpu-ns/op")
-}
 
 // BenchmarkSecureJSONThroughTheGateway is the frontend's call to the API:
 // mTLS (kept alive) to the gateway, JWT check, policy, proxy, and the
@@ -60,13 +48,13 @@ func BenchmarkSecureJSONThroughTheGateway(b *testing.B) {
 	if status, body := get(); status != http.StatusOK || !strings.Contains(body, "Hello World") {
 		b.Fatalf("GET /api/secure.json answered %d %q; want 200 with the secret", status, body)
 	}
-	cpu := processCPU(b)
+	cpu := cputime.Used(b)
 	for b.Loop() {
 		if status, _ := get(); status != http.StatusOK {
 			b.Fatalf("status %d", status)
 		}
 	}
-	reportCPU(b, cpu)
+	cputime.ReportPerOp(b, cpu)
 }
 
 // BenchmarkSignedInPage is a signed-in user loading the start page: the
@@ -107,11 +95,11 @@ func BenchmarkSignedInPage(b *testing.B) {
 	if status, page := get(); status != http.StatusOK || !strings.Contains(page, "Hello World") {
 		b.Fatalf("GET / answered %d without the secret message; want the signed-in page:\n%s", status, page)
 	}
-	cpu := processCPU(b)
+	cpu := cputime.Used(b)
 	for b.Loop() {
 		if status, _ := get(); status != http.StatusOK {
 			b.Fatalf("status %d", status)
 		}
 	}
-	reportCPU(b, cpu)
+	cputime.ReportPerOp(b, cpu)
 }

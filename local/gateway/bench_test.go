@@ -4,9 +4,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
-	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
 // BenchmarkRequestPath measures one GET /api/secure.json with a valid token
@@ -64,40 +64,24 @@ func BenchmarkRequestPath(b *testing.B) {
 		b.Run(tg.name+"/serial", func(b *testing.B) {
 			c := tg.client(b)
 			defer c.CloseIdleConnections()
-			cpu := cpuTime(b)
+			cpu := cputime.Used(b)
 			for b.Loop() {
 				get(b, c, tg.url, "")
 			}
-			reportCPU(b, cpu)
+			cputime.ReportPerOp(b, cpu)
 		})
 		// parallel: GOMAXPROCS concurrent clients, ns/op is 1/throughput.
 		b.Run(tg.name+"/parallel", func(b *testing.B) {
 			c := tg.client(b)
 			defer c.CloseIdleConnections()
 			b.SetParallelism(4)
-			cpu := cpuTime(b)
+			cpu := cputime.Used(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					get(b, c, tg.url, "")
 				}
 			})
-			reportCPU(b, cpu)
+			cputime.ReportPerOp(b, cpu)
 		})
 	}
-}
-
-// cpuTime is the process's user+system CPU time. The machine these figures
-// come from is shared, so wall-clock ns/op swings with other people's builds;
-// CPU time per request (client, gateway and upstream all run in this
-// process, so the gateway's cost is gateway minus direct) barely does.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-func reportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 }

@@ -14,9 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
 // Performance targets (docs/performance.md, "Identity Platform emulator"):
@@ -27,22 +28,13 @@ import (
 //
 //	go test ./local/identity -run '^$' -bench . -benchtime 5s
 
-// cpuTime is the CPU time (user + system) this process has used so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // report records throughput two ways. req/s is wall-clock, and so depends on
 // what else the machine runs. cpu-ms/op is the CPU time of server and
 // clients together per request; req/s@2cores = 2 s / cpu-ms/op is the rate
 // two otherwise idle cores sustain, a lower bound since it also pays for the
 // clients.
 func report(b *testing.B, cpuStart time.Duration) {
-	cpu := cpuTime(b) - cpuStart
+	cpu := cputime.Used(b) - cpuStart
 	perOp := cpu.Seconds() * 1000 / float64(b.N)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 	b.ReportMetric(perOp, "cpu-ms/op")
@@ -75,7 +67,7 @@ func BenchmarkSignIn(b *testing.B) {
 	c := benchClient()
 	b.SetParallelism(8)
 	b.ResetTimer()
-	cpuStart := cpuTime(b)
+	cpuStart := cputime.Used(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			benchPost(b, c, srv.URL+signInPath, "application/json", body)
@@ -93,7 +85,7 @@ func BenchmarkRefresh(b *testing.B) {
 	c := benchClient()
 	b.SetParallelism(8)
 	b.ResetTimer()
-	cpuStart := cpuTime(b)
+	cpuStart := cputime.Used(b)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			benchPost(b, c, srv.URL+tokenPath, "application/x-www-form-urlencoded", body)
@@ -112,13 +104,13 @@ func BenchmarkSignature(b *testing.B) {
 	}
 	a, _ := e.accounts.byUID(uid)
 	now := time.Now()
-	cpuStart := cpuTime(b)
+	cpuStart := cputime.Used(b)
 	for b.Loop() {
 		if _, err := e.idToken(a, now, now); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cpu := cpuTime(b) - cpuStart
+	cpu := cputime.Used(b) - cpuStart
 	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/op")
 }
 
@@ -130,13 +122,13 @@ func BenchmarkPasswordHash(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cpuStart := cpuTime(b)
+	cpuStart := cputime.Used(b)
 	for b.Loop() {
 		if !h.verify(b.Context(), stored, "bench password") {
 			b.Fatal("the right password did not verify")
 		}
 	}
-	cpu := cpuTime(b) - cpuStart
+	cpu := cputime.Used(b) - cpuStart
 	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/op")
 }
 

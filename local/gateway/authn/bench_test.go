@@ -2,11 +2,12 @@ package authn
 
 import (
 	"crypto"
-	"syscall"
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
 // BenchmarkAuthenticate compares a token verified from scratch each time
@@ -36,7 +37,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 				b.Fatalf("want the token accepted, got %+v", fail)
 			}
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Used(b)
 			for b.Loop() {
 				res, fail := a.Authenticate(r)
 				if fail != nil || res.RequestPrincipal == "" {
@@ -45,16 +46,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			}
 			// CPU time per op as well as wall time: the machine is shared,
 			// and CPU time is what other processes' load does not inflate.
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			cputime.ReportPerOp(b, cpu)
 		})
 	}
-}
-
-// processCPU is the user+system CPU time this process has used, in ns.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }

@@ -3,12 +3,13 @@ package authz
 import (
 	"fmt"
 	"net/http"
-	"syscall"
 	"testing"
 
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
 // BenchmarkDecide measures one decision against an ALLOW policy of n rules
@@ -47,7 +48,7 @@ func BenchmarkDecide(b *testing.B) {
 				b.Fatalf("want no rule to match, got %+v", d)
 			}
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Used(b)
 			for b.Loop() {
 				if e.Decide(r).Allow {
 					b.Fatal("allowed")
@@ -55,16 +56,7 @@ func BenchmarkDecide(b *testing.B) {
 			}
 			// CPU time per op as well as wall time: the machine is shared,
 			// and CPU time is what other processes' load does not inflate.
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			cputime.ReportPerOp(b, cpu)
 		})
 	}
-}
-
-// processCPU is the user+system CPU time this process has used, in ns.
-func processCPU() int64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
