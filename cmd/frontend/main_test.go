@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/e2e/load"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
@@ -148,7 +149,11 @@ func BenchmarkStartToServing(b *testing.B) {
 				resp.Body.Close()
 			}
 		}
-		rss = append(rss, residentMB(b, cmd.Process.Pid))
+		p, err := load.ReadProc(cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rss = append(rss, float64(p.RSS)/(1<<20))
 		cmd.Process.Signal(os.Interrupt)
 		cmd.Wait()
 	}
@@ -178,21 +183,6 @@ func cpuMS(b *testing.B, pid int) float64 {
 		}
 	}
 	return ns / 1e6
-}
-
-func residentMB(b *testing.B, pid int) float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	b.Fatal("no VmRSS in /proc/PID/status")
-	return 0
 }
 
 func median(v []float64) float64 {

@@ -3,20 +3,18 @@ package identity
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/e2e/load"
 	"github.com/acme/cloudrun-istio-gke/internal/cputime"
 )
 
@@ -177,7 +175,7 @@ func TestIdleRSS(t *testing.T) {
 		t.Fatalf("probe printed %q; want host:port", addr)
 	}
 	srv := &httptest.Server{URL: "http://" + addr}
-	started, err := vmRSS(cmd.Process.Pid)
+	started, err := load.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,26 +188,12 @@ func TestIdleRSS(t *testing.T) {
 	}
 	fetchJWKS(t, srv)
 
-	kb, err := vmRSS(cmd.Process.Pid)
+	idle, err := load.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("emulator RSS: %.1f MB after start, %.1f MB idle after serving", float64(started)/1024, float64(kb)/1024)
-	if kb > 30*1024 {
+	t.Logf("emulator RSS: %.1f MB after start, %.1f MB idle after serving", float64(started.RSS)/(1<<20), float64(idle.RSS)/(1<<20))
+	if kb := idle.RSS >> 10; kb > 30*1024 {
 		t.Errorf("idle RSS %d kB; want at most 30 MB (30720 kB)", kb)
 	}
-}
-
-// vmRSS reads a process's resident set size in kB from /proc.
-func vmRSS(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("reading VmRSS: %w", err)
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			return strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
 }
