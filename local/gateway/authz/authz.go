@@ -267,11 +267,7 @@ func compileSource(namespace string, action securityv1beta1.AuthorizationPolicy_
 		len(s.ServiceAccounts)+len(s.NotServiceAccounts) > 0 {
 		return nil, fmt.Errorf("serviceAccounts: cannot be set with namespaces or principals")
 	}
-	fields := []struct {
-		name, notName     string
-		values, notValues []string
-		compile           func(v string) (predicate, error)
-	}{
+	return allFields("source", []field{
 		{"principals", "notPrincipals", s.Principals, s.NotPrincipals, principalMatcher},
 		{"requestPrincipals", "notRequestPrincipals", s.RequestPrincipals, s.NotRequestPrincipals, requestPrincipalMatcher},
 		{"namespaces", "notNamespaces", s.Namespaces, s.NotNamespaces, namespaceMatcher},
@@ -279,34 +275,28 @@ func compileSource(namespace string, action securityv1beta1.AuthorizationPolicy_
 			func(v string) (predicate, error) { return serviceAccountMatcher(namespace, v) }},
 		{"trustDomains", "notTrustDomains", s.TrustDomains, s.NotTrustDomains, trustDomainMatcher},
 		{"ipBlocks", "notIpBlocks", s.IpBlocks, s.NotIpBlocks, ipBlockMatcher},
-	}
-	var and []predicate
-	for _, f := range fields {
-		p, err := valuesAndNot(f.name, f.notName, f.values, f.notValues, f.compile)
-		if err != nil {
-			return nil, err
-		}
-		if p != nil {
-			and = append(and, p)
-		}
-	}
-	if len(and) == 0 {
-		return nil, fmt.Errorf("source must not be empty")
-	}
-	return allOf(and), nil
+	})
 }
 
 func compileOperation(o *securityv1beta1.Operation) (predicate, error) {
-	fields := []struct {
-		name, notName     string
-		values, notValues []string
-		compile           func(v string) (predicate, error)
-	}{
+	return allFields("operation", []field{
 		{"paths", "notPaths", o.Paths, o.NotPaths, pathMatcher},
 		{"methods", "notMethods", o.Methods, o.NotMethods, methodMatcher},
 		{"ports", "notPorts", o.Ports, o.NotPorts, portMatcher},
 		{"hosts", "notHosts", o.Hosts, o.NotHosts, hostMatcher},
-	}
+	})
+}
+
+// field is one match field of a source or an operation and its not* form.
+type field struct {
+	name, notName     string
+	values, notValues []string
+	compile           func(v string) (predicate, error)
+}
+
+// allFields ANDs the fields that are set; what ("source", "operation")
+// must set at least one.
+func allFields(what string, fields []field) (predicate, error) {
 	var and []predicate
 	for _, f := range fields {
 		p, err := valuesAndNot(f.name, f.notName, f.values, f.notValues, f.compile)
@@ -318,7 +308,7 @@ func compileOperation(o *securityv1beta1.Operation) (predicate, error) {
 		}
 	}
 	if len(and) == 0 {
-		return nil, fmt.Errorf("operation must not be empty")
+		return nil, fmt.Errorf("%s must not be empty", what)
 	}
 	return allOf(and), nil
 }
