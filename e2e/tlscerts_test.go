@@ -13,13 +13,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/frontend"
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
 	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
@@ -31,67 +31,6 @@ import (
 // frontend of its own on them, each with a clock of its own, so expiry is
 // crossed by moving a clock or by issuing a certificate with a past NotAfter,
 // never by waiting.
-
-// jsonLog collects a component's JSON log lines and lets a test wait for
-// one: a refusal may be logged a moment after the other side has seen it.
-type jsonLog struct {
-	mu    sync.Mutex
-	lines []string
-	added chan struct{}
-}
-
-func newJSONLog() *jsonLog { return &jsonLog{added: make(chan struct{}, 1)} }
-
-func (l *jsonLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.lines = append(l.lines, strings.TrimRight(string(p), "\n"))
-	l.mu.Unlock()
-	select {
-	case l.added <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-func (l *jsonLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
-}
-
-// find returns the lines holding every one of want.
-func (l *jsonLog) find(want ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, line := range l.lines {
-		ok := true
-		for _, w := range want {
-			ok = ok && strings.Contains(line, w)
-		}
-		if ok {
-			out = append(out, line)
-		}
-	}
-	return out
-}
-
-// waitFor returns the first line holding every one of want, waiting up to
-// 10 s for it.
-func (l *jsonLog) waitFor(t *testing.T, who string, want ...string) string {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		if lines := l.find(want...); len(lines) > 0 {
-			return lines[0]
-		}
-		select {
-		case <-l.added:
-		case <-timeout:
-			t.Fatalf("no %s log line with all of %q within 10 s; the log:\n%s", who, want, l)
-		}
-	}
-}
 
 // field reads a dotted path ("peer_certificate.serial") of a JSON line.
 func field(t *testing.T, line, path string) string {
@@ -173,7 +112,7 @@ type certEnv struct {
 	server, client        *certgen.Pair // as first issued
 	gatewayClock, feClock *clocktest.Clock
 	gateway               ownGateway
-	gatewayLog, frontLog  *jsonLog
+	gatewayLog, frontLog  *logtest.Buffer
 	front                 *frontend.Frontend
 	frontURL              string
 	frontCerts            *tlsdir.Dir
@@ -194,8 +133,8 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 		clientDir:    t.TempDir(),
 		gatewayClock: clocktest.New(now.Add(s.gatewayClock)),
 		feClock:      clocktest.New(now.Add(s.frontendClock)),
-		gatewayLog:   newJSONLog(),
-		frontLog:     newJSONLog(),
+		gatewayLog:   &logtest.Buffer{},
+		frontLog:     &logtest.Buffer{},
 		style:        s.style,
 		token:        userTokens(t).valid,
 	}
@@ -242,7 +181,7 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 	t.Cleanup(func() {
 		srv.Close()
 		e.front.Close()
-		for who, l := range map[string]*jsonLog{"gateway": e.gatewayLog, "frontend": e.frontLog} {
+		for who, l := range map[string]*logtest.Buffer{"gateway": e.gatewayLog, "frontend": e.frontLog} {
 			if strings.Contains(l.String(), e.token) || strings.Contains(l.String(), "PRIVATE KEY") {
 				t.Errorf("the %s's log holds the user's token or a private key", who)
 			}
@@ -331,7 +270,7 @@ func (e *certEnv) servedSerial(t *testing.T) string {
 // it from an internal address.
 func (e *certEnv) requestLine(t *testing.T, id string) string {
 	t.Helper()
-	return e.gatewayLog.waitFor(t, "gateway", `"msg":"request"`, `"request_id":"`+id+`"`)
+	return e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"msg":"request"`, `"request_id":"`+id+`"`))
 }
 
 func TestCertificateRotationWithoutRestart(t *testing.T) {
@@ -379,7 +318,7 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 				if got, want := field(t, line, "peer_not_after"), next.Cert.NotAfter.UTC().Format(time.RFC3339); got != want {
 					t.Errorf("after the rotation the gateway logged peer_not_after %s, want %s", got, want)
 				}
-				e.frontLog.waitFor(t, "frontend", "tls material reloaded", tlsdir.Serial(next.Cert))
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("tls material reloaded", tlsdir.Serial(next.Cert)))
 
 			case "gateway":
 				next := e.issueServer(t, certgen.For(e.now, 72*time.Hour))
@@ -389,7 +328,7 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 					t.Errorf("a new handshake after the rotation got the gateway's serial %s, want the new %s (the old was %s)",
 						got, want, tlsdir.Serial(e.server.Cert))
 				}
-				e.gatewayLog.waitFor(t, "gateway", "tls material reloaded", tlsdir.Serial(next.Cert))
+				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls material reloaded", tlsdir.Serial(next.Cert)))
 				// The frontend's kept-alive connection was authenticated
 				// with the old server certificate and carries on; once it
 				// closes (the gateway's idle timeout; here, dropped), the
@@ -429,8 +368,8 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			name:  "a client certificate expired by the gateway's clock is refused at the handshake",
 			setup: certSetup{gatewayClock: 2 * time.Hour, gatewayCert: validFor(3 * time.Hour), clientCert: validFor(time.Hour)},
 			checkFront: func(t *testing.T, e *certEnv, p page) {
-				line := e.frontLog.waitFor(t, "frontend", "fetching the secret message failed", p.id,
-					"our client certificate", pki.DefaultClientURI, tlsdir.Serial(e.client.Cert), e.client.Cert.NotAfter.UTC().Format(time.RFC3339))
+				line := e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("fetching the secret message failed", p.id,
+					"our client certificate", pki.DefaultClientURI, tlsdir.Serial(e.client.Cert), e.client.Cert.NotAfter.UTC().Format(time.RFC3339)))
 				// Under TLS 1.3 the gateway's alert comes after our side of
 				// the handshake; if the frontend has already written its
 				// request by then, the reset that follows may swallow it.
@@ -440,7 +379,7 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 				}
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
-				line := e.gatewayLog.waitFor(t, "gateway", "tls handshake failed", tlsdir.Serial(e.client.Cert))
+				line := e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", tlsdir.Serial(e.client.Cert)))
 				for path, want := range map[string]string{
 					"level":                       "WARN",
 					"reason":                      "client_certificate_expired",
@@ -462,13 +401,13 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			then:  func(t *testing.T, e *certEnv) { e.feClock.Advance(time.Hour + time.Minute) },
 			checkFront: func(t *testing.T, e *certEnv, p page) {
 				file := filepath.Join(e.clientDir, certgen.CertFile)
-				e.frontLog.waitFor(t, "frontend", "fetching the secret message failed", p.id, file, "has expired and no valid replacement",
-					tlsdir.Serial(e.client.Cert), e.client.Cert.NotAfter.UTC().Format(time.RFC3339))
-				e.frontLog.waitFor(t, "frontend", `"level":"ERROR"`, "has expired and nothing has replaced it", file, tlsdir.Serial(e.client.Cert))
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("fetching the secret message failed", p.id, file, "has expired and no valid replacement",
+					tlsdir.Serial(e.client.Cert), e.client.Cert.NotAfter.UTC().Format(time.RFC3339)))
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing(`"level":"ERROR"`, "has expired and nothing has replaced it", file, tlsdir.Serial(e.client.Cert)))
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
-				if lines := e.gatewayLog.find("tls handshake failed"); len(lines) > 0 {
-					t.Errorf("the gateway logged a failed handshake, want none (the frontend should not have dialed): %s", lines[0])
+				if log := e.gatewayLog.String(); strings.Contains(log, "tls handshake failed") {
+					t.Errorf("the gateway logged a failed handshake, want none (the frontend should not have dialed):\n%s", log)
 				}
 			},
 		},
@@ -479,14 +418,14 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			setup: certSetup{gatewayCert: validFor(time.Hour), clientCert: validFor(3 * time.Hour)},
 			then:  func(t *testing.T, e *certEnv) { e.gatewayClock.Advance(time.Hour + time.Minute) },
 			checkFront: func(t *testing.T, e *certEnv, p page) {
-				e.frontLog.waitFor(t, "frontend", "fetching the secret message failed", p.id, "internal error",
-					"server name "+env.gatewayServerName, "before asking for a client certificate")
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("fetching the secret message failed", p.id, "internal error",
+					"server name "+env.gatewayServerName, "before asking for a client certificate"))
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
 				file := filepath.Join(e.gatewayDir, certgen.CertFile)
-				e.gatewayLog.waitFor(t, "gateway", `"level":"ERROR"`, "has expired and nothing has replaced it", file,
-					tlsdir.Serial(e.server.Cert), e.server.Cert.NotAfter.UTC().Format(time.RFC3339))
-				e.gatewayLog.waitFor(t, "gateway", "tls handshake failed", file, "has expired")
+				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"level":"ERROR"`, "has expired and nothing has replaced it", file,
+					tlsdir.Serial(e.server.Cert), e.server.Cert.NotAfter.UTC().Format(time.RFC3339)))
+				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", file, "has expired"))
 			},
 		},
 		{
@@ -498,12 +437,12 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 					return certgen.Validity{NotBefore: now.Add(-3 * time.Hour), NotAfter: now.Add(time.Hour)}
 				}},
 			checkFront: func(t *testing.T, e *certEnv, p page) {
-				e.frontLog.waitFor(t, "frontend", "fetching the secret message failed", p.id, "refused the gateway's certificate",
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("fetching the secret message failed", p.id, "refused the gateway's certificate",
 					"server name "+env.gatewayServerName, tlsdir.Serial(e.server.Cert), e.server.Cert.NotAfter.UTC().Format(time.RFC3339),
-					"certificate has expired")
+					"certificate has expired"))
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
-				e.gatewayLog.waitFor(t, "gateway", "tls handshake failed", "remote error")
+				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", "remote error"))
 			},
 		},
 		{
@@ -515,8 +454,8 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 				e.feClock.Advance(tlsdir.CheckInterval)
 				e.home(t) // the first request past the check interval looks at the files
 				file := filepath.Join(e.clientDir, certgen.CertFile)
-				e.frontLog.waitFor(t, "frontend", "rotation refused", file, tlsdir.Serial(stale.Cert),
-					"not after "+stale.Cert.NotAfter.UTC().Format(time.RFC3339), "has expired")
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("rotation refused", file, tlsdir.Serial(stale.Cert),
+					"not after "+stale.Cert.NotAfter.UTC().Format(time.RFC3339), "has expired"))
 			},
 			wantSecret: true,
 			checkGateway: func(t *testing.T, e *certEnv, p page) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,64 +21,9 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
 	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
-
-// logLines collects JSON log lines and lets a test wait for one: the gateway
-// logs a refused handshake after its alert has gone out, so the client may
-// see the refusal before the line is written.
-type logLines struct {
-	mu    sync.Mutex
-	lines []map[string]any
-	raw   strings.Builder
-	added chan struct{}
-}
-
-func newLogLines() *logLines { return &logLines{added: make(chan struct{}, 1)} }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	var m map[string]any
-	if err := json.Unmarshal(p, &m); err != nil {
-		return 0, fmt.Errorf("log line is not JSON: %q: %w", p, err)
-	}
-	l.mu.Lock()
-	l.lines = append(l.lines, m)
-	l.raw.Write(p)
-	l.mu.Unlock()
-	select {
-	case l.added <- struct{}{}:
-	default:
-	}
-	return len(p), nil
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.raw.String()
-}
-
-// waitFor returns the first line for which match is true, waiting up to 10 s
-// for it to be written.
-func (l *logLines) waitFor(t *testing.T, what string, match func(map[string]any) bool) map[string]any {
-	t.Helper()
-	timeout := time.After(10 * time.Second)
-	for {
-		l.mu.Lock()
-		for _, m := range l.lines {
-			if match(m) {
-				l.mu.Unlock()
-				return m
-			}
-		}
-		l.mu.Unlock()
-		select {
-		case <-l.added:
-		case <-timeout:
-			t.Fatalf("no log line %s within 10 s; the log:\n%s", what, l)
-		}
-	}
-}
 
 // certGateway is the gateway served by Run, with credentials of the test's
 // own issuing and a clock of its own, in front of an upstream that answers
@@ -89,13 +33,13 @@ type certGateway struct {
 	ca     *certgen.Pair
 	server *certgen.Pair // the gateway's certificate
 	clock  *clocktest.Clock
-	logs   *logLines // Logger and AccessLog
+	logs   *logtest.Buffer // Logger and AccessLog
 	dir    string
 }
 
 func startCertGateway(t *testing.T, serverValidity func(now time.Time) certgen.Validity) *certGateway {
 	t.Helper()
-	g := &certGateway{clock: clocktest.New(time.Now()), logs: newLogLines(), dir: t.TempDir()}
+	g := &certGateway{clock: clocktest.New(time.Now()), logs: &logtest.Buffer{}, dir: t.TempDir()}
 	now := g.clock.Now()
 	var err error
 	if g.ca, err = certgen.NewCA("handshake test CA", certgen.For(now, 30*24*time.Hour)); err != nil {
@@ -256,7 +200,7 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantAlert) {
 				t.Fatalf("handshake: %v; want the gateway's %q alert", err, tt.wantAlert)
 			}
-			line := g.logs.waitFor(t, "for the refused connection from "+local, func(m map[string]any) bool {
+			line := g.logs.WaitForJSON(t, "for the refused connection from "+local, func(m map[string]any) bool {
 				return m["msg"] == "tls handshake failed" && m["remote"] == local
 			})
 			if line["level"] != "WARN" || line["reason"] != tt.wantReason || line["sni"] != gatewayHost ||
@@ -312,7 +256,7 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 			t.Errorf("GET /api/healthz: %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
 		}
-		line := g.logs.waitFor(t, "for the request", func(m map[string]any) bool { return m["msg"] == "request" })
+		line := g.logs.WaitForJSON(t, "for the request", func(m map[string]any) bool { return m["msg"] == "request" })
 		if line["peer_serial"] != p.Cert.SerialNumber.Text(16) || line["peer_not_after"] != p.Cert.NotAfter.UTC().Format(time.RFC3339) {
 			t.Errorf("access log line %v: want peer_serial %s and peer_not_after %s", line,
 				p.Cert.SerialNumber.Text(16), p.Cert.NotAfter.UTC().Format(time.RFC3339))
@@ -343,7 +287,7 @@ func TestAGatewayWithAnExpiredCertificateSaysWhichOne(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "internal error") {
 			t.Fatalf("handshake %d: %v; want the gateway's internal error alert", i, err)
 		}
-		line := g.logs.waitFor(t, "for the failed handshake from "+local, func(m map[string]any) bool {
+		line := g.logs.WaitForJSON(t, "for the failed handshake from "+local, func(m map[string]any) bool {
 			return m["msg"] == "tls handshake failed" && m["remote"] == local
 		})
 		for _, w := range []string{file, serial, notAfter, "has expired"} {
