@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/stack"
 )
 
@@ -48,7 +49,7 @@ type target struct {
 	clientCertDir     string // tls.crt, tls.key, ca.crt of the frontend's client identity
 	email, password   string // an existing user; "" when none was given
 	local             *stack.Stack
-	logs              *syncBuffer // the local stack's logs; nil when deployed
+	logs              *logtest.Buffer // the local stack's logs; nil when deployed
 }
 
 // env is set once by TestMain, before any test runs, and only read after.
@@ -107,7 +108,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	password := randomString(12)
 	noteSecret(password)
 
@@ -202,24 +203,6 @@ func writeOutput(name string, data []byte) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(outputDir, name), data, 0o644)
-}
-
-// syncBuffer is a bytes.Buffer the stack's servers can log to concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func randomString(n int) string {

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
 )
@@ -22,7 +23,7 @@ import (
 type ownGateway struct {
 	url  string // https://127.0.0.1:port
 	addr string
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 type ownGatewayOptions struct {
@@ -78,7 +79,7 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		cancel()
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	var logTo io.Writer = logs
 	if o.logs != nil {
 		logTo = io.MultiWriter(logs, o.logs)
