@@ -56,7 +56,7 @@ func Listen(ctx context.Context, addr string) (net.Listener, error) {
 // slow or idle clients cannot hold connections open for ever.
 func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           closeAfterChunkedRequest(h),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -194,4 +194,37 @@ func (f *freshConns) settle(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// closeAfterChunkedRequest closes the connection once the answer to an
+// HTTP/1.x request with a chunked body has been sent.
+//
+// A request with both Content-Length and Transfer-Encoding is the classic
+// smuggling vector. Envoy refuses it with 400 (Http1ProtocolOptions.
+// allow_chunked_length defaults to false). A net/http server cannot tell:
+// net/http resolves the conflict while parsing, as RFC 9112 section 6.3
+// allows (Transfer-Encoding wins, Content-Length is deleted from the header,
+// transfer.go fixLength), and hands the handler a request indistinguishable
+// from a plain chunked one. What it does not do is the other half of RFC
+// 9112 section 6.1: "the server MUST close the connection after responding
+// to such a request". Telling the two apart would mean parsing the raw
+// header bytes a second time beside net/http's own parser; a second parser
+// that disagrees with the first is exactly how smuggling happens, so none is
+// written here.
+//
+// Instead every chunked HTTP/1.x request gets "Connection: close", which
+// makes net/http close the connection after the response and read no
+// further request from it (server.go closeAfterReply). With the body read by
+// its chunked framing and nothing after it ever parsed as a request, there
+// is no second interpretation for anyone to exploit; the answer is the
+// handler's instead of Envoy's 400. The price is a new connection after a
+// chunked upload, which none of this project's clients make. HTTP/2 has no
+// Transfer-Encoding and is unaffected.
+func closeAfterChunkedRequest(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
 }

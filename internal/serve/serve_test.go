@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -173,5 +174,68 @@ func TestRunAnswersARequestStillArrivingWhenShutdownBegins(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v after a clean shutdown, want nil", err)
+	}
+}
+
+// TestAChunkedRequestIsTheLastOnItsConnection sends a request with both
+// Content-Length and Transfer-Encoding and a second request pipelined after
+// its chunked body: the handler sees one request, framed by its chunks, and
+// the connection closes after its answer (see closeAfterChunkedRequest). A
+// plain request keeps its connection.
+func TestAChunkedRequestIsTheLastOnItsConnection(t *testing.T) {
+	var seen atomic.Int32
+	srv := NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, string(b))
+	}), slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	tests := []struct {
+		name      string
+		raw       string
+		wantBody  string
+		wantSeen  int32
+		wantClose bool
+	}{
+		{"Content-Length with Transfer-Encoding, then a pipelined request",
+			"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+			"hello", 1, true},
+		{"a plain request", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "", 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen.Store(0)
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, tt.raw)
+			br := bufio.NewReader(c)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if string(body) != tt.wantBody || resp.Close != tt.wantClose {
+				t.Errorf("answer %q, closing %v; want %q, closing %v", body, resp.Close, tt.wantBody, tt.wantClose)
+			}
+			if tt.wantClose {
+				if _, err := br.ReadByte(); err != io.EOF {
+					t.Errorf("after the answer the connection gave %v, want EOF: the pipelined request was read", err)
+				}
+			}
+			if n := seen.Load(); n != tt.wantSeen {
+				t.Errorf("the handler saw %d requests, want %d", n, tt.wantSeen)
+			}
+		})
 	}
 }

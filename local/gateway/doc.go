@@ -10,7 +10,8 @@
 // One difference is known and kept: HTTP/1 framing is net/http's, so a
 // request with both Content-Length and Transfer-Encoding, which Envoy answers
 // 400, is read as chunked, answered by its route, and its connection closed
-// (framing.go says why that is as safe).
+// (internal/serve does that for every server of the project, and says why it
+// is as safe).
 //
 // The engines decide; this package only translates their decisions into HTTP.
 // It is a conformance-tested stand-in for local runs and tests, not a

@@ -32,7 +32,7 @@ func (rec framingRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // TestChunkedRequestsCloseTheConnection is the gateway's answer to a request
-// with both Content-Length and Transfer-Encoding (see framing.go): chunked
+// with both Content-Length and Transfer-Encoding (see internal/serve closeAfterChunkedRequest): chunked
 // framing wins, Content-Length never reaches the upstream, and the
 // connection closes after the answer, so bytes after the chunked body never
 // run as a request of their own.
@@ -72,7 +72,7 @@ func TestChunkedRequestsCloseTheConnection(t *testing.T) {
 		},
 		{
 			name:        "a chunked request without Content-Length closes the connection too, since the two look the same once parsed",
-			doc:         "framing.go",
+			doc:         "internal/serve closeAfterChunkedRequest",
 			raw:         "POST /api/healthz HTTP/1.1\r\nHost: " + gatewayHost + "\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + pipelined,
 			wantAnswers: 1, wantClose: true,
 			wantSeen: []framed{{method: "POST", path: "/api/healthz", contentLength: -1, transferEncoding: []string{"chunked"}}},

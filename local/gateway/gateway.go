@@ -351,7 +351,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.peerSerial, o.peerNotAfter = tlsdir.Serial(leaf), leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
 	w.Header().Set("Server", serverHeader)
-	closeAfterChunkedRequest(w, r)
 	// An edge Envoy (use_remote_address, as on Istio gateways) keeps the
 	// x-request-id of a request from an internal address (loopback, RFC 1918:
 	// the frontend reaches the ILB from the VPC) and replaces an external
