@@ -1,0 +1,30 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+)
+
+// TestRunRefusesBadFlagsBeforeSendingAnything checks the flag errors a user
+// meets first: each names the flag, and none gets as far as signing in (no
+// stack runs here, so getting that far would fail differently).
+func TestRunRefusesBadFlagsBeforeSendingAnything(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-rate", "fast"}, `-rate: "fast" is not a non-negative number`},
+		{[]string{"-workers", "8,-1"}, `-workers: "-1" is not a non-negative number`},
+		{[]string{"-policy-rules", "ten"}, `-policy-rules: "ten" is not a non-negative number`},
+		{[]string{"-own-gateway=false", "-policy-rules", "0,10"}, "-policy-rules needs -own-gateway"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			err := run(t.Context(), tt.args, func(string) string { return "" }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}
