@@ -20,8 +20,18 @@
 // revocation check, so a per-call RPC here would not close that window
 // anyway. Where revocation must bite sooner (say, when creating a long-lived
 // session), call the SDK's check there, once. In emulator mode the SDK looks
-// the user up on every call regardless (that is how it is written), so
-// disabled and deleted users are refused locally; that RPC stays on loopback.
+// the user up on every verification regardless (that is how it is written),
+// so a disabled or deleted user's token that was not yet verified is refused
+// locally; that RPC stays on loopback.
+//
+// Verified tokens are cached (internal/tokencache), keyed by the exact token:
+// the frontend sends the same ID token on every API call of a session, and
+// the browser the same session cookie on every page, so a repeat costs a map
+// lookup instead of an RS256 verification (and, in emulator mode, the lookup
+// RPC). An entry lives until the token's exp, and never longer than
+// cacheMaxAge, so a key Google withdraws, or locally a user disabled, stops
+// being honoured within that long, as the JWKS itself is only trusted that
+// long. Refusals are never cached.
 package idtoken
 
 import (
@@ -38,6 +48,8 @@ import (
 	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
 	"google.golang.org/api/option"
+
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 )
 
 // Verifier is what the frontend and backend depend on; *Firebase implements it.
@@ -57,6 +69,15 @@ const emulatorHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
 // jwksPath is where Google, and therefore our emulator, publishes the keys
 // that sign ID tokens, as a JWKS.
 const jwksPath = "/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+
+// DefaultCacheSize bounds the verified-token cache: Envoy's default
+// jwt_cache_size, and about 2 MB of tokens and claims.
+const DefaultCacheSize = 1000
+
+// cacheMaxAge is the longest a verified token is taken from the cache
+// without being verified again: the age at which the emulator's JWKS is
+// fetched again too.
+const cacheMaxAge = keysMaxAge
 
 // maxTokenBytes bounds what we parse. Identity Platform ID tokens are about
 // 1 KB; custom claims are limited to 1,000 bytes.
@@ -80,6 +101,13 @@ type Config struct {
 	// HTTPClient fetches the emulator's JWKS. Nil means a client with a 10 s
 	// timeout.
 	HTTPClient *http.Client
+	// CacheSize bounds the verified-token cache (tokens). Zero means
+	// DefaultCacheSize; a negative value disables the cache.
+	CacheSize int
+	// Now is the clock of the token cache and of the emulator's JWKS
+	// refresh. Nil means time.Now. The SDK's own checks (exp, iat) always
+	// use the real clock.
+	Now func() time.Time
 }
 
 func (c Config) validate() error {
@@ -105,7 +133,9 @@ type Firebase struct {
 	client *auth.Client
 	// keys is the emulator's JWKS; nil in production, where the SDK checks
 	// signatures itself.
-	keys *keySet
+	keys  *keySet
+	cache *tokencache.Cache[*auth.Token] // nil when disabled
+	now   func() time.Time
 }
 
 // New returns a verifier for cfg. It performs no network I/O in emulator
@@ -137,25 +167,40 @@ func New(ctx context.Context, cfg Config) (*Firebase, error) {
 	if err != nil {
 		return nil, fmt.Errorf("idtoken: creating Firebase Auth client: %w", err)
 	}
-	f := &Firebase{client: client}
+	f := &Firebase{client: client, now: cfg.Now}
+	if f.now == nil {
+		f.now = time.Now
+	}
+	switch {
+	case cfg.CacheSize == 0:
+		f.cache = tokencache.New[*auth.Token](DefaultCacheSize)
+	case cfg.CacheSize > 0:
+		f.cache = tokencache.New[*auth.Token](cfg.CacheSize)
+	}
 	if cfg.EmulatorHost != "" {
 		hc := cfg.HTTPClient
 		if hc == nil {
 			hc = &http.Client{Timeout: 10 * time.Second}
 		}
 		f.keys = newKeySet("http://"+cfg.EmulatorHost+jwksPath, hc)
+		f.keys.now = f.now
 	}
 	return f, nil
 }
 
 // Verify returns the token's claims if idToken is a valid ID token for the
-// configured project. Refusals wrap ErrInvalidToken.
+// configured project. Refusals wrap ErrInvalidToken. The Token may be shared
+// with other calls for the same token: callers must not modify it.
 func (f *Firebase) Verify(ctx context.Context, idToken string) (*auth.Token, error) {
 	if idToken == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidToken)
 	}
 	if len(idToken) > maxTokenBytes {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidToken, len(idToken), maxTokenBytes)
+	}
+	now := f.now()
+	if tok, ok := f.cache.Get(idToken, now); ok {
+		return tok, nil
 	}
 	if f.keys != nil {
 		// Before the SDK: it would look the user up over the network first,
@@ -171,6 +216,11 @@ func (f *Firebase) Verify(ctx context.Context, idToken string) (*auth.Token, err
 		}
 		return nil, fmt.Errorf("verifying ID token: %w", err)
 	}
+	until := now.Add(cacheMaxAge)
+	if exp := time.Unix(tok.Expires, 0); exp.Before(until) {
+		until = exp
+	}
+	f.cache.Put(idToken, tok, until)
 	return tok, nil
 }
 

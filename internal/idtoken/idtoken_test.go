@@ -34,6 +34,7 @@ type emulator struct {
 	*identity.Emulator
 	host       string
 	jwksFetchs atomic.Int64 // how often the JWKS was served
+	lookups    atomic.Int64 // how often the SDK looked a user up (emulator mode: once per verification)
 }
 
 func startEmulator(t *testing.T) *emulator {
@@ -45,8 +46,11 @@ func startEmulator(t *testing.T) *emulator {
 	e := &emulator{Emulator: em}
 	h := em.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == jwksPath {
+		switch {
+		case r.URL.Path == jwksPath:
 			e.jwksFetchs.Add(1)
+		case strings.HasSuffix(r.URL.Path, "/accounts:lookup"):
+			e.lookups.Add(1)
 		}
 		h.ServeHTTP(w, r)
 	}))
@@ -56,16 +60,16 @@ func startEmulator(t *testing.T) *emulator {
 	return e
 }
 
-// newVerifier returns a verifier for the emulator whose key cache runs on
-// the returned clock, so tests can step past its rate limit without sleeping.
+// newVerifier returns a verifier for the emulator whose key and token caches
+// run on the returned clock, so tests can step past their limits without
+// sleeping.
 func (e *emulator) newVerifier(t *testing.T) (*Firebase, *clocktest.Clock) {
 	t.Helper()
-	v, err := New(t.Context(), Config{ProjectID: project, EmulatorHost: e.host})
+	clock := clocktest.New(time.Now())
+	v, err := New(t.Context(), Config{ProjectID: project, EmulatorHost: e.host, Now: clock.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	clock := clocktest.New(time.Now())
-	v.keys.now = clock.Now
 	return v, clock
 }
 
@@ -109,6 +113,20 @@ func (e *emulator) signClaims(t *testing.T, claims map[string]any) string {
 		t.Fatalf("SignClaims: %v", err)
 	}
 	return tok
+}
+
+// expOf reads the exp claim of a token.
+func expOf(t *testing.T, tok string) time.Time {
+	t.Helper()
+	msg, err := jws.Parse([]byte(tok), jws.WithCompact())
+	if err != nil {
+		t.Fatalf("parsing token: %v", err)
+	}
+	var claims struct{ Exp int64 }
+	if err := json.Unmarshal(msg.Payload(), &claims); err != nil || claims.Exp == 0 {
+		t.Fatalf("token payload: exp %d, %v", claims.Exp, err)
+	}
+	return time.Unix(claims.Exp, 0)
 }
 
 // kidOf reads the kid from a token's header.
@@ -352,6 +370,100 @@ func TestEmulatorKeysAreCachedAndRefetchedWithinLimits(t *testing.T) {
 	}
 }
 
+// TestVerifiedTokensAreCached counts the SDK's user lookups, which in
+// emulator mode it makes once per verification it performs: a cache hit
+// makes none.
+func TestVerifiedTokensAreCached(t *testing.T) {
+	e := startEmulator(t)
+	admin := e.adminClient(t)
+	alice := e.user(t, "alice@example.com")
+	bob := e.user(t, "bob@example.com")
+	aliceTok := e.token(t, alice, time.Now())
+	bobTok := e.token(t, bob, time.Now())
+
+	t.Run("repeats are served from the cache until its max age, then verified again", func(t *testing.T) {
+		v, clock := e.newVerifier(t)
+		// Each step runs in order on the same verifier.
+		steps := []struct {
+			name     string
+			before   func(t *testing.T)
+			token    string
+			wantUID  string // "" = refused
+			lookedUp bool   // whether the SDK verified it (and looked the user up)
+		}{
+			{"the first verification looks the user up", nil, bobTok, bob, true},
+			{"the same token again is served from the cache", nil, bobTok, bob, false},
+			{"another token is verified on its own", nil, aliceTok, alice, true},
+			{"a user disabled after their token was verified is honoured from the cache, as production mode honours any valid token",
+				func(t *testing.T) {
+					if _, err := admin.UpdateUser(t.Context(), bob, (&auth.UserToUpdate{}).Disabled(true)); err != nil {
+						t.Fatal(err)
+					}
+					clock.Advance(cacheMaxAge - time.Second)
+				}, bobTok, bob, false},
+			{"at the cache's max age the token is verified again, and refused", func(*testing.T) { clock.Advance(time.Second) },
+				bobTok, "", true},
+			{"a refusal is not cached", nil, bobTok, "", true},
+		}
+		for _, s := range steps {
+			if s.before != nil {
+				s.before(t)
+			}
+			before := e.lookups.Load()
+			tok, err := v.Verify(t.Context(), s.token)
+			switch {
+			case s.wantUID == "" && !errors.Is(err, ErrInvalidToken):
+				t.Errorf("%s: Verify = %v, %v; want a refusal", s.name, tok, err)
+			case s.wantUID != "" && (err != nil || tok.UID != s.wantUID):
+				t.Errorf("%s: Verify = %v, %v; want uid %s", s.name, tok, err, s.wantUID)
+			}
+			if got := e.lookups.Load() - before; got != map[bool]int64{true: 1}[s.lookedUp] {
+				t.Errorf("%s: %d user lookups, want %d", s.name, got, map[bool]int64{true: 1}[s.lookedUp])
+			}
+		}
+	})
+
+	t.Run("an entry ends at the token's exp when that comes first", func(t *testing.T) {
+		// The cache's clock two minutes before the token's exp; the SDK's,
+		// the real one, well within its hour.
+		exp := expOf(t, aliceTok)
+		clock := clocktest.New(exp.Add(-2 * time.Minute))
+		v, err := New(t.Context(), Config{ProjectID: project, EmulatorHost: e.host, Now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := e.lookups.Load()
+		for _, step := range []struct {
+			advance time.Duration
+			lookups int64
+		}{{0, 1}, {time.Minute, 1}, {time.Minute, 2}} {
+			clock.Advance(step.advance)
+			if _, err := v.Verify(t.Context(), aliceTok); err != nil {
+				t.Fatalf("Verify at exp%+v: %v", clock.Now().Sub(exp), err)
+			}
+			if got := e.lookups.Load() - before; got != step.lookups {
+				t.Errorf("at exp%+v: %d user lookups so far, want %d", clock.Now().Sub(exp), got, step.lookups)
+			}
+		}
+	})
+
+	t.Run("a negative CacheSize disables the cache", func(t *testing.T) {
+		v, err := New(t.Context(), Config{ProjectID: project, EmulatorHost: e.host, CacheSize: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := e.lookups.Load()
+		for range 3 {
+			if _, err := v.Verify(t.Context(), aliceTok); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := e.lookups.Load() - before; got != 3 {
+			t.Errorf("3 verifications without a cache made %d user lookups, want 3", got)
+		}
+	})
+}
+
 func TestConcurrentVerificationsShareOneKeyFetch(t *testing.T) {
 	e := startEmulator(t)
 	v, _ := e.newVerifier(t)
@@ -397,9 +509,10 @@ func TestUnreachableKeysAreAnErrorNotARefusal(t *testing.T) {
 }
 
 // BenchmarkVerify splits the cost of one emulator-mode verification: our
-// RS256 check against the cached JWKS alone, and the whole of Verify, which
-// adds the SDK's claim checks and its user lookup RPC to the emulator (a
-// lookup production mode does not make).
+// RS256 check against the cached JWKS alone; the whole of a first Verify,
+// which adds the SDK's claim checks and its user lookup RPC to the emulator
+// (a lookup production mode does not make); and a repeat, from the
+// verified-token cache.
 func BenchmarkVerify(b *testing.B) {
 	em, err := identity.New(identity.Config{ProjectID: project, StateDir: b.TempDir(), PasswordHashCost: 10})
 	if err != nil {
@@ -417,27 +530,36 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := New(b.Context(), Config{ProjectID: project, EmulatorHost: host})
-	if err != nil {
-		b.Fatal(err)
+	verifier := func(cacheSize int) *Firebase {
+		v, err := New(b.Context(), Config{ProjectID: project, EmulatorHost: host, CacheSize: cacheSize})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return v
 	}
+	uncached, cached := verifier(-1), verifier(0)
 
 	b.Run("signature against cached JWKS", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := v.keys.verifySignature(b.Context(), tok); err != nil {
+			if err := uncached.keys.verifySignature(b.Context(), tok); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	b.Run("Verify with the emulator user lookup", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := v.Verify(b.Context(), tok); err != nil {
-				b.Fatal(err)
+	for _, bm := range []struct {
+		name string
+		v    *Firebase
+	}{{"Verify with the emulator user lookup", uncached}, {"Verify again from the token cache", cached}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bm.v.Verify(b.Context(), tok); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // staticToken is a credential for production mode that never leaves the

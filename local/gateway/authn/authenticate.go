@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -52,13 +53,13 @@ func (a *Authenticator) Authenticate(r *http.Request) (Result, *Failure) {
 // parse, issuer allowed at this location, provider by issuer, time, audience,
 // then the signature (from the cache when this token verified before).
 func (a *Authenticator) verify(ctx context.Context, f found, now int64) (*verified, status) {
-	if v := a.cache.get(f.token); v != nil && a.stillTrusted(ctx, v) {
+	if v, ok := a.cache.Get(f.token, time.Time{}); ok && a.stillTrusted(ctx, v) {
 		if !f.loc.issuers[v.jwt.iss] {
 			return nil, statusUnknownIssuer
 		}
 		if st := v.jwt.checkTime(now); st != statusOK {
 			if st == statusExpired {
-				a.cache.remove(f.token)
+				a.cache.Remove(f.token)
 			}
 			return nil, st
 		}
@@ -103,7 +104,7 @@ func (a *Authenticator) verify(ctx context.Context, f found, now int64) (*verifi
 		return nil, st
 	}
 	v := p.verified(j, key)
-	a.cache.put(v)
+	a.cache.Put(v.token, v, time.Time{})
 	return v, statusOK
 }
 
@@ -114,7 +115,7 @@ func (a *Authenticator) verify(ctx context.Context, f found, now int64) (*verifi
 func (a *Authenticator) stillTrusted(ctx context.Context, v *verified) bool {
 	set := v.provider.keys.keys(ctx)
 	if set == nil || !set.has(v.key) {
-		a.cache.remove(v.token)
+		a.cache.Remove(v.token)
 		return false
 	}
 	return true

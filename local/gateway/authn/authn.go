@@ -53,6 +53,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 )
 
@@ -114,7 +115,7 @@ type Authenticator struct {
 	sanitize []string
 	now      func() time.Time
 	log      *slog.Logger
-	cache    *tokenCache
+	cache    *tokencache.Cache[*verified]
 }
 
 // provider is one jwtRule, as Envoy's JwtProvider.
@@ -216,9 +217,9 @@ func New(rules []*securityv1beta1.JWTRule, opts Options) (*Authenticator, error)
 	a := &Authenticator{now: opts.Now, log: opts.Logger}
 	switch {
 	case opts.CacheSize == 0:
-		a.cache = newTokenCache(DefaultCacheSize)
+		a.cache = tokencache.New[*verified](DefaultCacheSize)
 	case opts.CacheSize > 0:
-		a.cache = newTokenCache(opts.CacheSize)
+		a.cache = tokencache.New[*verified](opts.CacheSize)
 	}
 
 	ex := newExtractor()

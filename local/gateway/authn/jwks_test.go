@@ -223,7 +223,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 		if reflect.ValueOf(first.Claims).Pointer() != reflect.ValueOf(second.Claims).Pointer() {
 			t.Error("the second request parsed and verified the token again; want the cached verification reused")
 		}
-		if got := a.cache.len(); got != 1 {
+		if got := a.cache.Len(); got != 1 {
 			t.Errorf("cache holds %d tokens, want 1", got)
 		}
 	})
@@ -240,7 +240,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 		if fail == nil || fail.Body != "Jwt is expired" {
 			t.Fatalf("got %+v, want 401 %q from the cache", fail, "Jwt is expired")
 		}
-		if got := a.cache.len(); got != 0 {
+		if got := a.cache.Len(); got != 0 {
 			t.Errorf("cache holds %d tokens after expiry, want the expired one dropped", got)
 		}
 	})
@@ -258,7 +258,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 		if fail == nil || fail.Body != "Jwks doesn't have key to match kid or alg from Jwt" {
 			t.Fatalf("got %+v, want 401 %q after the key left the JWKS", fail, "Jwks doesn't have key to match kid or alg from Jwt")
 		}
-		if got := a.cache.len(); got != 0 {
+		if got := a.cache.Len(); got != 0 {
 			t.Errorf("cache holds %d tokens, want the withdrawn key's token dropped", got)
 		}
 	})
@@ -276,7 +276,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 				t.Fatalf("token %d: want accepted, got %+v", i, fail)
 			}
 		}
-		if got := a.cache.len(); got != 2 {
+		if got := a.cache.Len(); got != 2 {
 			t.Errorf("cache holds %d tokens, want the bound 2", got)
 		}
 	})
@@ -294,7 +294,7 @@ func TestVerifiedTokenCache(t *testing.T) {
 				t.Fatalf("want accepted, got %+v", fail)
 			}
 		}
-		if got := a.cache.len(); got != 0 {
+		if got := a.cache.Len(); got != 0 {
 			t.Errorf("cache holds %d tokens, want none", got)
 		}
 	})
