@@ -46,6 +46,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) == 4 && os.Args[1] == load.BareProxyChildArg {
+		if err := load.ServeBareProxy(ctx, os.Args[2], os.Args[3], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest bare proxy process:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
@@ -82,7 +89,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&stateDir, "state-dir", ".devstack", "devstack's state dir: the client certificate is in pki/frontend")
 	fs.StringVar(&s.Email, "email", "demo@acme.test", "user to sign in as")
 	fs.StringVar(&s.Password, "password", "correct-horse-battery", "that user's password")
-	fs.StringVar(&targets, "targets", "backend,gateway", "comma-separated: backend, gateway, frontend; run one after the other, side by side")
+	fs.StringVar(&targets, "targets", "backend,gateway", "comma-separated: backend, gateway, bare-proxy (the control: net/http's mTLS + HTTP/2 + ReverseProxy alone), frontend; run one after the other, side by side")
 	fs.StringVar(&rates, "rate", "500", "requests per second, comma-separated for a sweep; 0 = as fast as the workers go")
 	fs.StringVar(&workers, "workers", "64", "concurrent requests (≈ connections), comma-separated for a sweep")
 	fs.DurationVar(&duration, "duration", 10*time.Second, "length of each run (at most 10m)")
@@ -93,7 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
 	fs.BoolVar(&s.GatewayHTTP1, "http1", false, "speak HTTP/1.1 to the gateway, one kept-alive connection per worker (default HTTP/2, as the frontend does: one connection)")
-	fs.IntVar(&gwProcs, "gateway-procs", 0, "own gateway only: its GOMAXPROCS, as a CPU limit on its pod would set it (0: one per core)")
+	fs.IntVar(&gwProcs, "gateway-procs", 0, "own gateway and bare proxy: their GOMAXPROCS, as a CPU limit on a pod would set it (0: one per core)")
 	fs.StringVar(&cpuProf, "gateway-cpuprofile", "", "own gateway only: write its CPU profile to this file (with -policy-rules, one file per size: FILE.N)")
 	if err := config.Parse(fs, args, getenv, map[string]string{"email": "DEMO_EMAIL", "password": "DEMO_PASSWORD", "state-dir": "DEVSTACK_STATE_DIR"}); err != nil {
 		return err
@@ -130,6 +137,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	for _, name := range strings.Split(targets, ",") {
 		name = strings.TrimSpace(name)
+		if name == "bare-proxy" {
+			if err := sweepBareProxy(ctx, stdout, s, stateDir, gwProcs, workerList[0], func(t load.Target, pid int) error {
+				return sweep(t, 0, pid)
+			}); err != nil {
+				return err
+			}
+			continue
+		}
 		if name == "gateway" && ownGW {
 			for _, n := range ruleList {
 				prof := cpuProf
@@ -150,7 +165,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		t, ok := all[name]
 		if !ok {
-			return fmt.Errorf("-targets: unknown target %q (backend, gateway, frontend)", name)
+			return fmt.Errorf("-targets: unknown target %q (backend, gateway, bare-proxy, frontend)", name)
 		}
 		if err := sweep(t, 0, pid); err != nil {
 			return err
@@ -178,25 +193,48 @@ func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioD
 		}
 		dir = tmp
 	}
+	return sweepChild(ctx, stdout, s, procs, workers, fmt.Sprintf("gateway process (%d extra deny rules)", rules), "", f,
+		load.GatewayChildArg, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+}
+
+// sweepBareProxy starts the control, a bare net/http proxy with the
+// gateway's TLS credentials (load.ServeBareProxy), and runs f against it.
+func sweepBareProxy(ctx context.Context, stdout io.Writer, s load.Stack, stateDir string, procs, workers int, f func(load.Target, int) error) error {
+	backend, err := url.Parse(s.BackendURL)
+	if err != nil {
+		return fmt.Errorf("-backend-url: %w", err)
+	}
+	return sweepChild(ctx, stdout, s, procs, workers, "bare proxy process", "bare net/http proxy (mTLS + proxy only)", f,
+		load.BareProxyChildArg, filepath.Join(stateDir, "pki", "gateway"), backend.Host)
+}
+
+// sweepChild starts this binary as the child args describe, with its log in
+// a temporary file, and runs f against it as the gateway target (renamed
+// name, unless empty), measuring the child's process.
+func sweepChild(ctx context.Context, stdout io.Writer, s load.Stack, procs, workers int, what, name string, f func(load.Target, int) error, args ...string) error {
 	// Its log (start-up, JWKS fetches, shutdown) to a file, so that it does
 	// not interleave with the table; requests go to its access log.
-	logFile, err := os.CreateTemp("", "loadtest-gateway-*.log")
+	logFile, err := os.CreateTemp("", "loadtest-child-*.log")
 	if err != nil {
 		return err
 	}
 	defer logFile.Close()
-	gw, err := load.StartGatewayProcess(ctx, logFile, procs, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+	child, err := load.StartGatewayProcess(ctx, logFile, procs, args...)
 	if err != nil {
 		return fmt.Errorf("%w (its log: %s)", err, logFile.Name())
 	}
-	defer gw.Stop()
-	fmt.Fprintf(stdout, "gateway process %d on %s (%d extra deny rules, log %s)\n", gw.Pid, gw.Addr, rules, logFile.Name())
-	s.GatewayURL = "https://" + gw.Addr
+	defer child.Stop()
+	fmt.Fprintf(stdout, "%s %d on %s (log %s)\n", what, child.Pid, child.Addr, logFile.Name())
+	s.GatewayURL = "https://" + child.Addr
 	all, err := s.Targets(ctx, max(workers, 1))
 	if err != nil {
 		return err
 	}
-	return f(all["gateway"], gw.Pid)
+	t := all["gateway"]
+	if name != "" {
+		t.Name = name
+	}
+	return f(t, child.Pid)
 }
 
 func runOne(ctx context.Context, w io.Writer, t load.Target, rules, workers, rate int, d time.Duration, pid int, rssEvery time.Duration) error {

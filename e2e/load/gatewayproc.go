@@ -87,17 +87,19 @@ type GatewayProcess struct {
 	cmd  *exec.Cmd
 }
 
-// StartGatewayProcess re-executes this binary with GatewayChildArg and the
-// given arguments (istioDir, project, stateDir, backendAddr, identityURL,
-// cpuProfile), its log going to logTo, and waits for it to listen. procs > 0
-// sets its GOMAXPROCS, as a CPU limit on its pod would (Go sizes GOMAXPROCS
-// from the cgroup's limit); 0 leaves Go's default, one per core.
+// StartGatewayProcess re-executes this binary with args, its log going to
+// logTo, and waits for it to listen. args are GatewayChildArg followed by
+// ServeGateway's arguments (istioDir, project, stateDir, backendAddr,
+// identityURL, cpuProfile), or BareProxyChildArg followed by ServeBareProxy's
+// (certDir, backendAddr). procs > 0 sets its GOMAXPROCS, as a CPU limit on
+// its pod would (Go sizes GOMAXPROCS from the cgroup's limit); 0 leaves Go's
+// default, one per core.
 func StartGatewayProcess(ctx context.Context, logTo io.Writer, procs int, args ...string) (*GatewayProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, self, append([]string{GatewayChildArg}, args...)...)
+	cmd := exec.CommandContext(ctx, self, args...)
 	cmd.Stderr = logTo
 	if procs > 0 {
 		cmd.Env = append(os.Environ(), fmt.Sprintf("GOMAXPROCS=%d", procs))
