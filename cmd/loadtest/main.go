@@ -123,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "target\tdeny rules\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\t")
+	fmt.Fprintln(tw, "target\tdeny rules\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\tanon peak\t")
 	sweep := func(t load.Target, rules, pid int) error {
 		for _, w := range workerList {
 			for _, rate := range rateList {
@@ -261,7 +261,7 @@ func runOne(ctx context.Context, w io.Writer, t load.Target, rules, workers, rat
 	if err != nil {
 		return err
 	}
-	cpu, rssPeak, rssEnd := "-", "-", "-"
+	cpu, rssPeak, rssEnd, anonPeak := "-", "-", "-", "-"
 	var usage load.Usage
 	if sampler != nil {
 		u, err := sampler.Stop()
@@ -270,11 +270,11 @@ func runOne(ctx context.Context, w io.Writer, t load.Target, rules, workers, rat
 		}
 		usage = u
 		cpu = fmt.Sprintf("%.2f", u.CPU)
-		rssPeak, rssEnd = mib(u.PeakRSS), mib(u.EndRSS)
+		rssPeak, rssEnd, anonPeak = mib(u.PeakRSS), mib(u.EndRSS), mib(u.PeakAnonRSS)
 	}
-	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t\n", t.Name, rules, workers, rate, res.Throughput(),
+	fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\t\n", t.Name, rules, workers, rate, res.Throughput(),
 		ms(res.Latencies.P50), ms(res.Latencies.P90), ms(res.Latencies.P99), ms(res.Latencies.Max),
-		res.Errors, res.Dropped, cpu, rssPeak, rssEnd)
+		res.Errors, res.Dropped, cpu, rssPeak, rssEnd, anonPeak)
 	for kind, n := range res.ErrorKinds {
 		fmt.Fprintf(w, "  error\t%s ×%d\t\t\t\t\t\t\t\t\t\t\t\t\t\n", kind, n)
 	}

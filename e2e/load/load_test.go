@@ -215,6 +215,9 @@ func TestReadProcSeesThisProcess(t *testing.T) {
 	if s.RSS < 1<<20 {
 		t.Errorf("RSS of the test process = %d bytes, want at least 1 MiB", s.RSS)
 	}
+	if s.AnonRSS < 1<<20 || s.AnonRSS > s.RSS {
+		t.Errorf("anonymous RSS of the test process = %d bytes, want at least 1 MiB and at most RSS (%d)", s.AnonRSS, s.RSS)
+	}
 	sm, err := Sample(os.Getpid(), 10*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +229,7 @@ func TestReadProcSeesThisProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.PeakRSS < u.StartRSS || u.CPU <= 0 {
+	if u.PeakRSS < u.StartRSS || u.PeakAnonRSS <= 0 || u.PeakAnonRSS > u.PeakRSS || u.CPU <= 0 {
 		t.Errorf("usage %+v: want peak ≥ start and some CPU", u)
 	}
 	if len(u.RSS) < 3 || u.RSS[0].RSS != u.StartRSS || u.RSS[len(u.RSS)-1].RSS != u.EndRSS {

@@ -12,7 +12,11 @@ import (
 
 // ProcStats is a snapshot of a process as Linux accounts for it.
 type ProcStats struct {
-	RSS     int64         // resident set size, bytes (VmRSS)
+	RSS int64 // resident set size, bytes (VmRSS)
+	// AnonRSS is the part of RSS that is the process's own memory (RssAnon:
+	// heap, stacks); the rest is mostly its executable's pages, shared with
+	// every process running the same binary.
+	AnonRSS int64
 	CPUTime time.Duration // user + system time consumed so far
 }
 
@@ -29,13 +33,23 @@ func ReadProc(pid int) (ProcStats, error) {
 	}
 	sc := bufio.NewScanner(bytes.NewReader(status))
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			if err != nil {
-				return s, fmt.Errorf("process %d VmRSS %q: %w", pid, v, err)
-			}
-			s.RSS = kb << 10
+		name, v, ok := strings.Cut(sc.Text(), ":")
+		var into *int64
+		switch {
+		case !ok:
+			continue
+		case name == "VmRSS":
+			into = &s.RSS
+		case name == "RssAnon":
+			into = &s.AnonRSS
+		default:
+			continue
 		}
+		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		if err != nil {
+			return s, fmt.Errorf("process %d %s %q: %w", pid, name, v, err)
+		}
+		*into = kb << 10
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -72,6 +86,7 @@ type Sampler struct {
 	start    ProcStats
 	startAt  time.Time
 	peak     int64
+	peakAnon int64
 	last     ProcStats
 	lastAt   time.Time
 	series   []RSSPoint
@@ -85,7 +100,7 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 		return nil, err
 	}
 	s := &Sampler{pid: pid, stop: make(chan struct{}), done: make(chan struct{}),
-		start: first, startAt: time.Now(), peak: first.RSS, last: first, lastAt: time.Now(),
+		start: first, startAt: time.Now(), peak: first.RSS, peakAnon: first.AnonRSS, last: first, lastAt: time.Now(),
 		series: []RSSPoint{{0, first.RSS}}}
 	go func() {
 		defer close(s.done)
@@ -102,7 +117,7 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 					return
 				}
 				s.last, s.lastAt = st, time.Now()
-				s.peak = max(s.peak, st.RSS)
+				s.peak, s.peakAnon = max(s.peak, st.RSS), max(s.peakAnon, st.AnonRSS)
 				s.series = append(s.series, RSSPoint{s.lastAt.Sub(s.startAt), st.RSS})
 			}
 		}
@@ -113,6 +128,7 @@ func Sample(pid int, every time.Duration) (*Sampler, error) {
 // Usage is what a Sampler saw.
 type Usage struct {
 	StartRSS, PeakRSS, EndRSS int64
+	PeakAnonRSS               int64      // the peak of ProcStats.AnonRSS
 	CPU                       float64    // cores used on average (1.0 = one core busy)
 	RSS                       []RSSPoint // every sample, in order, for a soak's curve
 }
@@ -126,10 +142,10 @@ func (s *Sampler) Stop() (Usage, error) {
 	}
 	if st, err := ReadProc(s.pid); err == nil {
 		s.last, s.lastAt = st, time.Now()
-		s.peak = max(s.peak, st.RSS)
+		s.peak, s.peakAnon = max(s.peak, st.RSS), max(s.peakAnon, st.AnonRSS)
 		s.series = append(s.series, RSSPoint{s.lastAt.Sub(s.startAt), st.RSS})
 	}
-	u := Usage{StartRSS: s.start.RSS, PeakRSS: s.peak, EndRSS: s.last.RSS, RSS: s.series}
+	u := Usage{StartRSS: s.start.RSS, PeakRSS: s.peak, EndRSS: s.last.RSS, PeakAnonRSS: s.peakAnon, RSS: s.series}
 	if wall := s.lastAt.Sub(s.startAt); wall > 0 {
 		u.CPU = (s.last.CPUTime - s.start.CPUTime).Seconds() / wall.Seconds()
 	}

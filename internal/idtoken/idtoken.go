@@ -70,8 +70,10 @@ const emulatorHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
 // that sign ID tokens, as a JWKS.
 const jwksPath = "/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
 
-// DefaultCacheSize bounds the verified-token cache: Envoy's default
-// jwt_cache_size, and about 2 MB of tokens and claims.
+// DefaultCacheSize bounds the verified-token cache: about 2 MB of tokens and
+// claims, the sessions active within cacheMaxAge on one instance of a busy
+// service. A larger population only costs verifications again, never
+// correctness.
 const DefaultCacheSize = 1000
 
 // cacheMaxAge is the longest a verified token is taken from the cache
