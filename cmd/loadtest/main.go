@@ -13,6 +13,13 @@
 // list of concurrency levels, and -rss-every the RSS curve of a soak:
 //
 //	go run ./cmd/loadtest -targets gateway -rate 1000 -duration 5m -rss-every 1m
+//
+// The bare-proxy target is the control: the same kind of child process
+// serving only net/http's mutual TLS and HTTP/2 and httputil.ReverseProxy,
+// so that the gateway's figures can be split into its own work and the floor
+// of any net/http proxy on the machine:
+//
+//	go run ./cmd/loadtest -targets backend,gateway,bare-proxy -rate 500 -duration 20s -workers 16
 package main
 
 import (
