@@ -760,19 +760,23 @@ func do(t *testing.T, method, u string, h http.Header, body string) (exchange, e
 	return exchange{status: resp.StatusCode, header: resp.Header, body: string(b)}, err
 }
 
+// rawDial opens a new connection to addr, with TLS and the frontend's
+// certificate when useTLS, for writing raw bytes.
+func rawDial(t *testing.T, addr string, useTLS bool) (net.Conn, error) {
+	t.Helper()
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if useTLS {
+		return (&tls.Dialer{NetDialer: d, Config: clientTLS(t, env.clientCertDir, true)}).Dial("tcp", addr)
+	}
+	return d.Dial("tcp", addr)
+}
+
 // rawConversation writes raw bytes over a new connection and reads every
 // response until the server closes it (or 3 s of silence): a smuggled
 // request would show as a response of its own.
 func rawConversation(t *testing.T, addr string, useTLS bool, raw string) ([]exchange, error) {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	var conn net.Conn
-	var err error
-	if useTLS {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: clientTLS(t, env.clientCertDir, true)}).Dial("tcp", addr)
-	} else {
-		conn, err = d.Dial("tcp", addr)
-	}
+	conn, err := rawDial(t, addr, useTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -849,14 +853,7 @@ func rawOneAnswerThenClose(t *testing.T, addr string, useTLS bool, raw string) (
 // frontend's certificate when useTLS) and reads one response.
 func rawExchange(t *testing.T, addr string, useTLS bool, raw string) (exchange, error) {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	var conn net.Conn
-	var err error
-	if useTLS {
-		conn, err = (&tls.Dialer{NetDialer: d, Config: clientTLS(t, env.clientCertDir, true)}).Dial("tcp", addr)
-	} else {
-		conn, err = d.Dial("tcp", addr)
-	}
+	conn, err := rawDial(t, addr, useTLS)
 	if err != nil {
 		return exchange{}, err
 	}

@@ -45,7 +45,7 @@ func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
 		t.Fatalf("tlsdir.Open(gateway): %v", err)
 	}
 	g := &mtlsGateway{}
-	srv := &http.Server{
+	g.url = startTLSServer(t, &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			g.mu.Lock()
 			g.serials = append(g.serials, r.TLS.PeerCertificates[0].SerialNumber.String())
@@ -61,16 +61,7 @@ func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
 				g.conns.Add(1)
 			}
 		},
-		ErrorLog: discardLogger(),
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { defer close(done); srv.ServeTLS(ln, "", "") }()
-	t.Cleanup(func() { srv.Close(); <-done })
-	g.url = "https://" + ln.Addr().String()
+	})
 	return g
 }
 

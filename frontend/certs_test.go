@@ -40,14 +40,20 @@ func devCA(t *testing.T, b *pki.Bundle) *certgen.Pair {
 // serveTLS answers every request with a secure message, over cfg.
 func serveTLS(t *testing.T, cfg *tls.Config) string {
 	t.Helper()
-	srv := &http.Server{
+	return startTLSServer(t, &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(`{"message":"Hello World"}`))
 		}),
 		TLSConfig: cfg,
-		ErrorLog:  discardLogger(),
-	}
+	})
+}
+
+// startTLSServer serves srv (its TLSConfig, its log discarded) on a loopback
+// port until the test ends, and returns its https:// URL.
+func startTLSServer(t *testing.T, srv *http.Server) string {
+	t.Helper()
+	srv.ErrorLog = discardLogger()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
