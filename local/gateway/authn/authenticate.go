@@ -53,7 +53,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Result, *Failure) {
 // parse, issuer allowed at this location, provider by issuer, time, audience,
 // then the signature (from the cache when this token verified before).
 func (a *Authenticator) verify(ctx context.Context, f found, now int64) (*verified, status) {
-	if v, ok := a.cache.Get(f.token, time.Time{}); ok && a.stillTrusted(ctx, v) {
+	if v, ok := a.cache.Get(f.token, time.Unix(now, 0)); ok && a.stillTrusted(ctx, v) {
 		if !f.loc.issuers[v.jwt.iss] {
 			return nil, statusUnknownIssuer
 		}
