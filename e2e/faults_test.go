@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/frontend"
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
@@ -250,25 +251,6 @@ func startOwnFrontend(t *testing.T, identityURL, gatewayURL string) string {
 // refreshes them: Envoy's RemoteJwks cache_duration as istiod sets it.
 const jwksCacheDuration = 5 * time.Minute
 
-// fakeClock is the gateway's clock in the JWKS tests: the 10 s refetch limit
-// and the 5 min cache are crossed by moving it, never by sleeping.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // breakableJWKS serves an emulator's JWKS, or fails in the way it is told.
 type breakableJWKS struct {
 	mode atomic.Value // "ok", "down", "error", "garbage", "slow"
@@ -312,13 +294,13 @@ type isolatedIssuer struct {
 	emu   *identity.Emulator
 	jwks  *breakableJWKS
 	gw    ownGateway
-	clock *fakeClock
+	clock *clocktest.Clock // the gateway's: its 10 s refetch limit and 5 min cache are crossed by moving it, never by sleeping
 	uid   string
 }
 
 func newIsolatedIssuer(t *testing.T) *isolatedIssuer {
 	t.Helper()
-	clock := &fakeClock{now: time.Now()}
+	clock := clocktest.New(time.Now())
 	emu, err := identity.New(identity.Config{ProjectID: "demo-acme", StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), KeyGrace: time.Hour})
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)

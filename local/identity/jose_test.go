@@ -403,23 +403,13 @@ func TestAStateDirWithoutANextKeyKeepsSigningWithItsKey(t *testing.T) {
 	dir := t.TempDir()
 	e1, _ := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
 	kid := e1.keys.currentKID()
-	path := filepath.Join(dir, keysFile)
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var disk []keyOnDisk
-	if err := json.Unmarshal(raw, &disk); err != nil {
-		t.Fatal(err)
-	}
-	disk = slices.DeleteFunc(disk, func(k keyOnDisk) bool { return k.Next })
-	if len(disk) != 1 || disk[0].KID != kid {
-		t.Fatalf("keys on disk %v; want the current key %s and a next one", disk, kid)
-	}
-	raw, _ = json.Marshal(disk)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	editKeysOnDisk(t, dir, func(disk []keyOnDisk) []keyOnDisk {
+		disk = slices.DeleteFunc(disk, func(k keyOnDisk) bool { return k.Next })
+		if len(disk) != 1 || disk[0].KID != kid {
+			t.Fatalf("keys on disk %v; want the current key %s and a next one", disk, kid)
+		}
+		return disk
+	})
 
 	e2, srv := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
 	if got := e2.keys.currentKID(); got != kid {
@@ -479,6 +469,27 @@ func TestARingWithoutACurrentKeyGetsOneAndKeepsTheRetiredInTheirGrace(t *testing
 	dir := t.TempDir()
 	e1, _ := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
 	kids := []string{e1.keys.currentKID(), e1.keys.nextKID()}
+	editKeysOnDisk(t, dir, func(disk []keyOnDisk) []keyOnDisk {
+		for i := range disk {
+			disk[i].Next, disk[i].Retired = false, time.Now().Add(-time.Minute)
+		}
+		return disk
+	})
+
+	e2, srv := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
+	cur, next := e2.keys.currentKID(), e2.keys.nextKID()
+	if slices.Contains(kids, cur) || slices.Contains(kids, next) || cur == next {
+		t.Fatalf("current %s, next %s; want two new keys, not the retired %v", cur, next, kids)
+	}
+	if got, want := kidsOf(fetchJWKS(t, srv)), sortedKIDs(append(kids, cur, next)...); !slices.Equal(got, want) {
+		t.Fatalf("JWKS has %v; want the retired keys in their grace and the new ones %v", got, want)
+	}
+}
+
+// editKeysOnDisk rewrites the signing keys a stopped emulator left in dir
+// with what edit makes of them, as a hand edit or an older version would.
+func editKeysOnDisk(t *testing.T, dir string, edit func([]keyOnDisk) []keyOnDisk) {
+	t.Helper()
 	path := filepath.Join(dir, keysFile)
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -488,20 +499,11 @@ func TestARingWithoutACurrentKeyGetsOneAndKeepsTheRetiredInTheirGrace(t *testing
 	if err := json.Unmarshal(raw, &disk); err != nil {
 		t.Fatal(err)
 	}
-	for i := range disk {
-		disk[i].Next, disk[i].Retired = false, time.Now().Add(-time.Minute)
-	}
-	raw, _ = json.Marshal(disk)
-	if err := os.WriteFile(path, raw, 0o600); err != nil {
+	raw, err = json.Marshal(edit(disk))
+	if err != nil {
 		t.Fatal(err)
 	}
-
-	e2, srv := newTestEmulator(t, func(c *Config) { c.StateDir = dir })
-	cur, next := e2.keys.currentKID(), e2.keys.nextKID()
-	if slices.Contains(kids, cur) || slices.Contains(kids, next) || cur == next {
-		t.Fatalf("current %s, next %s; want two new keys, not the retired %v", cur, next, kids)
-	}
-	if got, want := kidsOf(fetchJWKS(t, srv)), sortedKIDs(append(kids, cur, next)...); !slices.Equal(got, want) {
-		t.Fatalf("JWKS has %v; want the retired keys in their grace and the new ones %v", got, want)
+	if err := os.WriteFile(path, raw, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
