@@ -761,12 +761,15 @@ func do(t *testing.T, method, u string, h http.Header, body string) (exchange, e
 }
 
 // rawDial opens a new connection to addr, with TLS and the frontend's
-// certificate when useTLS, for writing raw bytes.
+// certificate when useTLS, for writing raw HTTP/1.1 bytes: ALPN offers
+// http/1.1 only, so that no server picks HTTP/2 for it.
 func rawDial(t *testing.T, addr string, useTLS bool) (net.Conn, error) {
 	t.Helper()
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	if useTLS {
-		return (&tls.Dialer{NetDialer: d, Config: clientTLS(t, env.clientCertDir, true)}).Dial("tcp", addr)
+		cfg := clientTLS(t, env.clientCertDir, true)
+		cfg.NextProtos = []string{"http/1.1"}
+		return (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", addr)
 	}
 	return d.Dial("tcp", addr)
 }
@@ -807,17 +810,7 @@ func rawConversation(t *testing.T, addr string, useTLS bool, raw string) ([]exch
 // instead of closing it.
 func rawOneAnswerThenClose(t *testing.T, addr string, useTLS bool, raw string) (exchange, error) {
 	t.Helper()
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	var conn net.Conn
-	var err error
-	if useTLS {
-		// HTTP/1.1 only: Transfer-Encoding is HTTP/1's.
-		cfg := clientTLS(t, env.clientCertDir, true)
-		cfg.NextProtos = []string{"http/1.1"}
-		conn, err = (&tls.Dialer{NetDialer: d, Config: cfg}).Dial("tcp", addr)
-	} else {
-		conn, err = d.Dial("tcp", addr)
-	}
+	conn, err := rawDial(t, addr, useTLS)
 	if err != nil {
 		return exchange{}, err
 	}
