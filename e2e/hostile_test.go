@@ -774,33 +774,55 @@ func rawDial(t *testing.T, addr string, useTLS bool) (net.Conn, error) {
 	return d.Dial("tcp", addr)
 }
 
+// rawSend opens a new connection (rawDial) and writes raw bytes to it, all
+// within 10 s; the caller reads the answers from the returned reader and
+// closes the connection.
+func rawSend(t *testing.T, addr string, useTLS bool, raw string) (net.Conn, *bufio.Reader, error) {
+	t.Helper()
+	conn, err := rawDial(t, addr, useTLS)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(conn, raw); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, bufio.NewReader(conn), nil
+}
+
+// readExchange reads one response and its body (up to 64 KiB) from br.
+func readExchange(br *bufio.Reader) (exchange, *http.Response, error) {
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return exchange{}, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := readAllLimited(resp.Body)
+	return exchange{status: resp.StatusCode, header: resp.Header, body: string(b)}, resp, err
+}
+
 // rawConversation writes raw bytes over a new connection and reads every
 // response until the server closes it (or 3 s of silence): a smuggled
 // request would show as a response of its own.
 func rawConversation(t *testing.T, addr string, useTLS bool, raw string) ([]exchange, error) {
 	t.Helper()
-	conn, err := rawDial(t, addr, useTLS)
+	conn, br, err := rawSend(t, addr, useTLS, raw)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	if _, err := io.WriteString(conn, raw); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(conn)
 	var out []exchange
 	for {
 		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
+		got, _, err := readExchange(br)
+		if err != nil && got.status == 0 {
 			if len(out) == 0 {
 				return nil, err
 			}
 			return out, nil
 		}
-		b, _ := readAllLimited(resp.Body)
-		resp.Body.Close()
-		out = append(out, exchange{status: resp.StatusCode, header: resp.Header, body: string(b)})
+		out = append(out, got)
 	}
 }
 
@@ -810,23 +832,12 @@ func rawConversation(t *testing.T, addr string, useTLS bool, raw string) ([]exch
 // instead of closing it.
 func rawOneAnswerThenClose(t *testing.T, addr string, useTLS bool, raw string) (exchange, error) {
 	t.Helper()
-	conn, err := rawDial(t, addr, useTLS)
+	conn, br, err := rawSend(t, addr, useTLS, raw)
 	if err != nil {
 		return exchange{}, err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		return exchange{}, err
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		return exchange{}, err
-	}
-	b, err := readAllLimited(resp.Body)
-	resp.Body.Close()
-	got := exchange{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	got, resp, err := readExchange(br)
 	if err != nil {
 		return got, err
 	}
@@ -846,22 +857,13 @@ func rawOneAnswerThenClose(t *testing.T, addr string, useTLS bool, raw string) (
 // frontend's certificate when useTLS) and reads one response.
 func rawExchange(t *testing.T, addr string, useTLS bool, raw string) (exchange, error) {
 	t.Helper()
-	conn, err := rawDial(t, addr, useTLS)
+	conn, br, err := rawSend(t, addr, useTLS, raw)
 	if err != nil {
 		return exchange{}, err
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.WriteString(conn, raw); err != nil {
-		return exchange{}, err
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		return exchange{}, err
-	}
-	defer resp.Body.Close()
-	b, err := readAllLimited(resp.Body)
-	return exchange{status: resp.StatusCode, header: resp.Header, body: string(b)}, err
+	got, _, err := readExchange(br)
+	return got, err
 }
 
 func readAllLimited(r io.Reader) ([]byte, error) { return io.ReadAll(io.LimitReader(r, 64<<10)) }
