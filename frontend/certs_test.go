@@ -115,6 +115,13 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 	describe := func(c *x509.Certificate) []string {
 		return []string{c.Subject.String(), c.SerialNumber.Text(16), c.NotAfter.UTC().Format(time.RFC3339)}
 	}
+	// The gateway refused the connection, and the error names the expired
+	// certificate we presented.
+	refusedWithExpiredClient := func(t *testing.T, e *HandshakeError) {
+		if !e.Refused || e.ClientCertificate == nil || !e.ClientCertificate.Equal(expiredClient.Cert) {
+			t.Errorf("HandshakeError %+v: want Refused with the expired client certificate", e)
+		}
+	}
 	tests := []struct {
 		name   string
 		server *tls.Config
@@ -125,25 +132,17 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 		wantText []string
 	}{
 		{
-			name:   "the gateway refuses an expired client certificate over TLS 1.3: the error names ours",
-			server: gatewayServing(tls.VersionTLS13),
-			creds:  pairTLS{cert: keyPair(t, expiredClient), roots: roots},
-			check: func(t *testing.T, e *HandshakeError) {
-				if !e.Refused || e.ClientCertificate == nil || !e.ClientCertificate.Equal(expiredClient.Cert) {
-					t.Errorf("HandshakeError %+v: want Refused with the expired client certificate", e)
-				}
-			},
+			name:     "the gateway refuses an expired client certificate over TLS 1.3: the error names ours",
+			server:   gatewayServing(tls.VersionTLS13),
+			creds:    pairTLS{cert: keyPair(t, expiredClient), roots: roots},
+			check:    refusedWithExpiredClient,
 			wantText: append(describe(expiredClient.Cert), "expired certificate", pki.DefaultClientURI, "our client certificate"),
 		},
 		{
-			name:   "the gateway refuses an expired client certificate over TLS 1.2: the error names ours",
-			server: gatewayServing(tls.VersionTLS12),
-			creds:  pairTLS{cert: keyPair(t, expiredClient), roots: roots},
-			check: func(t *testing.T, e *HandshakeError) {
-				if !e.Refused || e.ClientCertificate == nil || !e.ClientCertificate.Equal(expiredClient.Cert) {
-					t.Errorf("HandshakeError %+v: want Refused with the expired client certificate", e)
-				}
-			},
+			name:     "the gateway refuses an expired client certificate over TLS 1.2: the error names ours",
+			server:   gatewayServing(tls.VersionTLS12),
+			creds:    pairTLS{cert: keyPair(t, expiredClient), roots: roots},
+			check:    refusedWithExpiredClient,
 			wantText: append(describe(expiredClient.Cert), "expired certificate", pki.DefaultClientURI),
 		},
 		{
