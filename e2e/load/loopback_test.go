@@ -1,14 +1,14 @@
 package load
 
 import (
-	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
+	"os/signal"
 	"slices"
-	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -18,8 +18,8 @@ const echoHelperEnv = "LOAD_LOOPBACK_ECHO_HELPER"
 
 // TestLoopbackEchoHelper is not a test: it is the echo server of
 // BenchmarkLoopbackRoundTrip, run in a process of its own (the os/exec
-// tests' helper-process pattern). It prints its address and echoes until
-// its stdin closes.
+// tests' helper-process pattern) by StartGatewayProcess, as the load tool
+// starts its gateway. It prints its address and echoes until SIGTERM.
 func TestLoopbackEchoHelper(t *testing.T) {
 	if os.Getenv(echoHelperEnv) != "1" {
 		t.Skip("the echo server of BenchmarkLoopbackRoundTrip, run in a child process")
@@ -37,8 +37,10 @@ func TestLoopbackEchoHelper(t *testing.T) {
 			go func() { defer c.Close(); io.Copy(c, c) }()
 		}
 	}()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
 	fmt.Println("listening", ln.Addr())
-	io.Copy(io.Discard, os.Stdin)
+	<-ctx.Done()
 	ln.Close()
 }
 
@@ -49,30 +51,13 @@ func TestLoopbackEchoHelper(t *testing.T) {
 // process's threads and the vCPUs gone idle in between). It reports the
 // median round trip as p50-µs.
 func BenchmarkLoopbackRoundTrip(b *testing.B) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLoopbackEchoHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), echoHelperEnv+"=1")
-	stdin, err := cmd.StdinPipe()
+	b.Setenv(echoHelperEnv, "1") // inherited by the child
+	echo, err := StartGatewayProcess(b.Context(), io.Discard, 0, "-test.run=^TestLoopbackEchoHelper$")
 	if err != nil {
 		b.Fatal(err)
 	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { stdin.Close(); cmd.Wait() }()
-	var addr string
-	for sc := bufio.NewScanner(stdout); addr == "" && sc.Scan(); {
-		if a, ok := strings.CutPrefix(sc.Text(), "listening "); ok {
-			addr = a
-		}
-	}
-	if addr == "" {
-		b.Fatal("the echo process did not say where it listens")
-	}
-	go io.Copy(io.Discard, stdout)
+	defer echo.Stop()
+	addr := echo.Addr
 
 	for _, bm := range []struct {
 		name string
