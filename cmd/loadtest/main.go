@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -128,6 +129,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if !ownGW && (len(ruleList) > 1 || ruleList[0] != 0) {
 		return errors.New("-policy-rules needs -own-gateway: devstack's gateway serves istio/ as it is")
 	}
+	// Checked before anything runs, so that a typo in the last target does
+	// not surface only after the first ones have been loaded for minutes.
+	var names []string
+	for _, name := range strings.Split(targets, ",") {
+		name = strings.TrimSpace(name)
+		if !slices.Contains([]string{"backend", "gateway", "bare-proxy", "frontend"}, name) {
+			return fmt.Errorf("-targets: unknown target %q (backend, gateway, bare-proxy, frontend)", name)
+		}
+		names = append(names, name)
+	}
 
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "target\tdeny rules\tworkers\trate\treq/s\tp50\tp90\tp99\tmax\terrors\tdropped\tCPU\tRSS peak\tRSS end\tanon peak\t")
@@ -142,8 +153,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		return nil
 	}
-	for _, name := range strings.Split(targets, ",") {
-		name = strings.TrimSpace(name)
+	for _, name := range names {
 		if name == "bare-proxy" {
 			if err := sweepBareProxy(ctx, stdout, s, stateDir, gwProcs, workerList[0], func(t load.Target, pid int) error {
 				return sweep(t, 0, pid)
@@ -170,11 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err != nil {
 			return err
 		}
-		t, ok := all[name]
-		if !ok {
-			return fmt.Errorf("-targets: unknown target %q (backend, gateway, bare-proxy, frontend)", name)
-		}
-		if err := sweep(t, 0, pid); err != nil {
+		if err := sweep(all[name], 0, pid); err != nil {
 			return err
 		}
 	}

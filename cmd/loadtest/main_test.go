@@ -18,6 +18,7 @@ func TestRunRefusesBadFlagsBeforeSendingAnything(t *testing.T) {
 		{[]string{"-workers", "8,-1"}, `-workers: "-1" is not a non-negative number`},
 		{[]string{"-policy-rules", "ten"}, `-policy-rules: "ten" is not a non-negative number`},
 		{[]string{"-own-gateway=false", "-policy-rules", "0,10"}, "-policy-rules needs -own-gateway"},
+		{[]string{"-targets", "backend,gatway"}, `-targets: unknown target "gatway"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
