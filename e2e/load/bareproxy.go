@@ -7,15 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/local/gateway"
 )
 
 // The bare proxy is the control for the gateway's figures: what any proxy
@@ -54,10 +52,7 @@ func ServeBareProxy(ctx context.Context, certDir, backendAddr string, stdout io.
 			r.SetURL(&url.URL{Scheme: "http", Host: backendAddr})
 			r.Out.Host = r.In.Host
 		},
-		Transport: &http.Transport{
-			DialContext:  (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns: 256, MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 60 * time.Second,
-		},
+		Transport: gateway.NewUpstreamTransport(),
 	}
 	ln, err := serve.Listen(ctx, "127.0.0.1:0")
 	if err != nil {

@@ -168,7 +168,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.transport = cfg.Transport
 	if g.transport == nil {
-		g.transport = newUpstreamTransport()
+		g.transport = NewUpstreamTransport()
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:      g.rewrite,
@@ -274,9 +274,11 @@ func (g *Gateway) newAuthenticator(ras []*securityv1.RequestAuthentication) (*au
 	return authn.New(rules, opts)
 }
 
-// newUpstreamTransport keeps connections to the backends alive, as Envoy's
-// connection pools do, with timeouts so a dead backend cannot hang a request.
-func newUpstreamTransport() *http.Transport {
+// NewUpstreamTransport is the gateway's pool of connections to its backends:
+// kept alive, as Envoy's connection pools are, with timeouts so that a dead
+// backend cannot hang a request. Exported for the load tool's control proxy,
+// which must forward exactly as the gateway does.
+func NewUpstreamTransport() *http.Transport {
 	return &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:          256,
