@@ -92,14 +92,8 @@ func TestBackendIsHardenedAndProbed(t *testing.T) {
 			}
 		})
 		t.Run(profile+": the Service and the disruption budget select the backend pods", func(t *testing.T) {
-			podLabels := labels.Set(dep.Spec.Template.Labels)
-			if !labels.SelectorFromSet(dep.Spec.Selector.MatchLabels).Matches(podLabels) {
-				t.Errorf("Deployment selector %v does not match its pods %v", dep.Spec.Selector.MatchLabels, podLabels)
-			}
 			svc := find[corev1.Service](t, m, "Service", apiNamespace, backendName)
-			if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
-				t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
-			}
+			podLabels := serviceSelectsDeploymentPods(t, dep, svc)
 			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != backendSvcPort || svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name ||
 				!strings.HasPrefix(svc.Spec.Ports[0].Name, "http") {
 				t.Errorf("Service ports %+v, want one http port %d to the container's %q", svc.Spec.Ports, backendSvcPort, c.Ports[0].Name)
@@ -264,14 +258,8 @@ func TestLocalClusterRunsTheFrontend(t *testing.T) {
 		}
 	})
 	t.Run("the Service selects the frontend pods", func(t *testing.T) {
-		podLabels := labels.Set(dep.Spec.Template.Labels)
-		if !labels.SelectorFromSet(dep.Spec.Selector.MatchLabels).Matches(podLabels) {
-			t.Errorf("Deployment selector %v does not match its pods %v", dep.Spec.Selector.MatchLabels, podLabels)
-		}
 		svc := find[corev1.Service](t, m, "Service", frontendNamespace, frontendName)
-		if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
-			t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
-		}
+		serviceSelectsDeploymentPods(t, dep, svc)
 		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name || !strings.HasPrefix(svc.Spec.Ports[0].Name, "http") {
 			t.Errorf("Service ports %+v, want one http port to the container's %q", svc.Spec.Ports, c.Ports[0].Name)
 		}
@@ -427,4 +415,18 @@ func checkResourcesAndProbes(t *testing.T, c corev1.Container, port int32, path 
 			t.Errorf("%s probe GET %s on port %s, want %s on %q", name, p.HTTPGet.Path, p.HTTPGet.Port.String(), path, c.Ports[0].Name)
 		}
 	}
+}
+
+// serviceSelectsDeploymentPods checks that the Deployment's selector and the
+// Service's both match the Deployment's pod template, and returns its labels.
+func serviceSelectsDeploymentPods(t *testing.T, dep *appsv1.Deployment, svc *corev1.Service) labels.Set {
+	t.Helper()
+	podLabels := labels.Set(dep.Spec.Template.Labels)
+	if !labels.SelectorFromSet(dep.Spec.Selector.MatchLabels).Matches(podLabels) {
+		t.Errorf("Deployment selector %v does not match its pods %v", dep.Spec.Selector.MatchLabels, podLabels)
+	}
+	if !labels.SelectorFromSet(svc.Spec.Selector).Matches(podLabels) {
+		t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
+	}
+	return podLabels
 }
