@@ -3,8 +3,6 @@ package deploy
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -19,13 +17,12 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// skaffoldSchema is skaffold's published JSON schema for skaffold/v4beta14.
-// It lives in shared/, which CI clones beside the repository; it is not
-// copied into the repository.
 // buildTags are the tags every image is built with: see skaffold.yaml.
 const buildTags = "disable_grpc_modules"
 
-var skaffoldSchema = filepath.Join(repoRoot, "..", "shared", "schemas", "skaffold-v4beta14.json")
+// skaffoldSchema is skaffold's published JSON schema for skaffold/v4beta14,
+// kept in the repository (deploy/testdata/README.md names its source).
+var skaffoldSchema = filepath.Join(repoRoot, "deploy", "testdata", "skaffold-v4beta14.json")
 
 // skaffoldConfig is the part of skaffold.yaml these tests reason about; the
 // schema checks the whole of it.
@@ -72,10 +69,6 @@ func readSkaffold(t *testing.T) []byte {
 }
 
 func TestSkaffoldConfigMatchesItsSchema(t *testing.T) {
-	if _, err := os.Stat(skaffoldSchema); errors.Is(err, fs.ErrNotExist) {
-		abs, _ := filepath.Abs(skaffoldSchema)
-		t.Fatalf("skaffold's schema is not at %s: this test expects the shared/ directory beside the repository, as CI clones it", abs)
-	}
 	c := jsonschema.NewCompiler()
 	schema, err := c.Compile(skaffoldSchema)
 	if err != nil {
