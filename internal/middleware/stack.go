@@ -186,8 +186,11 @@ func (l *layer) quiet(path string) bool { return slices.Contains(l.cfg.QuietPath
 // told).
 func errorText(err error) string {
 	var he *echo.HTTPError
-	if errors.As(err, &he) && he.Internal != nil {
+	if !errors.As(err, &he) {
+		return err.Error()
+	}
+	if he.Internal != nil {
 		return fmt.Sprintf("%v: %v", he.Message, he.Internal)
 	}
-	return err.Error()
+	return fmt.Sprint(he.Message)
 }
