@@ -181,7 +181,6 @@ func lineFor(t *testing.T, sink *logSink, id string) map[string]any {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 func TestDurationJSON(t *testing.T) {
 	tests := []struct {
 		d    time.Duration
