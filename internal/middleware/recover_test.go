@@ -14,6 +14,13 @@ func TestRecover(t *testing.T) {
 	forms := map[string]func(t *testing.T, panicAfterWrite bool) (*httptest.Server, *logSink){
 		"echo": func(t *testing.T, after bool) (*httptest.Server, *logSink) {
 			return newEchoServer(t, Config{Component: "backend"}, func(e *echo.Echo) {
+				// A careless error handler that shows what it is given: the
+				// panic's value must not be in it.
+				e.HTTPErrorHandler = func(err error, c echo.Context) {
+					if !c.Response().Committed {
+						c.String(http.StatusInternalServerError, err.Error())
+					}
+				}
 				e.GET("/", func(c echo.Context) error {
 					if after {
 						c.Response().WriteHeader(http.StatusAccepted)
