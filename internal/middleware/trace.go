@@ -37,10 +37,8 @@ func serverTrace(h http.Header) logging.Trace {
 // hexSpanID turns a span id as either header gives it into 16 hex digits,
 // or a new one when there is none (or it is zero, which W3C forbids).
 func hexSpanID(s string) string {
-	if len(s) == 16 && s != "0000000000000000" {
-		if _, err := hex.DecodeString(s); err == nil {
-			return s
-		}
+	if len(s) == 16 && s != "0000000000000000" && isLowerHex(s) {
+		return s
 	}
 	if n, err := strconv.ParseUint(s, 10, 64); err == nil && n != 0 {
 		var b [16]byte
@@ -48,6 +46,15 @@ func hexSpanID(s string) string {
 		return "0000000000000000"[len(v):] + string(v)
 	}
 	return newSpanID()
+}
+
+func isLowerHex(s string) bool {
+	for i := range len(s) {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 func newTraceID() string {
