@@ -58,7 +58,10 @@ func TrustPrivateNetwork(r *http.Request) bool {
 
 // requestIDFor is the id the request is served and logged under.
 func requestIDFor(r *http.Request, trust TrustRequestID) string {
-	if id := r.Header.Get(HeaderRequestID); SaneRequestID(id) && (trust == nil || trust(r)) {
+	if trust == nil {
+		trust = TrustPrivateNetwork
+	}
+	if id := r.Header.Get(HeaderRequestID); SaneRequestID(id) && trust(r) {
 		return id
 	}
 	// A UUID, as Envoy makes, so that ids look alike whichever hop made them.

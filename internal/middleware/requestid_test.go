@@ -18,7 +18,8 @@ func TestRequestIDFor(t *testing.T) {
 		trust      TrustRequestID
 		adopted    bool
 	}{
-		{"a sane id is adopted by default", envoyID, "203.0.113.9:1234", nil, true},
+		{"by default, a private peer's sane id is adopted", envoyID, "10.0.0.7:1234", nil, true},
+		{"by default, an external client's id is replaced", envoyID, "203.0.113.9:1234", nil, false},
 		{"a sane id is adopted when any is trusted", envoyID, "203.0.113.9:1234", TrustAny, true},
 		{"a public edge makes its own even for a sane id", envoyID, "10.0.0.7:1234", TrustNone, false},
 		{"a peer on a private network passes its id on", envoyID, "10.0.0.7:1234", TrustPrivateNetwork, true},

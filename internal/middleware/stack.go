@@ -40,7 +40,9 @@ type Config struct {
 	// bodies, as Envoy does).
 	BodyLimit int64
 	// TrustRequestID decides whether an incoming X-Request-Id is adopted;
-	// nil means TrustAny.
+	// nil means TrustPrivateNetwork, which suits every hop here: the public
+	// frontend makes its own, the gateway, backend and emulator adopt the
+	// one their caller inside the network passes on.
 	TrustRequestID TrustRequestID
 	// QuietPaths are paths (health probes) whose successful answers are
 	// logged at DEBUG: a kubelet probing every few seconds is not news
@@ -93,7 +95,8 @@ func (l *layer) begin(w http.ResponseWriter, r *http.Request) (*http.Request, *s
 }
 
 // Stack is the layer as echo middleware, outermost first; install it with
-// e.Use(middleware.Stack(cfg)...) before any other middleware. Errors that
+// e.Use(middleware.Stack(cfg)...) before any other middleware, or with
+// e.Pre(...) when the server has Pre middleware (CORS) it should cover. Errors that
 // handlers return reach the echo's HTTPErrorHandler here, before the access
 // line is written, so that the line has the status the client got. It
 // panics if cfg is invalid (see Config.Validate).

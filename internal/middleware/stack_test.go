@@ -40,6 +40,16 @@ func TestRequestIDReachesHandlerResponseAndLog(t *testing.T) {
 				e.GET("/", func(c echo.Context) error { return c.String(http.StatusOK, RequestID(c.Request().Context())) })
 			})
 		},
+		"echo, installed with Pre": func(t *testing.T, cfg Config) (*httptest.Server, *logSink) {
+			sink := newLogSink()
+			cfg.Logger = sink.logger("demo-acme")
+			e := echo.New()
+			e.Pre(Stack(cfg)...)
+			e.GET("/", func(c echo.Context) error { return c.String(http.StatusOK, RequestID(c.Request().Context())) })
+			srv := httptest.NewServer(e)
+			t.Cleanup(srv.Close)
+			return srv, sink
+		},
 		"net/http": func(t *testing.T, cfg Config) (*httptest.Server, *logSink) {
 			return newHTTPServer(t, cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				w.Write([]byte(RequestID(r.Context())))
