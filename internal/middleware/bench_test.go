@@ -50,6 +50,7 @@ func BenchmarkLayer(b *testing.B) {
 		{"middleware.Stack", withStack},
 	}
 	req := httptest.NewRequest(http.MethodGet, "/api/healthz", nil)
+	req.RemoteAddr = "10.8.0.5:41234" // the gateway, inside the cluster: its id is adopted
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	req.Header.Set("X-Request-Id", "0b5b2a3c-9c1e-4a43-8d2f-7d3f0a1e2b3c")
 	req.Header.Set("User-Agent", "Go-http-client/1.1")
