@@ -115,7 +115,11 @@ func (l *layer) echoRequest(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		res := c.Response()
-		l.logAccess(r, s, res.Status, res.Size, time.Since(start), err)
+		status := res.Status
+		if !res.Committed {
+			status = unanswered(r, status)
+		}
+		l.logAccess(r, s, status, res.Size, time.Since(start), err)
 		return nil
 	}
 }
@@ -130,7 +134,11 @@ func Handler(cfg Config, next http.Handler) http.Handler {
 		rw := &responseWriter{ResponseWriter: w}
 		defer func() {
 			// After recovery: a panic is logged as the 500 it became.
-			l.logAccess(r, s, rw.status(), rw.size, time.Since(start), rw.err)
+			status := rw.status()
+			if rw.code == 0 {
+				status = unanswered(r, status)
+			}
+			l.logAccess(r, s, status, rw.size, time.Since(start), rw.err)
 		}()
 		defer l.recoverHTTP(rw, r)
 		if !l.limitBody(rw, r) {
@@ -180,6 +188,19 @@ func (w *responseWriter) Flush() {
 		w.code = http.StatusOK
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// StatusClientClosedRequest is logged for a request whose client went away
+// before any answer was written (nginx's 499, which the gateway logged
+// before this layer): net/http would otherwise report the 200 it writes to
+// a closed connection.
+const StatusClientClosedRequest = 499
+
+func unanswered(r *http.Request, status int) int {
+	if r.Context().Err() != nil {
+		return StatusClientClosedRequest
+	}
+	return status
 }
 
 func (l *layer) quiet(path string) bool { return slices.Contains(l.cfg.QuietPaths, path) }

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -115,5 +116,51 @@ func TestHandlerLogsTheStatusItWrote(t *testing.T) {
 	}
 	if hr["requestUrl"] != srv.URL+"/x?api_key=REDACTED" {
 		t.Fatalf("requestUrl = %v, want the key redacted", hr["requestUrl"])
+	}
+}
+
+func TestAClientGoneBeforeAnAnswerIsLoggedAs499(t *testing.T) {
+	started := make(chan struct{})
+	wait := func(ctx context.Context) {
+		close(started)
+		<-ctx.Done() // the client went away
+	}
+	forms := map[string]func(t *testing.T) (*httptest.Server, *logSink){
+		"echo": func(t *testing.T) (*httptest.Server, *logSink) {
+			return newEchoServer(t, Config{Component: "frontend"}, func(e *echo.Echo) {
+				e.GET("/", func(c echo.Context) error { wait(c.Request().Context()); return nil })
+			})
+		},
+		"net/http": func(t *testing.T) (*httptest.Server, *logSink) {
+			return newHTTPServer(t, Config{Component: "gateway"}, http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+				wait(r.Context())
+			}))
+		},
+	}
+	for form, serve := range forms {
+		t.Run(form, func(t *testing.T) {
+			started = make(chan struct{})
+			srv, sink := serve(t)
+			ctx, cancel := context.WithCancel(t.Context())
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/", nil)
+			req.Header.Set(HeaderRequestID, "gone-client")
+			done := make(chan error, 1)
+			go func() {
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+				done <- err
+			}()
+			<-started
+			cancel()
+			if err := <-done; err == nil {
+				t.Fatal("the request was answered, want it cancelled")
+			}
+			line := lineFor(t, sink, "gone-client")
+			if got := httpRequest(t, line)["status"]; got != float64(StatusClientClosedRequest) {
+				t.Fatalf("access line status = %v, want %d for a client gone before the answer", got, StatusClientClosedRequest)
+			}
+		})
 	}
 }
