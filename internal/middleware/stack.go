@@ -96,10 +96,10 @@ func (l *layer) begin(w http.ResponseWriter, r *http.Request) (*http.Request, *s
 
 // Stack is the layer as echo middleware, outermost first; install it with
 // e.Use(middleware.Stack(cfg)...) before any other middleware, or with
-// e.Pre(...) when the server has Pre middleware (CORS) it should cover. Errors that
-// handlers return reach the echo's HTTPErrorHandler here, before the access
-// line is written, so that the line has the status the client got. It
-// panics if cfg is invalid (see Config.Validate).
+// e.Pre(...) when the server has Pre middleware (CORS) it should cover.
+// Errors that handlers return reach the server's HTTPErrorHandler here,
+// before the access line is written, so that the line has the status the
+// client got. It panics if cfg is invalid (see Config.Validate).
 func Stack(cfg Config) []echo.MiddlewareFunc {
 	l := newLayer(cfg)
 	return []echo.MiddlewareFunc{l.echoRequest, l.echoRecover(), l.echoBodyLimit()}
