@@ -73,6 +73,16 @@ func TraceFrom(ctx context.Context) (Trace, bool) {
 	return t, ok
 }
 
+type attrsKey struct{}
+
+// WithAttrs returns a context whose log lines carry attrs, after any that
+// ctx already carries: the request id and component of the request being
+// served, on every line logged while serving it.
+func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
+	old, _ := ctx.Value(attrsKey{}).([]slog.Attr)
+	return context.WithValue(ctx, attrsKey{}, append(old[:len(old):len(old)], attrs...))
+}
+
 type traceHandler struct {
 	slog.Handler
 	projectID string
@@ -89,6 +99,9 @@ func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 			r.AddAttrs(slog.String(keySpan, t.SpanID))
 		}
 		r.AddAttrs(slog.Bool(keyTraceSampled, t.Sampled))
+	}
+	if as, ok := ctx.Value(attrsKey{}).([]slog.Attr); ok {
+		r.AddAttrs(as...)
 	}
 	return h.Handler.Handle(ctx, r)
 }

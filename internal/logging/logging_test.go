@@ -92,3 +92,30 @@ func TestMiddlewareCorrelatesLinesWithTheRequest(t *testing.T) {
 		t.Fatalf("line %s: want the request's trace", buf.String())
 	}
 }
+
+func TestWithAttrsAddsToEveryLineOfTheContext(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelInfo, "p")
+	ctx := WithAttrs(t.Context(), slog.String("component", "backend"))
+	ctx = WithAttrs(ctx, slog.String("requestId", "r-1"))
+	log.InfoContext(ctx, "one")
+	log.InfoContext(t.Context(), "two")
+
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", buf.String())
+	}
+	var first, second map[string]any
+	if err := json.Unmarshal(lines[0], &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(lines[1], &second); err != nil {
+		t.Fatal(err)
+	}
+	if first["component"] != "backend" || first["requestId"] != "r-1" {
+		t.Errorf("line logged with the context: want component and requestId, got %s", lines[0])
+	}
+	if _, ok := second["requestId"]; ok {
+		t.Errorf("line logged without the context carries its attrs: %s", lines[1])
+	}
+}
