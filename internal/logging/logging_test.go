@@ -119,3 +119,25 @@ func TestWithAttrsAddsToEveryLineOfTheContext(t *testing.T) {
 		t.Errorf("line logged without the context carries its attrs: %s", lines[1])
 	}
 }
+
+func TestAKeyTheLoggerCarriesIsNotRepeatedFromTheContext(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelInfo, "p").With("component", "backend")
+	ctx := WithAttrs(t.Context(), slog.String("component", "backend"), slog.String("requestId", "r-1"))
+	log.InfoContext(ctx, "one")
+	log.WithGroup("g").InfoContext(ctx, "two") // a group's keys are not top-level ones
+
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", buf.String())
+	}
+	if n := bytes.Count(lines[0], []byte(`"component"`)); n != 1 {
+		t.Errorf("line holds %d component keys, want 1: %s", n, lines[0])
+	}
+	if !bytes.Contains(lines[0], []byte(`"requestId":"r-1"`)) {
+		t.Errorf("line lost the context's other attrs: %s", lines[0])
+	}
+	if !bytes.Contains(lines[1], []byte(`"requestId":"r-1"`)) {
+		t.Errorf("a grouped logger lost the context's attrs: %s", lines[1])
+	}
+}
