@@ -60,7 +60,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.SetOutput(stderr)
 	var c Config
 	fs.StringVar(&c.Addr, "addr", config.ListenAddr(getenv, "127.0.0.1:8080"), "listen address (defaults to :$PORT when PORT is set)")
-	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project of Identity Platform")
+	fs.StringVar(&c.ProjectID, "projectId", "", "Google Cloud project of Identity Platform")
 	fs.StringVar(&c.FirebaseAPIKey, "firebase-api-key", "", "Firebase web API key (public by design)")
 	fs.StringVar(&c.FirebaseAuthDomain, "firebase-auth-domain", "", "Firebase auth domain (default <project>.firebaseapp.com)")
 	fs.StringVar(&c.AuthEmulatorHost, "auth-emulator-host", "", "Identity Platform emulator host:port; empty in production")
@@ -73,7 +73,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.ClientCAFile, "client-tls-ca-file", "", "CA that verifies the gateway (overrides <client-tls-dir>/ca.crt)")
 	fs.DurationVar(&c.BackendTimeout, "backend-timeout", 5*time.Second, "timeout of one call to the gateway")
 	err := config.Parse(fs, args, getenv, map[string]string{
-		"project":              "GOOGLE_CLOUD_PROJECT",
+		"projectId":            "GOOGLE_CLOUD_PROJECT",
 		"firebase-api-key":     "FIREBASE_API_KEY",
 		"firebase-auth-domain": "FIREBASE_AUTH_DOMAIN",
 		"auth-emulator-host":   "FIREBASE_AUTH_EMULATOR_HOST",
@@ -145,18 +145,18 @@ func (c Config) Validate() error {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
-		slog.String("project", c.ProjectID),
-		slog.String("firebase_api_key", c.FirebaseAPIKey),
-		slog.String("firebase_auth_domain", c.FirebaseAuthDomain),
-		slog.String("auth_emulator_host", c.AuthEmulatorHost),
-		slog.Bool("google_sign_in", c.GoogleSignIn),
-		slog.String("gateway_url", redactURL(c.GatewayURL)),
-		slog.String("gateway_server_name", c.GatewayServerName),
-		slog.String("client_tls_dir", c.ClientTLSDir),
-		slog.String("client_tls_cert_file", c.ClientCertFile),
-		slog.String("client_tls_key_file", c.ClientKeyFile), // a path, never the key
-		slog.String("client_tls_ca_file", c.ClientCAFile),
-		slog.Duration("backend_timeout", c.BackendTimeout),
+		slog.String("projectId", c.ProjectID),
+		slog.String("firebaseApiKey", c.FirebaseAPIKey),
+		slog.String("firebaseAuthDomain", c.FirebaseAuthDomain),
+		slog.String("authEmulatorHost", c.AuthEmulatorHost),
+		slog.Bool("googleSignIn", c.GoogleSignIn),
+		slog.String("gatewayUrl", redactURL(c.GatewayURL)),
+		slog.String("gatewayServerName", c.GatewayServerName),
+		slog.String("clientTlsDir", c.ClientTLSDir),
+		slog.String("clientTlsCertFile", c.ClientCertFile),
+		slog.String("clientTlsKeyFile", c.ClientKeyFile), // a path, never the key
+		slog.String("clientTlsCaFile", c.ClientCAFile),
+		slog.String("backendTimeout", c.BackendTimeout.String()),
 	)
 }
 

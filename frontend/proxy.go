@@ -19,7 +19,7 @@ func (s *server) secureJSON(c echo.Context) error {
 	if scheme, bearer, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		token = strings.TrimSpace(bearer)
 	}
-	resp, err := s.backend.Get(r.Context(), "/api/secure.json", token, requestID(c))
+	resp, err := s.backend.Get(r.Context(), "/api/secure.json", token)
 	if err != nil {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "The backend is unavailable right now.").SetInternal(err)
 	}
