@@ -158,7 +158,7 @@ func New(cfg Config) (*Emulator, error) {
 		keys:     keys,
 		sessions: newSessionStore(),
 	}
-	e.log.Info("identity emulator state loaded", "project", e.project, "stateDir", cfg.StateDir,
+	e.log.Info("identity emulator state loaded", "projectId", e.project, "stateDir", cfg.StateDir,
 		"accounts", accounts.len(), "kid", keys.currentKID(), "nextKid", keys.nextKID())
 	return e, nil
 }

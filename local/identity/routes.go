@@ -1,12 +1,10 @@
 package identity
 
 import (
-	"errors"
 	"net/http"
 	"strings"
-	"time"
 
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
 
@@ -22,8 +20,10 @@ func (e *Emulator) Handler() http.Handler {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.HTTPErrorHandler = e.handleError
+	// Pre, so that CORS preflights and unrouted requests are logged too;
+	// the layer's default body limit (1 MiB) is above maxBody.
+	ec.Pre(middleware.Stack(middleware.Config{Component: "identity", Logger: e.log})...)
 	ec.Pre(cors)
-	ec.Use(e.accessLog)
 
 	// Client API: what the Firebase JS SDK calls, with ?key=API_KEY.
 	ec.POST(toolkit+`/accounts\:signUp`, e.signUp, requireAPIKey)
@@ -49,7 +49,7 @@ func (e *Emulator) Handler() http.Handler {
 	ec.GET(X509Path, e.x509)
 	ec.GET("/securetoken.google.com/:project/.well-known/openid-configuration", e.discovery, e.checkProject)
 
-	return logging.Middleware(ec)
+	return ec
 }
 
 // maxBody bounds every request body: the largest legitimate one (an update
@@ -85,28 +85,6 @@ func cors(next echo.HandlerFunc) echo.HandlerFunc {
 			return c.NoContent(http.StatusNoContent)
 		}
 		return next(c)
-	}
-}
-
-// accessLog logs method, path (not the query: it carries the API key),
-// status and duration. Bodies, which hold passwords and tokens, never are.
-func (e *Emulator) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		// Identity Toolkit codes (INVALID_LOGIN_CREDENTIALS, ...) help debug a
-		// sign-in; other messages may quote the request, so they stay out.
-		var reason string
-		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.status == "" {
-			reason = ae.message
-		}
-		if err != nil {
-			c.Error(err)
-		}
-		req := c.Request()
-		e.log.DebugContext(req.Context(), "identity request", "method", req.Method, "path", req.URL.Path,
-			"status", c.Response().Status, "reason", reason, "ms", time.Since(start).Milliseconds())
-		return nil
 	}
 }
 
