@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -72,24 +71,6 @@ func TestTraceFromHeaders(t *testing.T) {
 				t.Errorf("TraceFromHeaders(%v) = %+v, %v; want %+v, %v", tt.header, got, ok, tt.want, tt.ok)
 			}
 		})
-	}
-}
-
-func TestMiddlewareCorrelatesLinesWithTheRequest(t *testing.T) {
-	var buf bytes.Buffer
-	log := New(&buf, slog.LevelInfo, "p")
-	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.InfoContext(r.Context(), "handled")
-	}))
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/7;o=1")
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	var got map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
-	if got["logging.googleapis.com/trace"] != "projects/p/traces/105445aa7843bc8bf206b12000100000" {
-		t.Fatalf("line %s: want the request's trace", buf.String())
 	}
 }
 
