@@ -382,13 +382,13 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
 				line := e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", tlsdir.Serial(e.client.Cert)))
 				for path, want := range map[string]string{
-					"severity":                   "WARNING",
-					"reason":                     "client_certificate_expired",
-					"sni":                        env.gatewayServerName,
-					"peerCertificate.subject":    "CN=frontend",
-					"peerCertificate.sans":       pki.DefaultClientURI,
-					"peerCertificate.not_after":  e.client.Cert.NotAfter.UTC().Format(time.RFC3339),
-					"peerCertificate.not_before": e.client.Cert.NotBefore.UTC().Format(time.RFC3339),
+					"severity":                  "WARNING",
+					"reason":                    "client_certificate_expired",
+					"sni":                       env.gatewayServerName,
+					"peerCertificate.subject":   "CN=frontend",
+					"peerCertificate.sans":      pki.DefaultClientURI,
+					"peerCertificate.notAfter":  e.client.Cert.NotAfter.UTC().Format(time.RFC3339),
+					"peerCertificate.notBefore": e.client.Cert.NotBefore.UTC().Format(time.RFC3339),
 				} {
 					if got := field(t, line, path); got != want {
 						t.Errorf("gateway log %s = %q, want %q in %s", path, got, want, line)

@@ -217,12 +217,12 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 			}
 			c := tt.cert.Cert
 			want := map[string]string{
-				"subject":    c.Subject.String(),
-				"sans":       pki.DefaultClientURI,
-				"serial":     c.SerialNumber.Text(16),
-				"issuer":     c.Issuer.String(),
-				"not_before": c.NotBefore.UTC().Format(time.RFC3339),
-				"not_after":  c.NotAfter.UTC().Format(time.RFC3339),
+				"subject":   c.Subject.String(),
+				"sans":      pki.DefaultClientURI,
+				"serial":    c.SerialNumber.Text(16),
+				"issuer":    c.Issuer.String(),
+				"notBefore": c.NotBefore.UTC().Format(time.RFC3339),
+				"notAfter":  c.NotAfter.UTC().Format(time.RFC3339),
 			}
 			for k, v := range want {
 				if peer[k] != v {
