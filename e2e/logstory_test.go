@@ -151,6 +151,16 @@ func TestLogStoryOfOneSignedInPage(t *testing.T) {
 		}
 	})
 
+	t.Run("every line any component wrote spells its keys alike", func(t *testing.T) {
+		for _, l := range all {
+			for _, k := range keysOf(l, "") {
+				if !strings.HasPrefix(k, "logging.googleapis.com/") && !ourPath.MatchString(k) {
+					t.Errorf("the %v's line %q has key %q: want camelCase", l["component"], l["message"], k)
+				}
+			}
+		}
+	})
+
 	t.Run("no token, cookie or API key reaches any line", func(t *testing.T) {
 		logs := env.logs.String()
 		for what, v := range credentials {
@@ -173,6 +183,21 @@ func TestLogStoryOfOneSignedInPage(t *testing.T) {
 
 // ourKey is the house spelling of a key: camelCase.
 var ourKey = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+
+// ourPath is a dotted path of camelCase keys, as keysOf gives them.
+var ourPath = regexp.MustCompile(`^[a-z][a-zA-Z0-9]*(\.[a-z][a-zA-Z0-9]*)*$`)
+
+// keysOf lists the keys of a JSON line, those of its groups as dotted paths.
+func keysOf(m map[string]any, prefix string) []string {
+	var keys []string
+	for k, v := range m {
+		keys = append(keys, prefix+k)
+		if g, ok := v.(map[string]any); ok {
+			keys = append(keys, keysOf(g, prefix+k+".")...)
+		}
+	}
+	return keys
+}
 
 // waitForAccessLine waits for component's access line for request id.
 func waitForAccessLine(t *testing.T, component, id string) map[string]any {
