@@ -110,13 +110,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	return report(stdout, o.JSON, out, nil)
 }
 
-// result is what -json prints: one object, whatever happened.
+// result is what -json prints: one object, whatever happened. Severity and
+// message are the keys Cloud Logging reads from a JSON line on stdout, so a
+// job's failed call shows as an error in its log.
 type result struct {
-	URL    string          `json:"url,omitempty"`
-	Status int             `json:"status,omitempty"`
-	Body   json.RawMessage `json:"body,omitempty"` // the answer's JSON, or a JSON string
-	Error  *failure        `json:"error,omitempty"`
-	Token  string          `json:"token,omitempty"` // only with -print-token
+	Severity string          `json:"severity"`
+	Message  string          `json:"message"`
+	URL      string          `json:"url,omitempty"`
+	Status   int             `json:"status,omitempty"`
+	Body     json.RawMessage `json:"body,omitempty"` // the answer's JSON, or a JSON string
+	Error    *failure        `json:"error,omitempty"`
+	Token    string          `json:"token,omitempty"` // only with -print-token
 }
 
 type failure struct {
@@ -152,6 +156,13 @@ func report(stdout io.Writer, asJSON bool, out result, err error) error {
 		}
 	}
 	if asJSON {
+		out.Severity, out.Message = "INFO", fmt.Sprintf("HTTP %d", out.Status)
+		if out.Status == 0 {
+			out.Message = "token printed"
+		}
+		if out.Error != nil {
+			out.Severity, out.Message = "ERROR", out.Error.Message
+		}
 		enc := json.NewEncoder(stdout)
 		if werr := enc.Encode(out); werr != nil {
 			return errors.Join(err, werr)

@@ -177,6 +177,9 @@ func TestJSONAndExitStatusSayWhatFailed(t *testing.T) {
 			case tc.kind != "" && (r.Error == nil || r.Error.Kind != tc.kind || r.Error.Reason != tc.reason):
 				t.Errorf("error %+v, want kind %q reason %q", r.Error, tc.kind, tc.reason)
 			}
+			if wantSeverity := map[bool]string{true: "INFO", false: "ERROR"}[tc.exit == 0]; r.Severity != wantSeverity || r.Message == "" {
+				t.Errorf("severity %q message %q, want %s and a message for Cloud Logging", r.Severity, r.Message, wantSeverity)
+			}
 			if r.Token != "" {
 				t.Error("-json printed the token without -print-token")
 			}
