@@ -12,13 +12,14 @@ import (
 // FuzzTokenRequest sends arbitrary bodies and content types to the token
 // endpoint. Whatever comes, the answer is an RFC 6749 §5.2 error in JSON with
 // one of the codes Google uses, never a token (nothing here can forge an
-// account's RSA signature) and never a crash. The committed corpus, in
+// account's RSA signature or guess a refresh token) and never a crash. The committed corpus, in
 // testdata/fuzz/FuzzTokenRequest, holds the shapes worth keeping: forms with
 // repeated, missing and percent-broken parameters, JWS-looking assertions
 // with unusual headers, and bodies of other types.
 func FuzzTokenRequest(f *testing.F) {
 	f.Add("application/x-www-form-urlencoded", []byte("grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=a.b.c"))
 	f.Add("application/x-www-form-urlencoded; charset=utf-8", []byte("grant_type=client_credentials"))
+	f.Add("application/x-www-form-urlencoded", []byte("grant_type=refresh_token&refresh_token=1%2F%2Fguess&client_id=x"))
 	f.Add("application/json", []byte(`{"grant_type":"urn:ietf:params:oauth:grant-type:jwt-bearer"}`))
 
 	now := time.Unix(1_800_000_000, 0)
@@ -50,9 +51,12 @@ func FuzzTokenRequest(f *testing.F) {
 		}
 
 		// The decoder alone: what it accepts is a jwt-bearer request with
-		// an assertion; what it refuses, it refuses with a known code.
+		// an assertion or a refresh_token one with a refresh token; what it
+		// refuses, it refuses with a known code.
 		tr, oerr := decodeTokenRequest(contentType, body)
-		if oerr == nil && (tr.grantType != JWTBearerGrant || tr.assertion == "") {
+		jwtOK := tr.grantType == JWTBearerGrant && tr.assertion != ""
+		refreshOK := tr.grantType == RefreshTokenGrant && tr.refreshToken != ""
+		if oerr == nil && !jwtOK && !refreshOK {
 			t.Fatalf("decoded %+v from %q without refusing it", tr, body)
 		}
 		if oerr != nil && !codes[oerr.Code] {

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
@@ -63,8 +64,12 @@ type Config struct {
 	// "reporter@demo-acme.iam.gserviceaccount.com". The first is the
 	// metadata server's default account.
 	ServiceAccounts []string
-	Logger          *slog.Logger     // optional
-	Now             func() time.Time // nil means time.Now; lets tests move the clock
+	// TokenCreators are people, by email, who hold
+	// roles/iam.serviceAccountTokenCreator on every service account: they may
+	// impersonate one with an ADC file written by WriteImpersonationFile.
+	TokenCreators []string
+	Logger        *slog.Logger     // optional
+	Now           func() time.Time // nil means time.Now; lets tests move the clock
 }
 
 func (c *Config) validate() error {
@@ -80,6 +85,11 @@ func (c *Config) validate() error {
 	}
 	if len(c.ServiceAccounts) == 0 {
 		errs = append(errs, errors.New("google: Config.ServiceAccounts needs at least one email"))
+	}
+	for _, e := range c.TokenCreators {
+		if at := strings.IndexByte(e, '@'); at <= 0 || at == len(e)-1 {
+			errs = append(errs, fmt.Errorf("google: Config.TokenCreators: %q is not an email", e))
+		}
 	}
 	seen := map[string]bool{}
 	for _, e := range c.ServiceAccounts {
@@ -103,6 +113,9 @@ type Google struct {
 	state    *state
 	accounts map[string]*account // by email
 	def      *account            // the metadata server's default account
+
+	mu     sync.Mutex
+	access map[string]accessGrant // access token → grant, for IAM calls
 }
 
 // New loads the keys from cfg.StateDir, creating the signing key and a key
@@ -117,7 +130,7 @@ func New(cfg Config) (*Google, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	st, err := loadState(cfg.StateDir, cfg.ServiceAccounts)
+	st, err := loadState(cfg.StateDir, cfg.ServiceAccounts, cfg.TokenCreators)
 	if err != nil {
 		return nil, fmt.Errorf("google: %w", err)
 	}
@@ -128,6 +141,7 @@ func New(cfg Config) (*Google, error) {
 		now:      cfg.Now,
 		state:    st,
 		accounts: map[string]*account{},
+		access:   map[string]accessGrant{},
 	}
 	for _, a := range st.accounts {
 		g.accounts[a.email] = a
@@ -165,5 +179,6 @@ func (g *Google) Handler() http.Handler {
 	mux.Handle(TokenPath, oauth)
 	mux.Handle(CertsPath, oauth)
 	mux.Handle(DiscoveryPath, oauth)
+	mux.Handle(iamPrefix, oauth)
 	return logging.Middleware(mux)
 }

@@ -76,7 +76,7 @@ func (g *Google) metadata(r *http.Request) (int, string) {
 			// Compute Engine's words for an identity request without one.
 			return http.StatusBadRequest, "non-empty audience parameter required"
 		}
-		tok, err := g.sign(a, aud, r.URL.Query().Get("format") == "full", g.now())
+		tok, err := g.sign(a, aud, tokenShape{email: true, full: r.URL.Query().Get("format") == "full"}, g.now())
 		if err != nil {
 			g.log.ErrorContext(r.Context(), "signing an ID token", "error", err.Error())
 			return http.StatusInternalServerError, "Internal error."

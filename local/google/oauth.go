@@ -56,15 +56,19 @@ func errAudience(want string) *oauthError {
 	return &oauthError{"invalid_grant", "Invalid JWT: Failed audience check. The right audience is " + want}
 }
 
+// RefreshTokenGrant is the grant type of a user's refresh token (RFC 6749 §6).
+const RefreshTokenGrant = "refresh_token"
+
 // tokenRequest is a decoded token request.
 type tokenRequest struct {
-	grantType string
-	assertion string
+	grantType    string
+	assertion    string // for JWTBearerGrant
+	refreshToken string // for RefreshTokenGrant
 }
 
 // decodeTokenRequest decodes a token request body: a form (RFC 6749 §4.1.3,
 // RFC 7523 §2.1) in which no parameter appears twice (RFC 6749 §3.2), with
-// grant_type jwt-bearer and an assertion.
+// grant_type jwt-bearer and an assertion, or refresh_token and a refresh token.
 func decodeTokenRequest(contentType string, body []byte) (tokenRequest, *oauthError) {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil || mt != "application/x-www-form-urlencoded" {
@@ -79,13 +83,17 @@ func decodeTokenRequest(contentType string, body []byte) (tokenRequest, *oauthEr
 			return tokenRequest{}, &oauthError{"invalid_request", "Duplicate parameter: " + name}
 		}
 	}
-	req := tokenRequest{grantType: form.Get("grant_type"), assertion: form.Get("assertion")}
-	if req.grantType != JWTBearerGrant {
-		// The stand-in issues nothing but ID tokens for assertions.
-		return tokenRequest{}, &oauthError{"unsupported_grant_type", "Invalid grant_type: " + req.grantType}
-	}
-	if req.assertion == "" {
+	req := tokenRequest{grantType: form.Get("grant_type"), assertion: form.Get("assertion"), refreshToken: form.Get("refresh_token")}
+	switch {
+	case req.grantType == JWTBearerGrant && req.assertion == "":
 		return tokenRequest{}, &oauthError{"invalid_request", "Missing required parameter: assertion"}
+	case req.grantType == RefreshTokenGrant && req.refreshToken == "":
+		return tokenRequest{}, &oauthError{"invalid_request", "Missing required parameter: refresh_token"}
+	case req.grantType != JWTBearerGrant && req.grantType != RefreshTokenGrant:
+		// The stand-in speaks the two grants the Google auth libraries use
+		// to get tokens for workloads: a service account's assertion, and
+		// a user's refresh token to impersonate one.
+		return tokenRequest{}, &oauthError{"unsupported_grant_type", "Invalid grant_type: " + req.grantType}
 	}
 	return req, nil
 }
@@ -151,7 +159,7 @@ func (g *Google) exchange(assertion string, now time.Time) (string, *oauthError)
 		// stand-in issues ID tokens only.
 		return "", errNoTarget
 	}
-	tok, err := g.sign(a, c.TargetAudience, false, now)
+	tok, err := g.sign(a, c.TargetAudience, tokenShape{email: true}, now)
 	if err != nil {
 		return "", &oauthError{"internal_failure", "signing the ID token failed"}
 	}
@@ -165,6 +173,7 @@ func (g *Google) OAuthHandler() http.Handler {
 	mux.HandleFunc("POST "+TokenPath, g.token)
 	mux.HandleFunc("GET "+CertsPath, g.certs)
 	mux.HandleFunc("GET "+DiscoveryPath, g.discovery)
+	mux.HandleFunc("POST "+iamPrefix+"{project}/serviceAccounts/{call}", g.generateIDToken)
 	return mux
 }
 
@@ -180,6 +189,10 @@ func (g *Google) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req, oerr := decodeTokenRequest(r.Header.Get("Content-Type"), body)
+	if oerr == nil && req.grantType == RefreshTokenGrant {
+		g.refresh(w, r, req.refreshToken)
+		return
+	}
 	var tok string
 	if oerr == nil {
 		tok, oerr = g.exchange(req.assertion, g.now())

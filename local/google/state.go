@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -44,12 +45,21 @@ type signer struct {
 
 type state struct {
 	signer   *signer
-	accounts []*account // in Config order
+	accounts []*account        // in Config order
+	users    map[string]string // refresh token → user email
 }
 
 type stateOnDisk struct {
 	SigningKey keyOnDisk       `json:"signingKey"`
 	Accounts   []accountOnDisk `json:"accounts"`
+	Users      []userOnDisk    `json:"users,omitempty"`
+}
+
+// userOnDisk is a person who may impersonate the service accounts, and the
+// refresh token of their gcloud login (what an ADC file holds).
+type userOnDisk struct {
+	Email        string `json:"email"`
+	RefreshToken string `json:"refreshToken"`
 }
 
 type keyOnDisk struct {
@@ -67,7 +77,7 @@ type accountOnDisk struct {
 // no longer configured (their key files then get "account not found", as a
 // deleted service account's do). It writes the file back (0600, atomically)
 // only when something changed.
-func loadState(dir string, emails []string) (*state, error) {
+func loadState(dir string, emails, users []string) (*state, error) {
 	// 0700: the directory holds private keys.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
@@ -120,8 +130,25 @@ func loadState(dir string, emails []string) (*state, error) {
 	if len(kept) != len(disk.Accounts) {
 		changed = true
 	}
+	oldUsers := map[string]string{}
+	for _, u := range disk.Users {
+		oldUsers[u.Email] = u.RefreshToken
+	}
+	st.users = map[string]string{}
+	var keptUsers []userOnDisk
+	for _, email := range users {
+		tok, ok := oldUsers[email]
+		if !ok {
+			tok, changed = "1//"+randomToken(), true // shaped like Google's refresh tokens
+		}
+		st.users[tok] = email
+		keptUsers = append(keptUsers, userOnDisk{Email: email, RefreshToken: tok})
+	}
+	if len(keptUsers) != len(disk.Users) {
+		changed = true
+	}
 	if changed {
-		disk.Accounts = kept
+		disk.Accounts, disk.Users = kept, keptUsers
 		out, err := json.MarshalIndent(disk, "", "  ")
 		if err != nil {
 			return nil, err
@@ -184,6 +211,13 @@ func signerFrom(k keyOnDisk) (*signer, error) {
 		}
 	}
 	return &signer{kid: k.KID, priv: priv, pub: pub}, nil
+}
+
+// randomToken is 256 random bits, base64url: an unguessable opaque token.
+func randomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails; see crypto/rand.Read
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // newUniqueID is a service account's numeric unique id: 21 decimal digits,

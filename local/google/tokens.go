@@ -15,8 +15,8 @@ import (
 type idClaims struct {
 	Aud           string       `json:"aud"`
 	Azp           string       `json:"azp"`
-	Email         string       `json:"email"`
-	EmailVerified bool         `json:"email_verified"`
+	Email         string       `json:"email,omitempty"`
+	EmailVerified bool         `json:"email_verified,omitempty"`
 	Exp           int64        `json:"exp"`
 	Google        *googleClaim `json:"google,omitempty"`
 	Iat           int64        `json:"iat"`
@@ -42,16 +42,25 @@ func (g *Google) SignIDToken(email, audience string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("google: no service account %q", email)
 	}
-	return g.sign(a, audience, false, g.now())
+	return g.sign(a, audience, tokenShape{email: true}, g.now())
 }
 
-func (g *Google) sign(a *account, audience string, full bool, now time.Time) (string, error) {
+// tokenShape is what a token carries beyond the standard claims: the
+// metadata server's format=full adds the google claim; IAM's generateIdToken
+// leaves out the email unless includeEmail is set.
+type tokenShape struct {
+	email, full bool
+}
+
+func (g *Google) sign(a *account, audience string, shape tokenShape, now time.Time) (string, error) {
 	c := idClaims{
 		Aud: audience, Azp: a.uniqueID, Sub: a.uniqueID,
-		Email: a.email, EmailVerified: true,
 		Iss: Issuer, Iat: now.Unix(), Exp: now.Add(IDTokenLifetime).Unix(),
 	}
-	if full {
+	if shape.email {
+		c.Email, c.EmailVerified = a.email, true
+	}
+	if shape.full {
 		c.Google = &googleClaim{}
 		c.Google.ComputeEngine.ProjectID = g.project
 	}
