@@ -24,12 +24,15 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
 	"strings"
 	"time"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
 	"cloud.google.com/go/auth/credentials/idtoken"
+	"cloud.google.com/go/auth/credentials/impersonate"
+	"cloud.google.com/go/auth/httptransport"
 
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
@@ -62,6 +65,10 @@ type Config struct {
 	// to a caller with user credentials; empty gives a placeholder.
 	ImpersonationHint string
 	Timeout           time.Duration // per call; 0 means DefaultTimeout
+	// Transport carries the requests to Google's token and IAM Credentials
+	// endpoints; nil means http.DefaultTransport. Tests route it to the
+	// local stand-in (local/google's Transport).
+	Transport http.RoundTripper
 }
 
 // Client calls the API. It is safe for concurrent use.
@@ -102,9 +109,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		timeout: cfg.Timeout,
 		http: &http.Client{
 			Transport: &http.Transport{
-				DialTLSContext:    cfg.TLS.DialTLSContext(cfg.ServerName),
-				ForceAttemptHTTP2: true, // see tlsdir.Dir.DialTLSContext
-				IdleConnTimeout:   90 * time.Second,
+				DialTLSContext:  dialHTTP1(cfg.TLS, cfg.ServerName),
+				IdleConnTimeout: 90 * time.Second,
 			},
 			// A redirect is an answer, not a place to send the token.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -112,17 +118,38 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	}, nil
 }
 
+// dialHTTP1 dials the gateway with the client certificate, offering only
+// HTTP/1.1. Under TLS 1.3 the gateway refuses a client certificate after the
+// client's side of the handshake is done, with an alert that arrives at the
+// first read; net/http's HTTP/1.1 reports it as the "remote error" it is,
+// while its HTTP/2 client reports "client conn could not be established"
+// and drops it. A caller makes a handful of calls; HTTP/2 buys it nothing.
+func dialHTTP1(d *tlsdir.Dir, serverName string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		cfg, err := d.ClientConfig(serverName)
+		if err != nil {
+			return nil, err
+		}
+		cfg.NextProtos = []string{"http/1.1"}
+		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, addr)
+	}
+}
+
 func newCredentials(cfg Config) (*auth.Credentials, error) {
-	opts := &idtoken.Options{Audience: cfg.Audience}
+	google := &http.Client{Transport: cfg.Transport}
+	opts := &idtoken.Options{Audience: cfg.Audience, Client: google}
 	if cfg.CredentialsFile == "" {
 		creds, err := idtoken.NewCredentials(opts)
 		if err == nil {
+			if credType(creds.JSON()) == string(credentials.ImpersonatedServiceAccount) {
+				return impersonated(cfg, google, creds.JSON(), "Application Default Credentials")
+			}
 			return creds, nil
 		}
 		// The library refuses user credentials with a bare "unsupported
 		// credentials type"; find out whether that is why, to say what to do.
 		if adc, derr := credentials.DetectDefault(&credentials.DetectOptions{
-			Scopes: []string{"https://www.googleapis.com/auth/cloud-platform"},
+			Scopes: []string{cloudPlatform}, Client: google,
 		}); derr == nil && isUser(credType(adc.JSON())) {
 			return nil, &UserCredentialsError{ServiceAccount: cfg.ImpersonationHint, Audience: cfg.Audience}
 		}
@@ -133,17 +160,66 @@ func newCredentials(cfg Config) (*auth.Credentials, error) {
 		return nil, &Error{Kind: KindCredentials, Err: fmt.Errorf("reading credentials: %w", err)}
 	}
 	var t credentials.CredType
-	switch ct := credType(b); credentials.CredType(ct) {
-	case credentials.ServiceAccount, credentials.ImpersonatedServiceAccount, credentials.ExternalAccount:
-		t = credentials.CredType(ct)
-	case credentials.AuthorizedUser, credentials.ExternalAccountAuthorizedUser:
+	switch ct := credType(b); {
+	case isUser(ct):
 		return nil, &UserCredentialsError{ServiceAccount: cfg.ImpersonationHint, Audience: cfg.Audience}
+	case ct == string(credentials.ImpersonatedServiceAccount):
+		return impersonated(cfg, google, b, cfg.CredentialsFile)
+	case ct == string(credentials.ServiceAccount), ct == string(credentials.ExternalAccount):
+		t = credentials.CredType(ct)
 	default:
 		return nil, &Error{Kind: KindCredentials, Err: fmt.Errorf("%s: credentials of type %q cannot mint ID tokens", cfg.CredentialsFile, ct)}
 	}
 	creds, err := idtoken.NewCredentialsFromJSON(t, b, opts)
 	if err != nil {
 		return nil, &Error{Kind: KindCredentials, Err: fmt.Errorf("%s: %w", cfg.CredentialsFile, err)}
+	}
+	return creds, nil
+}
+
+const cloudPlatform = "https://www.googleapis.com/auth/cloud-platform"
+
+// impersonated builds ID-token credentials from an impersonated service
+// account file (what `gcloud auth application-default login
+// --impersonate-service-account` writes) with the credentials/impersonate
+// package, the source credentials authenticating the IAM call. The idtoken
+// package would send that call without credentials and get a 401
+// (googleapis/google-cloud-go#19939; local/google pins it in a test).
+func impersonated(cfg Config, google *http.Client, b []byte, where string) (*auth.Credentials, error) {
+	fail := func(err error) error {
+		return &Error{Kind: KindCredentials, Err: fmt.Errorf("%s: impersonation: %w", where, err)}
+	}
+	var f struct {
+		URL       string          `json:"service_account_impersonation_url"`
+		Source    json.RawMessage `json:"source_credentials"`
+		Delegates []string        `json:"delegates"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fail(err)
+	}
+	// .../serviceAccounts/EMAIL:generateAccessToken names the target.
+	target, _, _ := strings.Cut(path.Base(f.URL), ":")
+	if !strings.Contains(target, "@") {
+		return nil, fail(fmt.Errorf("service_account_impersonation_url %q names no service account", f.URL))
+	}
+	source, err := credentials.DetectDefault(&credentials.DetectOptions{
+		CredentialsJSON: f.Source, Scopes: []string{cloudPlatform}, Client: google,
+	})
+	if err != nil {
+		return nil, fail(err)
+	}
+	authed, err := httptransport.NewClient(&httptransport.Options{Credentials: source, BaseRoundTripper: cfg.Transport})
+	if err != nil {
+		return nil, fail(err)
+	}
+	creds, err := impersonate.NewIDTokenCredentials(&impersonate.IDTokenOptions{
+		Audience: cfg.Audience, TargetPrincipal: target, Delegates: f.Delegates,
+		// The gateway admits machine callers by their email.
+		IncludeEmail: true,
+		Client:       authed, Credentials: source,
+	})
+	if err != nil {
+		return nil, fail(err)
 	}
 	return creds, nil
 }
