@@ -1,9 +1,12 @@
 // Package google is a local stand-in for the Google services a workload uses
 // to prove who it is with a Google-signed ID token: the metadata server
 // (Cloud Run, GKE Workload Identity, GCE), the OAuth 2.0 token endpoint that
-// a service-account key file's token_uri names, and the public keys at
-// /oauth2/v3/certs. The unmodified cloud.google.com/go/auth/credentials/idtoken
-// talks to it with GCE_METADATA_HOST or a key file written by WriteKeyFile.
+// a service-account key file's token_uri names, the IAM Credentials API that
+// impersonation calls, and the public keys at /oauth2/v3/certs. The
+// unmodified cloud.google.com/go/auth libraries talk to it with
+// GCE_METADATA_HOST, a key file written by WriteKeyFile, or an impersonation
+// ADC file written by WriteImpersonationFile (with Transport, as the IAM
+// address is fixed in the library).
 //
 // Tokens are shaped like Google's (iss https://accounts.google.com, numeric
 // sub and azp, email, email_verified, one hour of life) and signed with RS256
