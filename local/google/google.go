@@ -73,6 +73,9 @@ type Config struct {
 	TokenCreators []string
 	Logger        *slog.Logger     // optional
 	Now           func() time.Time // nil means time.Now; lets tests move the clock
+	// TokenLifetime is the life of the ID tokens; 0 means IDTokenLifetime,
+	// Google's. Tests shorten it to reach a client's early-refresh window.
+	TokenLifetime time.Duration
 }
 
 func (c *Config) validate() error {
@@ -85,6 +88,9 @@ func (c *Config) validate() error {
 	}
 	if u, err := url.Parse(c.URL); c.URL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("google: Config.URL %q is not an absolute http(s) URL", c.URL))
+	}
+	if c.TokenLifetime < 0 {
+		errs = append(errs, fmt.Errorf("google: Config.TokenLifetime %v is negative", c.TokenLifetime))
 	}
 	if len(c.ServiceAccounts) == 0 {
 		errs = append(errs, errors.New("google: Config.ServiceAccounts needs at least one email"))
@@ -113,6 +119,7 @@ type Google struct {
 	base     string
 	log      *slog.Logger
 	now      func() time.Time
+	lifetime time.Duration
 	state    *state
 	accounts map[string]*account // by email
 	def      *account            // the metadata server's default account
@@ -133,6 +140,9 @@ func New(cfg Config) (*Google, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TokenLifetime == 0 {
+		cfg.TokenLifetime = IDTokenLifetime
+	}
 	st, err := loadState(cfg.StateDir, cfg.ServiceAccounts, cfg.TokenCreators)
 	if err != nil {
 		return nil, fmt.Errorf("google: %w", err)
@@ -142,6 +152,7 @@ func New(cfg Config) (*Google, error) {
 		base:     strings.TrimSuffix(cfg.URL, "/"),
 		log:      cfg.Logger,
 		now:      cfg.Now,
+		lifetime: cfg.TokenLifetime,
 		state:    st,
 		accounts: map[string]*account{},
 		access:   map[string]accessGrant{},

@@ -55,7 +55,7 @@ type tokenShape struct {
 func (g *Google) sign(a *account, audience string, shape tokenShape, now time.Time) (string, error) {
 	c := idClaims{
 		Aud: audience, Azp: a.uniqueID, Sub: a.uniqueID,
-		Iss: Issuer, Iat: now.Unix(), Exp: now.Add(IDTokenLifetime).Unix(),
+		Iss: Issuer, Iat: now.Unix(), Exp: now.Add(g.lifetime).Unix(),
 	}
 	if shape.email {
 		c.Email, c.EmailVerified = a.email, true
