@@ -7,8 +7,9 @@
 //
 // The token is fetched once and reused until shortly before it expires (the
 // library's cache: five minutes early from the metadata server, 225 seconds
-// from a key file), so a workload making many calls asks for one token an
-// hour. A failed call is an *Error whose Kind says what failed, for exit
+// from a key file; in that window calls still get the cached token while one
+// refresh runs in the background), so a workload making many calls asks for
+// about one token an hour. A failed call is an *Error whose Kind says what failed, for exit
 // statuses and alerts. Tokens never appear in errors or logs.
 package apiclient
 

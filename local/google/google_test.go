@@ -165,6 +165,24 @@ func TestTheUnmodifiedLibraryExchangesAKeyFileForValidTokens(t *testing.T) {
 	}
 }
 
+func TestTheValidatorFindsTheCertsAtGooglesAddressThroughTheTransport(t *testing.T) {
+	// Without RS256CertsURL the validator fetches
+	// https://www.googleapis.com/oauth2/v3/certs; its HTTP client's
+	// transport can route that to the stand-in instead.
+	g, _ := standIn(t, "", nil)
+	v, err := idtoken.NewValidator(&idtoken.ValidatorOptions{Client: &http.Client{Transport: g.Transport(nil)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := g.SignIDToken(reporter, audience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Validate(t.Context(), tok, audience); err != nil {
+		t.Errorf("the validator with the stand-in's transport refused its token: %v", err)
+	}
+}
+
 func TestTheValidatorRefusesTokensItShouldNot(t *testing.T) {
 	now := time.Now()
 	g, _ := standIn(t, "", func() time.Time { return now })
