@@ -129,12 +129,18 @@ func dialHTTP1(d *tlsdir.Dir, serverName string) func(ctx context.Context, netwo
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		cfg, err := d.ClientConfig(serverName)
 		if err != nil {
-			return nil, err
+			return nil, &unusableCertificateError{err} // expired, and nothing rotated in
 		}
 		cfg.NextProtos = []string{"http/1.1"}
 		return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, addr)
 	}
 }
+
+// unusableCertificateError is our client certificate refused before dialing.
+type unusableCertificateError struct{ err error }
+
+func (e *unusableCertificateError) Error() string { return e.err.Error() }
+func (e *unusableCertificateError) Unwrap() error { return e.err }
 
 func newCredentials(cfg Config) (*auth.Credentials, error) {
 	google := &http.Client{Transport: cfg.Transport}
@@ -392,6 +398,10 @@ func (c *Client) classify(err error) *Error {
 			e.Certificate = cve.UnverifiedCertificates[0]
 		}
 		return e
+	}
+	var unusable *unusableCertificateError
+	if errors.As(err, &unusable) {
+		return &Error{Kind: KindClientCertificate, Certificate: c.tls.Certificate(), Err: unusable.err}
 	}
 	// A TLS alert from the gateway: under TLS 1.3 a refused client
 	// certificate shows up so, at the first read after the handshake.

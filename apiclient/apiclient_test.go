@@ -338,6 +338,20 @@ func TestAFailedCallSaysWhatFailed(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an expired client certificate is reported as ours to renew", func(t *testing.T) {
+		now := time.Now()
+		d, err := tlsdir.Open(tlsdir.Config{Dir: w.clientDir, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := w.client(t, Config{TLS: d, CredentialsFile: keyFile})
+		now = now.Add(48 * time.Hour)
+		_, err = c.Get(t.Context(), w.url())
+		var e *Error
+		if !errors.As(err, &e) || e.Kind != KindClientCertificate || e.Certificate == nil || !strings.Contains(err.Error(), "has expired") {
+			t.Fatalf("got %v, want a client-certificate failure saying it has expired", err)
+		}
+	})
 	t.Run("a key file the token endpoint refuses is a credentials failure with Google's reason", func(t *testing.T) {
 		var f map[string]any
 		b, _ := os.ReadFile(w.keyFile(t, reporter))
