@@ -185,7 +185,9 @@ func (g *Google) UniqueID(email string) (string, bool) {
 	return a.uniqueID, true
 }
 
-// Handler serves the metadata server and the OAuth endpoints on one host.
+// Handler serves the metadata server and the OAuth and IAM endpoints on one
+// host, so that one loopback port is both GCE_METADATA_HOST and the key
+// files' token_uri.
 func (g *Google) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(MetadataPrefix, g.MetadataHandler())

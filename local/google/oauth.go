@@ -166,8 +166,9 @@ func (g *Google) exchange(assertion string, now time.Time) (string, *oauthError)
 	return tok, nil
 }
 
-// OAuthHandler serves the token endpoint, the JWKS and the OpenID discovery
-// document, at TokenPath, CertsPath and DiscoveryPath.
+// OAuthHandler serves the token endpoint, the JWKS, the OpenID discovery
+// document and IAM Credentials' generateIdToken, each at "/<Google host>/<path>"
+// (TokenPath, CertsPath, DiscoveryPath and under iamPrefix).
 func (g *Google) OAuthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+TokenPath, g.token)
