@@ -36,8 +36,9 @@ type Config struct {
 	Verifier idtoken.Verifier
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Registerer receives the service's metrics; nil means a registry of the
-	// service's own, served on /metrics (with Go and process collectors).
+	// Registry receives the service's metrics and is served on /metrics;
+	// nil means a registry of the service's own, with the Go and process
+	// collectors.
 	Registry *prometheus.Registry
 	// Now is the clock of quota windows and usage; nil means time.Now.
 	Now func() time.Time

@@ -3,6 +3,7 @@ package apikeys
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 )
 
@@ -222,6 +224,79 @@ func TestRevocationBitesOnTheNextRequest(t *testing.T) {
 			}
 			if got := reduce(t, r).status; got != http.StatusUnauthorized {
 				t.Fatalf("after revocation: got %d, want 401", got)
+			}
+		})
+	}
+}
+
+// TestCheckReadsRawHeaders: with encode_raw_headers Envoy sends a list that
+// keeps repeated headers apart instead of the joined map.
+func TestCheckReadsRawHeaders(t *testing.T) {
+	s := newService(t, NewMemoryStore(), testCatalog(t, 100, 1000), time.Now)
+	_, client := startGRPC(t, s)
+	app, key := mustApp(t, s, "alice", "secure-message")
+	_, other := mustApp(t, s, "alice", "secure-message")
+	raw := func(keys ...string) *authv3.CheckRequest {
+		hm := &corev3.HeaderMap{}
+		for _, k := range keys {
+			hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: "x-api-key", RawValue: []byte(k)})
+		}
+		return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+			Http: &authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/api/secure.json", HeaderMap: hm}}}}
+	}
+	tests := []struct {
+		name    string
+		req     *authv3.CheckRequest
+		status  int
+		wantApp string
+	}{
+		{"one raw key is read", raw(key), 0, app.ID},
+		{"two raw keys are refused", raw(key, other), 401, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := client.Check(context.Background(), tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := reduce(t, r)
+			if a.status != tt.status || a.set[HeaderAPIApp] != tt.wantApp {
+				t.Fatalf("got status %d, x-api-app %q; want %d, %q", a.status, a.set[HeaderAPIApp], tt.status, tt.wantApp)
+			}
+		})
+	}
+}
+
+// TestAStoreThatFailsFailsClosed: with Redis unreachable a keyed request is
+// refused with 503, while one without a key, which needs no store, passes.
+func TestAStoreThatFailsFailsClosed(t *testing.T) {
+	healthy := NewMemoryStore()
+	s := newService(t, healthy, testCatalog(t, 100, 1000), time.Now)
+	_, key := mustApp(t, s, "alice", "secure-message")
+	down := NewRedisStore(redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		MaxRetries: -1, DialTimeout: time.Second}))
+	t.Cleanup(func() { down.Close() })
+	s = newService(t, down, testCatalog(t, 100, 1000), time.Now)
+	_, client := startGRPC(t, s)
+	for _, tt := range []struct {
+		name    string
+		headers map[string]string
+		status  int
+	}{
+		{"a keyed request is refused with 503", map[string]string{"x-api-key": key}, 503},
+		{"a request without a key still passes", nil, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := client.Check(context.Background(), checkRequest("GET", "/api/secure.json", tt.headers))
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := reduce(t, r)
+			if a.status != tt.status {
+				t.Fatalf("got %d, want %d", a.status, tt.status)
+			}
+			if tt.status != 0 && a.body.Error != "unavailable" {
+				t.Errorf("body: got %+v, want error unavailable", a.body)
 			}
 		})
 	}

@@ -162,6 +162,13 @@ func TestManagementAPI(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a signed-in user reads the products to pick from", func(t *testing.T) {
+		var list struct{ Products []Product }
+		if resp := m.call(t, "bob", "GET", "/products", nil, &list); resp.StatusCode != 200 || len(list.Products) != 2 ||
+			list.Products[0].ID != "secure-message" || list.Products[0].Quota.PerMinute != 100 {
+			t.Fatalf("got %d, %+v; want 200 and the catalog's two products", resp.StatusCode, list.Products)
+		}
+	})
 	t.Run("an unknown product is refused", func(t *testing.T) {
 		resp := m.call(t, "alice", "POST", "/apps", CreateAppRequest{Name: "x", Products: []string{"nope"}}, nil)
 		if resp.StatusCode != http.StatusBadRequest {

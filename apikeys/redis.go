@@ -29,8 +29,10 @@ import (
 //	quota:<app>:<product>:d:<unix day start>      counter, expires after its window
 //	usage:<app>:<unix minute start>               hash: n, s<status>, latSumUs, latMaxUs; kept 24 h
 //
-// The scripts touch keys they derive, so this layout is for a single Redis
-// (Memorystore's standard tiers), not Redis Cluster.
+// A script's keys (an app's record, its id and its owner's set, say) would
+// fall in different hash slots of a Redis Cluster, which refuses such
+// scripts: this layout is for one primary, as Memorystore for Redis's Basic
+// and Standard tiers are, not for Redis Cluster.
 type RedisStore struct {
 	c      redis.UniversalClient
 	prefix string
