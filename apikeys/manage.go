@@ -63,8 +63,7 @@ func (s *Service) handleError(err error, c echo.Context) {
 			body = ErrorBody{"not_found", "No such resource."}
 		}
 	}
-	s.log.Log(c.Request().Context(), level, "management request failed",
-		"method", c.Request().Method, "path", c.Request().URL.Path, "status", status, "error", err)
+	s.log.Log(c.Request().Context(), level, "request failed", "status", status, "code", body.Error, "error", err)
 	if err := c.JSON(status, body); err != nil {
 		s.log.ErrorContext(c.Request().Context(), "writing error answer", "error", err)
 	}

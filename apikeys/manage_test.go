@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
@@ -21,6 +24,7 @@ const project = "demo-acme"
 // its HTTP API on loopback, and its gRPC check.
 type mgmt struct {
 	svc    *Service
+	logs   *logtest.Buffer
 	http   *httptest.Server
 	check  func(t *testing.T, key string) int
 	tokens map[string]string // user → ID token
@@ -41,11 +45,13 @@ func startMgmt(t *testing.T, users ...string) *mgmt {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Catalog: testCatalog(t, 100, 1000), Store: NewMemoryStore(), Verifier: v})
+	logs := &logtest.Buffer{}
+	s, err := New(Config{Catalog: testCatalog(t, 100, 1000), Store: NewMemoryStore(), Verifier: v,
+		Logger: logging.New(logs, slog.LevelDebug, project)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &mgmt{svc: s, http: httptest.NewServer(s.Handler()), tokens: map[string]string{}, uids: map[string]string{}}
+	m := &mgmt{logs: logs, svc: s, http: httptest.NewServer(s.Handler()), tokens: map[string]string{}, uids: map[string]string{}}
 	t.Cleanup(m.http.Close)
 	_, client := startGRPC(t, s)
 	m.check = func(t *testing.T, key string) int {
@@ -199,6 +205,17 @@ func TestManagementAPI(t *testing.T) {
 		}
 		if got := m.check(t, key); got != http.StatusUnauthorized {
 			t.Fatalf("check after revocation: got %d, want 401", got)
+		}
+	})
+	t.Run("neither keys nor tokens reach the log", func(t *testing.T) {
+		log := m.logs.String()
+		if !strings.Contains(log, appID) {
+			t.Fatalf("the log does not even name the app: %s", log)
+		}
+		for name, secret := range map[string]string{"the key": key, "alice's token": m.tokens["alice"], "bob's token": m.tokens["bob"]} {
+			if strings.Contains(log, secret) {
+				t.Errorf("the log contains %s", name)
+			}
 		}
 	})
 	t.Run("metrics count the outcomes", func(t *testing.T) {

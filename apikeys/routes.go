@@ -2,7 +2,9 @@ package apikeys
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -25,6 +27,7 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(
+		s.accessLog,
 		middleware.RecoverWithConfig(middleware.RecoverConfig{
 			LogErrorFunc: func(_ echo.Context, err error, stack []byte) error {
 				return fmt.Errorf("panic: %w\n%s", err, stack)
@@ -44,6 +47,29 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	g.POST("/apps/:id/revoke", s.revokeApp)
 	g.GET("/apps/:id/usage", s.appUsage)
 	return logging.Middleware(e)
+}
+
+// accessLog logs one line per request: method, path, status, duration and
+// the caller once known. Never headers or the query: they carry tokens.
+func (s *Service) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err) // the answer must be written before its status is logged
+		}
+		req := c.Request()
+		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", c.Response().Status,
+			"durationMs", float64(time.Since(start).Microseconds()) / 1000}
+		if who, ok := c.Get(ctxOwner).(string); ok {
+			attrs = append(attrs, "uid", who)
+		}
+		level := slog.LevelInfo
+		if req.URL.Path == "/healthz" || req.URL.Path == "/metrics" {
+			level = slog.LevelDebug // probes and scrapes every few seconds are not news
+		}
+		s.log.Log(req.Context(), level, "request", attrs...)
+		return nil
+	}
 }
 
 func noSniff(next echo.HandlerFunc) echo.HandlerFunc {
