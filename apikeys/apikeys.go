@@ -106,7 +106,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 // Register adds the Authorization service to a gRPC server.
-func (s *Service) Register(g *grpc.Server) { authv3.RegisterAuthorizationServer(g, s) }
+func (s *Service) Register(g grpc.ServiceRegistrar) { authv3.RegisterAuthorizationServer(g, s) }
 
 // Handler serves the management API, /healthz and /metrics.
 func (s *Service) Handler() http.Handler { return s.handler }
