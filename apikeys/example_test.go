@@ -4,13 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
-	"net/http"
 
 	"google.golang.org/grpc"
 
 	"github.com/acme/cloudrun-istio-gke/apikeys"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
 )
 
 // Example wires the service as devstack or a gateway stand-in would: the
@@ -46,5 +47,8 @@ func Example() {
 	defer g.GracefulStop()
 
 	httpLn, _ := net.Listen("tcp", "127.0.0.1:0")
-	go http.Serve(httpLn, svc.Handler())
+	// Behind the project's server settings (timeouts, header limits).
+	srv := serve.NewServer(svc.Handler(), slog.Default())
+	go srv.Serve(httpLn)
+	defer srv.Close()
 }
