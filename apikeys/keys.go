@@ -32,9 +32,11 @@ type KeyHash [sha256.Size]byte
 
 func (h KeyHash) String() string { return hex.EncodeToString(h[:]) }
 
-// Equal compares in constant time. The store finds a record by the hash,
-// and we compare the hash found with the one computed before trusting it, so
-// that no comparison on the way depends on how many leading bytes match.
+// Equal compares in constant time. A store finds a record by the hash (a
+// map or Redis lookup, whose timing may depend on the bytes compared: that
+// tells an attacker about a SHA-256 output, which gets them no nearer a key
+// with it), then the check compares the record's stored hash with the one it
+// computed here, in constant time, before trusting the record.
 func (h KeyHash) Equal(o KeyHash) bool { return subtle.ConstantTimeCompare(h[:], o[:]) == 1 }
 
 // newKey returns a fresh key and its hash.

@@ -65,7 +65,7 @@ func (r *RedisStore) CreateApp(ctx context.Context, a App) error {
 		return err
 	}
 	// ARGV[3] must be the id: the script adds it to the owner's set.
-	args := []any{h, "id", a.ID, "owner", a.Owner, "name", a.Name, "products", string(products),
+	args := []any{h, "id", a.ID, "owner", a.Owner, "name", a.Name, "keyHash", h, "products", string(products),
 		"created", a.Created.UTC().Format(time.RFC3339Nano)}
 	if !a.Revoked.IsZero() {
 		args = append(args, "revoked", a.Revoked.UTC().Format(time.RFC3339Nano))
@@ -82,15 +82,21 @@ func (r *RedisStore) AppByKey(ctx context.Context, h KeyHash) (App, error) {
 	if err != nil {
 		return App{}, fmt.Errorf("reading app by key from redis: %w", err)
 	}
-	return decodeApp(m, h)
+	return decodeApp(m)
 }
 
-func decodeApp(m map[string]string, h KeyHash) (App, error) {
+func decodeApp(m map[string]string) (App, error) {
 	if len(m) == 0 {
 		return App{}, ErrNotFound
 	}
-	a := App{ID: m["id"], Owner: m["owner"], Name: m["name"], KeyHash: h}
-	var err error
+	a := App{ID: m["id"], Owner: m["owner"], Name: m["name"]}
+	// The record's own copy of the hash, which the check compares with
+	// the one it computed.
+	b, err := hex.DecodeString(m["keyHash"])
+	if err != nil || len(b) != len(a.KeyHash) {
+		return App{}, fmt.Errorf("app %s: stored key hash %q is malformed", a.ID, m["keyHash"])
+	}
+	copy(a.KeyHash[:], b)
 	if a.Created, err = time.Parse(time.RFC3339Nano, m["created"]); err != nil {
 		return App{}, fmt.Errorf("app %s: created: %w", a.ID, err)
 	}

@@ -43,3 +43,23 @@ func TestRedisKeysExpire(t *testing.T) {
 		})
 	}
 }
+
+// TestARecordIsTrustedOnlyIfItsHashMatches: the check compares the hash
+// stored in the record it found with the one it computed, so a record filed
+// under the wrong index entry does not admit the key.
+func TestARecordIsTrustedOnlyIfItsHashMatches(t *testing.T) {
+	r := startRedis(t).(*RedisStore)
+	s := newService(t, r, testCatalog(t, 100, 1000), time.Now)
+	_, key := mustApp(t, s, "alice", "secure-message")
+	req := Request{Method: "GET", Path: "/api/secure.json", Keys: []string{key}}
+	if d := s.Decide(context.Background(), req, time.Now()); d.Outcome != OutcomeAllowed {
+		t.Fatalf("before: got %s, want allowed", d.Outcome)
+	}
+	_, other := newKey()
+	if err := r.c.HSet(context.Background(), r.k("key", hashKey(key).String()), "keyHash", other.String()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Decide(context.Background(), req, time.Now()); d.Outcome != OutcomeInvalidKey {
+		t.Fatalf("with another hash in the record: got %s, want invalid_key", d.Outcome)
+	}
+}
