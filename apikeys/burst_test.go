@@ -18,16 +18,14 @@ func TestABurstFromParallelConnectionsPassesExactlyTheQuota(t *testing.T) {
 			addr, _ := startGRPC(t, s)
 			_, key := mustApp(t, s, "alice", "secure-message")
 			req := checkRequest("GET", "/api/secure.json", map[string]string{"x-api-key": key})
-			clients := make([]interface {
-				check() (int, error)
-			}, conns)
+			clients := make([]func() (int, error), conns)
 			for i := range clients {
 				c := dial(t, addr)
 				// Connect before the burst, so that it is the checks that race.
 				if _, err := c.Check(context.Background(), checkRequest("GET", "/api/healthz", nil)); err != nil {
 					t.Fatal(err)
 				}
-				clients[i] = checker(func() (int, error) {
+				clients[i] = func() (int, error) {
 					r, err := c.Check(context.Background(), req)
 					if err != nil {
 						return 0, err
@@ -36,7 +34,7 @@ func TestABurstFromParallelConnectionsPassesExactlyTheQuota(t *testing.T) {
 						return int(d.GetStatus().GetCode()), nil
 					}
 					return 200, nil
-				})
+				}
 			}
 			var mu sync.Mutex
 			got := map[int]int{}
@@ -45,7 +43,7 @@ func TestABurstFromParallelConnectionsPassesExactlyTheQuota(t *testing.T) {
 			for _, c := range clients {
 				wg.Go(func() {
 					<-start
-					status, err := c.check()
+					status, err := c()
 					if err != nil {
 						t.Error(err)
 						return
@@ -64,7 +62,3 @@ func TestABurstFromParallelConnectionsPassesExactlyTheQuota(t *testing.T) {
 		})
 	}
 }
-
-type checker func() (int, error)
-
-func (f checker) check() (int, error) { return f() }

@@ -24,17 +24,17 @@ type answer struct {
 	remove   []string          // headers removed from the upstream request
 	respAdd  map[string]string // headers added to the client's answer (OK)
 	body     ErrorBody
-	overwrit bool // every header is set with OVERWRITE_IF_EXISTS_OR_ADD
+	overwrite bool // every header is set with OVERWRITE_IF_EXISTS_OR_ADD
 }
 
 func reduce(t *testing.T, r *authv3.CheckResponse) answer {
 	t.Helper()
-	a := answer{set: map[string]string{}, respAdd: map[string]string{}, overwrit: true}
+	a := answer{set: map[string]string{}, respAdd: map[string]string{}, overwrite: true}
 	collect := func(dst map[string]string, hs []*corev3.HeaderValueOption) {
 		for _, h := range hs {
 			dst[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 			if h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD || h.GetAppend() != nil {
-				a.overwrit = false
+				a.overwrite = false
 			}
 		}
 	}
@@ -64,7 +64,7 @@ func TestCheckAnswersAsEnvoyExpects(t *testing.T) {
 	_, client := startGRPC(t, s)
 
 	app, key := mustApp(t, s, "alice", "secure-message")
-	reportsApp, reportsKey := mustApp(t, s, "alice", "reports")
+	_, reportsKey := mustApp(t, s, "alice", "reports")
 	revokedApp, revokedKey := mustApp(t, s, "bob", "secure-message")
 	if _, err := store.Revoke(context.Background(), revokedApp.ID, clock.t); err != nil {
 		t.Fatal(err)
@@ -76,7 +76,6 @@ func TestCheckAnswersAsEnvoyExpects(t *testing.T) {
 		}
 	}
 	unknown, _ := newKey()
-	_ = reportsApp
 
 	type want struct {
 		ok     bool
@@ -129,7 +128,7 @@ func TestCheckAnswersAsEnvoyExpects(t *testing.T) {
 			if a.ok != tt.want.ok || a.status != tt.want.status {
 				t.Fatalf("got ok=%v status=%d, want ok=%v status=%d", a.ok, a.status, tt.want.ok, tt.want.status)
 			}
-			if !a.overwrit {
+			if !a.overwrite {
 				t.Errorf("a header is not set with OVERWRITE_IF_EXISTS_OR_ADD: %v", r)
 			}
 			if tt.want.ok {
