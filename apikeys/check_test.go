@@ -18,12 +18,12 @@ import (
 
 // answer is a CheckResponse reduced to what Envoy acts on.
 type answer struct {
-	ok       bool
-	status   int               // the denied answer's status
-	set      map[string]string // headers set on the upstream request (OK) or the answer (denied)
-	remove   []string          // headers removed from the upstream request
-	respAdd  map[string]string // headers added to the client's answer (OK)
-	body     ErrorBody
+	ok        bool
+	status    int               // the denied answer's status
+	set       map[string]string // headers set on the upstream request (OK) or the answer (denied)
+	remove    []string          // headers removed from the upstream request
+	respAdd   map[string]string // headers added to the client's answer (OK)
+	body      ErrorBody
 	overwrite bool // every header is set with OVERWRITE_IF_EXISTS_OR_ADD
 }
 
