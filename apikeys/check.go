@@ -35,10 +35,12 @@ const (
 //     403 when unset), headers and body become the client's answer.
 //
 // Envoy applies "headers" first and "headers_to_remove" after them
-// (source/extensions/filters/http/ext_authz/ext_authz.cc, Filter::onComplete),
+// (Filter::onComplete in
+// https://github.com/envoyproxy/envoy/blob/main/source/extensions/filters/http/ext_authz/ext_authz.cc),
 // so x-api-app must never be in both: when a key is accepted, the overwrite
 // replaces any client copy; otherwise headers_to_remove drops it. Either way
-// no client-sent x-api-app survives a request the check lets through.
+// no client-sent x-api-app survives a request the check lets through. An
+// accepted key is itself removed: the upstream has no use for it.
 func (s *Service) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	start := time.Now()
 	now := s.now()
