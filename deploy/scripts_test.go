@@ -105,6 +105,13 @@ func TestShellcheckEveryScript(t *testing.T) {
 // returns the variables it defines (arrays joined by spaces).
 func shellVars(t *testing.T, project string) map[string]string {
 	t.Helper()
+	return shellVarsAt(t, repoRoot, "HOME=/home/tutorial", "PROJECT_ID="+project)
+}
+
+// shellVarsAt evaluates config.sh of the copy of the repository at root, with
+// PATH and env as its whole environment.
+func shellVarsAt(t *testing.T, root string, env ...string) map[string]string {
+	t.Helper()
 	script := `set -euo pipefail; source deploy/gcp/config.sh; set +u
 for v in $(compgen -v); do
 	declare -n ref="$v"
@@ -112,8 +119,8 @@ for v in $(compgen -v); do
 	unset -n ref
 done`
 	cmd := exec.Command("bash", "-c", script)
-	cmd.Dir = repoRoot
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/home/tutorial", "PROJECT_ID=" + project}
+	cmd.Dir = root
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sourcing deploy/gcp/config.sh: %v\n%s", err, out)
@@ -141,12 +148,18 @@ func TestConfigRefusesToRunWithoutAProject(t *testing.T) {
 // TestScriptsAgreeWithTheManifests checks that the names setup.sh creates
 // are the names the manifests and skaffold.yaml use.
 func TestScriptsAgreeWithTheManifests(t *testing.T) {
-	project := projectID(t)
-	vars := shellVars(t, project)
-	m := render(t, overlays["gke"])
+	checkConfigFollowed(t, repoRoot, shellVars(t, projectID(t)))
+}
+
+// checkConfigFollowed checks that the deployed files of the repository (or
+// its copy) at root hold the values of config.sh's variables vars.
+func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
+	t.Helper()
+	project := projectIDAt(t, root)
+	m := renderAt(t, root, overlays["gke"])
 	svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
 	gw := find[istionet.Gateway](t, m, "Gateway", ingressNamespace, "api-gateway")
-	run := readCloudRunService(t)
+	run := readCloudRunServiceAt(t, root)
 	tmpl := run.Spec.Template
 	env := map[string]string{}
 	for _, e := range tmpl.Spec.Containers[0].Env {
@@ -163,14 +176,14 @@ func TestScriptsAgreeWithTheManifests(t *testing.T) {
 		name, variable string
 		want           []string // every place that must hold the variable's value
 	}{
-		{"the reserved address is the load balancer's IP and the frontend's gateway URL", "GATEWAY_IP",
-			[]string{svc.Spec.LoadBalancerIP, gatewayURL.Hostname()}},
+		{"the reserved address is the frontend's gateway URL", "GATEWAY_IP", []string{gatewayURL.Hostname()}},
+		{"the reserved address's name is the one the load balancer takes", "GATEWAY_ADDRESS_NAME",
+			[]string{svc.Annotations["networking.gke.io/load-balancer-ip-addresses"]}},
 		{"the gateway host is the Gateway's host and the frontend's server name", "GATEWAY_HOST",
 			[]string{gw.Spec.Servers[0].Hosts[0], env["GATEWAY_SERVER_NAME"]}},
 		{"the gateway secret is the Gateway's credentialName", "GATEWAY_SECRET", []string{gw.Spec.Servers[0].Tls.CredentialName}},
 		{"the gateway namespace is the manifests'", "GATEWAY_NAMESPACE", []string{svc.Namespace}},
-		{"the connector is the one the frontend egresses through", "CONNECTOR",
-			[]string{tmpl.Annotations["run.googleapis.com/vpc-access-connector"]}},
+		{"the VPC egress is the frontend's", "VPC_EGRESS", []string{egressOf(run)}},
 		{"the frontend's secrets are the ones it mounts", "FRONTEND_SECRETS", []string{strings.Join(secretNames, " ")}},
 		{"the frontend's account is the one it runs as", "FRONTEND_SA", []string{tmpl.Spec.ServiceAccountName}},
 		{"the frontend's service is the Cloud Run service", "FRONTEND_SERVICE", []string{run.Name}},
@@ -190,11 +203,33 @@ func TestScriptsAgreeWithTheManifests(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the egress goes into the VPC by the connector or subnet config.sh names", func(t *testing.T) {
+		switch vars["VPC_EGRESS"] {
+		case "connector":
+			if got := tmpl.Annotations["run.googleapis.com/vpc-access-connector"]; got != vars["CONNECTOR"] {
+				t.Errorf("the frontend egresses through connector %q, config.sh names %q", got, vars["CONNECTOR"])
+			}
+		case "direct":
+			nics := networkInterfaces(t, run)
+			if len(nics) != 1 || nics[0].Network != vars["NETWORK"] || nics[0].Subnetwork != vars["RUN_SUBNET"] {
+				t.Errorf("the frontend's network interfaces are %+v, want network %q subnet %q", nics, vars["NETWORK"], vars["RUN_SUBNET"])
+			}
+		}
+	})
+	t.Run("the web API key, once setup saved it, is the frontend's", func(t *testing.T) {
+		want := vars["FIREBASE_API_KEY"]
+		if want == "" {
+			want = "FIREBASE_API_KEY" // the placeholder before setup
+		}
+		if env["FIREBASE_API_KEY"] != want {
+			t.Errorf("FIREBASE_API_KEY = %q in the service, want %q", env["FIREBASE_API_KEY"], want)
+		}
+	})
 	t.Run("the region is skaffold's Cloud Run region", func(t *testing.T) {
 		var region struct {
 			Region string `json:"region"`
 		}
-		cfg := profileConfig(t, "cloudrun")
+		cfg := profileConfigAt(t, root, "cloudrun")
 		if err := yamlUnmarshal(cfg.Deploy["cloudrun"], &region); err != nil || region.Region != vars["REGION"] {
 			t.Errorf("skaffold cloudrun region %q (%v), want %q", region.Region, err, vars["REGION"])
 		}
