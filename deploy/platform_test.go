@@ -260,7 +260,9 @@ var platformRules = []platformRule{
 		breakIt: func(a *artefacts) { n := int64(7200); a.run.Spec.Template.Spec.TimeoutSeconds = &n },
 	},
 	{
-		rule: "a Cloud Run startup probe checks the container port, waits 0-240 s, runs every 1-240 s with a timeout up to its period, and gives up within 240 s",
+		// The limits per field are the Probe's in the Cloud Run Admin API
+		// reference (https://cloud.google.com/run/docs/reference/rest/v2/Container#Probe).
+		rule: "a Cloud Run startup probe checks the container port, waits 0-240 s, and runs every 1-240 s with a timeout up to its period",
 		doc:  "https://cloud.google.com/run/docs/configuring/healthchecks",
 		check: func(a artefacts) error {
 			c := a.container()
@@ -274,14 +276,14 @@ var platformRules = []platformRule{
 			// Zero is the API's default: period 10 s, timeout 1 s, 3 failures.
 			period, timeout, failures := or(p.PeriodSeconds, 10), or(p.TimeoutSeconds, 1), or(p.FailureThreshold, 3)
 			switch {
+			case failures < 1:
+				return fmt.Errorf("failureThreshold %d", failures)
 			case p.InitialDelaySeconds < 0 || p.InitialDelaySeconds > 240:
 				return fmt.Errorf("initialDelaySeconds %d", p.InitialDelaySeconds)
 			case period < 1 || period > 240:
 				return fmt.Errorf("periodSeconds %d", period)
 			case timeout < 1 || timeout > period:
 				return fmt.Errorf("timeoutSeconds %d with periodSeconds %d", timeout, period)
-			case failures*period > 240:
-				return fmt.Errorf("failureThreshold %d × periodSeconds %d = %d s", failures, period, failures*period)
 			}
 			return nil
 		},
