@@ -200,6 +200,18 @@ func traversableTempDir(t *testing.T) string {
 			t.Fatal(err)
 		}
 	}
+	for d := filepath.Dir(filepath.Dir(dir)); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			t.Fatalf("uid %d cannot enter %s (mode %04o), above the test's temporary directory: set TMPDIR to a directory others may traverse, such as /tmp", nonroot, d, fi.Mode().Perm())
+		}
+		if d == filepath.Dir(d) {
+			break
+		}
+	}
 	return dir
 }
 
