@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -166,6 +168,12 @@ func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
 		env[e.Name] = e.Value
 	}
 	gatewayURL, _ := url.Parse(env["GATEWAY_URL"])
+	ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
+	backend := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
+	backendEnv := map[string]string{}
+	for _, e := range backend.Spec.Template.Spec.Containers[0].Env {
+		backendEnv[e.Name] = e.Value
+	}
 	var secretNames []string
 	for _, v := range tmpl.Spec.Volumes {
 		if v.Secret != nil {
@@ -188,7 +196,10 @@ func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
 		{"the frontend's account is the one it runs as", "FRONTEND_SA", []string{tmpl.Spec.ServiceAccountName}},
 		{"the frontend's service is the Cloud Run service", "FRONTEND_SERVICE", []string{run.Name}},
 		{"the region is the Cloud Run service's", "REGION", []string{run.Labels["cloud.googleapis.com/location"]}},
-		{"the project is istio/project.env's", "PROJECT_ID", []string{project, run.Namespace}},
+		{"the project is istio/project.env's, the Cloud Run service's and, rendered, the backend's", "PROJECT_ID",
+			[]string{project, run.Namespace, env["GOOGLE_CLOUD_PROJECT"], backendEnv["GOOGLE_CLOUD_PROJECT"]}},
+		{"the project's token issuer is the one the rendered gateway policy trusts", "PROJECT_ID",
+			[]string{strings.TrimPrefix(ra.Spec.JwtRules[0].Issuer, "https://securetoken.google.com/")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
