@@ -93,9 +93,15 @@ func TestCloudRunServiceReachesTheGatewayPrivately(t *testing.T) {
 			t.Errorf("serviceAccountName = %q, want %q", tmpl.Spec.ServiceAccountName, want)
 		}
 	})
-	t.Run("only private ranges leave through the VPC connector", func(t *testing.T) {
-		if got := egressOf(svc); got != "connector" {
-			t.Errorf("the frontend reaches the VPC through %s, want the connector by default", got)
+	t.Run("only private ranges leave, through the VPC connector or Direct VPC egress", func(t *testing.T) {
+		switch got := egressOf(svc); got {
+		case "connector":
+		case "direct":
+			if nics := networkInterfaces(t, svc); len(nics) != 1 || nics[0].Network == "" || nics[0].Subnetwork == "" {
+				t.Errorf("Direct VPC egress through %+v: want one interface naming a network and a subnet", nics)
+			}
+		default:
+			t.Errorf("the frontend reaches the VPC through %s: it could not reach the internal load balancer", got)
 		}
 		if got := tmpl.Annotations["run.googleapis.com/vpc-access-egress"]; got != "private-ranges-only" {
 			t.Errorf("vpc-access-egress = %q, want private-ranges-only", got)

@@ -27,6 +27,10 @@ const (
 	healthzPath      = "/api/healthz"
 	frontendIdentity = "acme.internal/ns/frontend/sa/frontend"
 
+	// localProject is the committed project id, the local stack's, which
+	// deploy/gcp/configure.sh replaces with the reader's.
+	localProject = "demo-acme"
+
 	// The frontend in the local-cluster profile only (on Google Cloud it
 	// runs on Cloud Run).
 	frontendNamespace = "frontend"
