@@ -143,6 +143,8 @@ func TestAPI(t *testing.T) {
 	}
 
 	unauthenticated := map[string]any{"error": "unauthenticated", "message": "A valid ID token is required."}
+	invalidRequest := map[string]any{"error": "invalid_request",
+		"message": "Send the ID token once, in a single Authorization: Bearer header, and never in the query string."}
 	tests := []struct {
 		name       string
 		method     string
@@ -173,6 +175,22 @@ func TestAPI(t *testing.T) {
 			401, unauthenticated, nil},
 		{"garbage is refused like any other", "GET", "/api/secure.json", bearer("garbage"),
 			401, unauthenticated, nil},
+		// RFC 6750 sections 2 and 3.1: one method, one token; anything more is invalid_request.
+		{"two Authorization headers are refused, even both valid", "GET", "/api/secure.json",
+			http.Header{"Authorization": {"Bearer " + valid, "Bearer " + valid}}, 400, invalidRequest,
+			map[string]string{"WWW-Authenticate": `Bearer realm="api", error="invalid_request"`}},
+		{"a lowercase bearer header before the gateway's Bearer one is refused", "GET", "/api/secure.json",
+			http.Header{"Authorization": {"bearer " + valid, "Bearer " + string(forged)}}, 400, invalidRequest, nil},
+		{"a valid header with an access_token query parameter is refused", "GET", "/api/secure.json?access_token=x", bearer(valid),
+			400, invalidRequest, nil},
+		{"an access_token parameter with an escaped name is refused", "GET", "/api/secure.json?a=1&access%5Ftoken=x", bearer(valid),
+			400, invalidRequest, nil},
+		{"an access_token parameter whose value is bad escaping is refused", "GET", "/api/secure.json?access_token=%zz", bearer(valid),
+			400, invalidRequest, nil},
+		{"a token only in the query is refused as a second method, not ignored", "GET", "/api/secure.json?access_token=" + valid, nil,
+			400, invalidRequest, nil},
+		{"another query parameter is harmless", "GET", "/api/secure.json?x_access_token=1", bearer(valid),
+			200, map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}, nil},
 		{"an unknown path is a JSON 404", "GET", "/api/nothing", bearer(valid),
 			404, map[string]any{"error": "not_found", "message": "No such resource."}, nil},
 		{"a write to the secure message is a JSON 405", "POST", "/api/secure.json", bearer(valid),

@@ -12,6 +12,7 @@ import (
 // and free of detail.
 const (
 	codeUnauthenticated = "unauthenticated" // 401: no valid ID token
+	codeInvalidRequest  = "invalid_request" // 400: more than one credential (RFC 6750 section 3.1)
 	codeUnavailable     = "unavailable"     // 503: the token could not be checked right now
 	codeNotFound        = "not_found"
 	codeMethod          = "method_not_allowed"
@@ -27,6 +28,7 @@ type ErrorBody struct {
 
 var messages = map[string]string{
 	codeUnauthenticated: "A valid ID token is required.",
+	codeInvalidRequest:  "Send the ID token once, in a single Authorization: Bearer header, and never in the query string.",
 	codeUnavailable:     "The request could not be authenticated right now; try again.",
 	codeNotFound:        "No such resource.",
 	codeMethod:          "Method not allowed.",
