@@ -119,10 +119,19 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			// not a reason to let it in.
 			return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
 		}
+		if verified, _ := tok.Claims["email_verified"].(bool); !verified {
+			// Sign-up is open: anyone can make an account for any address,
+			// so an unverified email proves nothing about who this is. The
+			// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
+			c.Set(ctxToken, tok) // the access log names the user
+			return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
+		}
 		c.Set(ctxToken, tok)
 		return next(c)
 	}
 }
+
+var errEmailNotVerified = errors.New("the token's email_verified claim is not true")
 
 var (
 	errManyAuthorization = errors.New("more than one Authorization value")

@@ -28,16 +28,17 @@ import (
 
 // Documentation the hostile rows follow, beyond those in gateway_test.go.
 const (
-	docGoHeaders    = "net/http Server.MaxHeaderBytes (64 KiB in internal/serve): 431 Request Header Fields Too Large"
-	docSmuggling    = "RFC 9112 section 6.3 (a message with both Transfer-Encoding and Content-Length, or differing Content-Lengths, may be rejected or must be framed by Transfer-Encoding); net/http refuses differing Content-Lengths with 400 and lets Transfer-Encoding win over Content-Length"
-	docJWTHeaders   = "local/gateway/authn: keys come from the JWKS only; jku, x5u and jwk headers are never followed; crit is refused"
-	docClockSkew    = "jwt_verify_lib kClockSkewInSecond = 60 for nbf and exp; Envoy does not check iat (the backend's Firebase SDK does)"
-	docMultiToken   = "envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc: when a request carries several tokens, every one must verify"
-	docOutputClaims = "https://istio.io/latest/docs/reference/config/security/jwt/#ClaimToHeader (client-sent copies of output headers are replaced)"
-	docCSRF         = "frontend/csrf.go: Origin (or Sec-Fetch-Site same-origin) and a double-submit token, both required"
-	docEnumeration  = "https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection (INVALID_LOGIN_CREDENTIALS for both)"
-	docEmulatorBody = "local/identity: request bodies are bounded at 64 KiB (413 INVALID_ARGUMENT) and must be one JSON value"
-	docBackendAuth  = "backend: every refusal is 401 {\"error\":\"unauthenticated\"}; it verifies on its own, whatever stands in front"
+	docGoHeaders     = "net/http Server.MaxHeaderBytes (64 KiB in internal/serve): 431 Request Header Fields Too Large"
+	docSmuggling     = "RFC 9112 section 6.3 (a message with both Transfer-Encoding and Content-Length, or differing Content-Lengths, may be rejected or must be framed by Transfer-Encoding); net/http refuses differing Content-Lengths with 400 and lets Transfer-Encoding win over Content-Length"
+	docJWTHeaders    = "local/gateway/authn: keys come from the JWKS only; jku, x5u and jwk headers are never followed; crit is refused"
+	docClockSkew     = "jwt_verify_lib kClockSkewInSecond = 60 for nbf and exp; Envoy does not check iat (the backend's Firebase SDK does)"
+	docMultiToken    = "envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc: when a request carries several tokens, every one must verify"
+	docOutputClaims  = "https://istio.io/latest/docs/reference/config/security/jwt/#ClaimToHeader (client-sent copies of output headers are replaced)"
+	docCSRF          = "frontend/csrf.go: Origin (or Sec-Fetch-Site same-origin) and a double-submit token, both required"
+	docEnumeration   = "https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection (INVALID_LOGIN_CREDENTIALS for both)"
+	docEmulatorBody  = "local/identity: request bodies are bounded at 64 KiB (413 INVALID_ARGUMENT) and must be one JSON value"
+	docEmailVerified = "istio/authorizationpolicy-gateway.yaml (x-jwt-claim-email-verified must be \"true\"; Istio matches only string claims: https://istio.io/latest/docs/reference/config/security/conditions/); backend/middleware.go (email_verified must be the boolean true)"
+	docBackendAuth   = "backend: every refusal is 401 {\"error\":\"unauthenticated\"}; it verifies on its own, whatever stands in front"
 )
 
 // exchange is one request and what came back.
@@ -301,6 +302,21 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: gw("/api/secure.json", func(t *testing.T) http.Header {
 				return http.Header{"Authorization": {"bearer " + tk.valid, "Bearer " + tk.valid}}
 			}), wantStatus: 400, wantJSON: invalidRequest},
+		// ---- Gateway: only verified emails (issue 13: sign-up is open, so an unverified address proves nothing) ----
+		{name: "gateway: a well-signed token whose email is not verified is denied", doc: docEmailVerified,
+			send:       gwToken(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": false}) }),
+			wantStatus: 403, wantBody: bodyRBACDenied},
+		{name: "gateway: a well-signed token without email_verified is denied", doc: docEmailVerified,
+			send: gwToken(func(t *testing.T) string {
+				c := tk.withClaims(nil)
+				delete(c, "email_verified")
+				return signLocally(t, c)
+			}), wantStatus: 403, wantBody: bodyRBACDenied},
+		{name: "gateway: a client's own x-jwt-claim-email-verified: true does not stand in for the claim", doc: docEmailVerified,
+			send: gw("/api/secure.json", func(t *testing.T) http.Header {
+				return http.Header{"Authorization": {"Bearer " + signed(t, map[string]any{"email_verified": false})},
+					"X-Jwt-Claim-Email-Verified": {"true"}}
+			}), wantStatus: 403, wantBody: bodyRBACDenied},
 		// ---- Gateway: time ----
 		{name: "gateway: nbf ten minutes ahead is not yet valid", doc: docClockSkew,
 			send:       gwToken(func(t *testing.T) string { return signed(t, map[string]any{"nbf": now + 600}) }),
@@ -403,6 +419,12 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 					http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer " + tk.valid}}, "")
 			}, wantStatus: 400, wantJSON: invalidRequest,
 			check: wantHeader("Www-Authenticate", `Bearer realm="api", error="invalid_request"`)},
+		{name: "backend: a valid token whose email is not verified is forbidden, and told why", doc: docEmailVerified,
+			send:       be(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": false}) }, nil),
+			wantStatus: 403, wantJSON: map[string]string{"error": "email_not_verified"}},
+		{name: "backend: a valid token whose email_verified is the string \"true\" is forbidden too", doc: docEmailVerified,
+			send:       be(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": "true"}) }, nil),
+			wantStatus: 403, wantJSON: map[string]string{"error": "email_not_verified"}},
 		{name: "backend: dot-dot out of the health check is not resolved into the secret", doc: docBackendAuth,
 			send:       smuggle(backendHost, false, "GET /api/healthz/../secure.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, wantJSON: map[string]string{"error": "not_found"}},
