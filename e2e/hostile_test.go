@@ -38,6 +38,7 @@ const (
 	docEnumeration   = "https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection (INVALID_LOGIN_CREDENTIALS for both)"
 	docEmulatorBody  = "local/identity: request bodies are bounded at 64 KiB (413 INVALID_ARGUMENT) and must be one JSON value"
 	docEmailVerified = "istio/authorizationpolicy-gateway.yaml (x-jwt-claim-email-verified must be \"true\"; Istio matches only string claims: https://istio.io/latest/docs/reference/config/security/conditions/); backend/middleware.go (email_verified must be the boolean true)"
+	docEnvoyCodec    = "local/gateway/codec.go: envoyproxy/envoy conn_manager_utility.cc maybeNormalizePath (a fragment is rejected, 400), http1 codec (headers over max_request_headers_kb, default 60 KiB: 431)"
 	docBackendAuth   = "backend: every refusal is 401 {\"error\":\"unauthenticated\"}; it verifies on its own, whatever stands in front"
 )
 
@@ -369,6 +370,18 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: smuggle(gwAddr, true, fmt.Sprintf(teTE, gwName)), wantStatus: 501, wantBody: "Unsupported transfer encoding"},
 		{name: "gateway: whitespace before the colon of Transfer-Encoding is refused", doc: docSmuggling,
 			send: smuggle(gwAddr, true, fmt.Sprintf(teSpace, gwName)), wantStatus: 400, wantBody: "400 Bad Request: invalid header name"},
+		// ---- Gateway: what Envoy refuses before any filter (issue 13 item 6) ----
+		{name: "gateway: a # in the request line is Envoy's 400 with an empty body, not a %23 in the backend's path", doc: docEnvoyCodec,
+			send:       smuggle(gwAddr, true, "GET /api/healthz#/../secure.json HTTP/1.1\r\nHost: "+gwName+"\r\nConnection: close\r\n\r\n"),
+			wantStatus: 400, check: func(t *testing.T, got exchange) {
+				if got.body != "" {
+					t.Errorf("body %q; want Envoy's empty local reply", got.body)
+				}
+			}},
+		{name: "gateway: 61 KiB of headers is Envoy's 431, under net/http's own limit", doc: docEnvoyCodec,
+			send: gw("/api/healthz", func(t *testing.T) http.Header {
+				return http.Header{"X-Filler": {strings.Repeat("a", 61<<10)}}
+			}), wantStatus: 431, wantBody: "Request Header Fields Too Large"},
 		{name: "gateway: an encoded CRLF in the path cannot inject a header", doc: docNormalization,
 			send:       gw("/api/secure.json%0d%0aX-Jwt-Claim-Sub:%20admin", nil),
 			wantStatus: 403, wantBody: bodyRBACDenied},
