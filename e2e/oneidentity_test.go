@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"firebase.google.com/go/v4/auth"
 
 	"github.com/acme/cloudrun-istio-gke/backend"
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 )
 
 // Documentation the rows below follow.
@@ -140,6 +143,84 @@ func TestGatewayAndBackendAgreeOnTheUser(t *testing.T) {
 	}
 }
 
+// TestARevokedUserLosesTheAPIWithinTheBound shows what the tutorial promises
+// about sign-out: the gateway checks no revocation (an ID token is good there
+// until it expires, as on Istio), so it is the backend's check, one lookup
+// per user per 30 s, that ends a revoked user's access, no later than 30 s
+// after the revocation. The backend's clock is a fake one, moved across the
+// bound; the revocation is the one sign-out makes (the account's validSince
+// moved past the token's iat).
+func TestARevokedUserLosesTheAPIWithinTheBound(t *testing.T) {
+	st := requireLocal(t, "a backend of its own on a fake clock, behind a gateway of its own")
+	uid, tok := verifiedUser(t, "e2e-carol-"+strings.ToLower(randomString(8))+"@example.com")
+	clock := clocktest.New(time.Now())
+	v, err := idtoken.New(t.Context(), idtoken.Config{ProjectID: st.ProjectID, EmulatorHost: hostPort(t, st.IdentityURL),
+		Now: clock.Now, RevocationCheck: idtoken.DefaultRevocationCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := backend.New(backend.Config{Addr: "127.0.0.1:0", ProjectID: st.ProjectID, Grace: time.Second}, v, slog.New(slog.DiscardHandler))
+	passed := make(chan string, 1)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		passed <- r.Header.Get("X-Jwt-Claim-Sub")
+		be.Handler().ServeHTTP(w, r)
+	}))
+	defer upstream.Close()
+	g := startOwnGateway(t, ownGatewayOptions{upstream: hostPort(t, upstream.URL)})
+
+	var claims struct {
+		IAT int64 `json:"iat"`
+	}
+	if err := decodeSegment(strings.Split(tok, ".")[1], &claims); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name       string
+		do         func(t *testing.T)
+		wantStatus int
+	}{
+		{"before the revocation the user is served", nil, 200},
+		{"the revocation: sign-out moves validSince past the token", func(t *testing.T) {
+			revokeAt(t, st.IdentityURL, uid, claims.IAT+1)
+		}, 200},
+		{"a second inside the bound the earlier check still stands", func(*testing.T) { clock.Advance(idtoken.DefaultRevocationCheck - time.Second) }, 200},
+		{"at the bound the backend refuses the token the gateway still passes", func(*testing.T) { clock.Advance(time.Second) }, 401},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.do != nil {
+				s.do(t)
+			}
+			resp, err := g.get(t, "/api/secure.json", tok, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.status != s.wantStatus {
+				t.Fatalf("answered %v; want %d", resp, s.wantStatus)
+			}
+			select {
+			case sub := <-passed:
+				if sub != uid {
+					t.Errorf("the gateway passed principal %q; want %q", sub, uid)
+				}
+			default:
+				t.Fatal("the gateway did not pass the request on; the revocation bound is the backend's to keep")
+			}
+			if s.wantStatus == 401 && jsonAt(resp.body, "error") != "unauthenticated" {
+				t.Errorf("body %q; want the backend's unauthenticated", resp.body)
+			}
+		})
+	}
+}
+
+// revokeAt revokes uid's tokens issued before the second validSince through
+// the emulator's admin API: the field RevokeRefreshTokens sets, at a second
+// the test chooses, so that no test waits for the clock to tick.
+func revokeAt(t *testing.T, emulatorURL, uid string, validSince int64) {
+	t.Helper()
+	adminUpdate(t, emulatorURL, `{"localId":"`+uid+`","validSince":"`+strconv.FormatInt(validSince, 10)+`"}`)
+}
+
 // sendTo sends GET path to g with each of values as an Authorization header
 // of its own, over HTTP/2 when asked, and returns the answer and the HTTP
 // major version it went over.
@@ -252,9 +333,15 @@ func verifyEmailOf(email string) error {
 // through its admin API: the call UpdateUser(...).EmailVerified(true) makes.
 func verifyEmailAt(t *testing.T, emulatorURL, uid string) {
 	t.Helper()
-	body := strings.NewReader(`{"localId":"` + uid + `","emailVerified":true}`)
+	adminUpdate(t, emulatorURL, `{"localId":"`+uid+`","emailVerified":true}`)
+}
+
+// adminUpdate posts body to the emulator's admin accounts:update, as the
+// Admin SDK does ("Bearer owner" is the emulator's admin credential).
+func adminUpdate(t *testing.T, emulatorURL, body string) {
+	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
-		emulatorURL+"/identitytoolkit.googleapis.com/v1/projects/demo-acme/accounts:update", body)
+		emulatorURL+"/identitytoolkit.googleapis.com/v1/projects/demo-acme/accounts:update", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,11 +349,11 @@ func verifyEmailAt(t *testing.T, emulatorURL, uid string) {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("verifying the email of %s: %v", uid, err)
+		t.Fatalf("updating an account through the emulator's admin API: %v", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("verifying the email of %s: %d %s", uid, resp.StatusCode, b)
+		t.Fatalf("updating an account through the emulator's admin API: %d %s", resp.StatusCode, b)
 	}
 }
