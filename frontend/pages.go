@@ -23,7 +23,7 @@ func (s *server) home(c echo.Context) error {
 
 	raw, tok, err := s.currentUser(r)
 	switch {
-	case errors.Is(err, idtoken.ErrInvalidToken):
+	case errors.Is(err, idtoken.ErrInvalidToken), errors.Is(err, errTwoCredentials):
 		// Most often simply expired: the module refreshes it quietly if the
 		// SDK still has the user, and shows the form otherwise.
 		h.Shell.Session = components.SessionStale

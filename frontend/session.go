@@ -3,6 +3,7 @@ package frontend
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -41,13 +42,22 @@ func newCookie(r *http.Request, base, value string, maxAge int) *http.Cookie {
 	}
 }
 
-// sessionToken returns the raw ID token from the session cookie, or "".
-func sessionToken(r *http.Request) string {
-	ck, err := r.Cookie(cookieName(r, sessionCookieBase))
-	if err != nil {
-		return ""
+// sessionToken returns the raw ID token from the session cookie, or "" when
+// there is none. Two session cookies (one planted beside ours, say, with
+// another Path) wrap errTwoCredentials: which one the browser meant is not
+// ours to guess.
+func (s *server) sessionToken(r *http.Request) (string, error) {
+	var found []string
+	for _, ck := range r.CookiesNamed(cookieName(r, sessionCookieBase)) {
+		found = append(found, ck.Value)
 	}
-	return ck.Value
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", fmt.Errorf("%w: %d session cookies", errTwoCredentials, len(found))
 }
 
 // maxSessionRequest bounds POST /session: an ID token is about 1 KB.
@@ -100,9 +110,9 @@ func (s *server) signOut(c echo.Context) error {
 // wrapping idtoken.ErrInvalidToken for a cookie that is no longer (or never
 // was) good: expired, revoked, forged.
 func (s *server) currentUser(r *http.Request) (string, *auth.Token, error) {
-	raw := sessionToken(r)
-	if raw == "" {
-		return "", nil, nil
+	raw, err := s.sessionToken(r)
+	if err != nil || raw == "" {
+		return "", nil, err
 	}
 	tok, err := s.verifier.Verify(r.Context(), raw)
 	if err != nil {
