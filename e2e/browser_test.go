@@ -366,8 +366,10 @@ func (tb *tab) sessionCookie(t *testing.T) *network.Cookie {
 	return nil
 }
 
-// jwtClaims decodes the payload of a JWT-shaped value, or returns nil.
+// jwtClaims decodes the payload of a JWT-shaped value, or returns nil. A
+// session cookie's value is the token, "~" and the frontend's MAC over it.
 func jwtClaims(v string) map[string]any {
+	v, _, _ = strings.Cut(v, "~")
 	parts := strings.Split(v, ".")
 	if len(parts) != 3 {
 		return nil

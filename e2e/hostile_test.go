@@ -487,7 +487,15 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: func(t *testing.T) (exchange, error) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json",
-					http.Header{"Cookie": {"session=" + tk.valid}, "Authorization": {"Bearer " + forged}}, "")
+					http.Header{"Cookie": {boundSessionCookie(t, tk.valid)}, "Authorization": {"Bearer " + forged}}, "")
+			}, wantStatus: 400, wantJSON: map[string]string{"error": "Send one sign-in: the session cookie or one Authorization: Bearer header."}},
+		{name: "frontend: a valid ID token planted as a bare session cookie (login CSRF from another localhost port) is not a session", doc: docSessionBinding,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Cookie": {"session=" + tk.valid}}, "")
+			}, wantStatus: 401, wantJSON: map[string]string{"error": "That sign-in was not accepted. Sign in again."}},
+		{name: "frontend: two Authorization headers are refused before the gateway", doc: docFrontendRelay,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer " + tk.valid}}, "")
 			}, wantStatus: 400, wantJSON: map[string]string{"error": "Send one sign-in: the session cookie or one Authorization: Bearer header."}},
 		{name: "frontend: an encoded traversal out of the static assets is not found", doc: "frontend/routes.go staticAssets",
 			send:       smuggle(frontendHost, false, "GET /static/..%2f..%2fgo.mod HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),

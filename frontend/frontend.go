@@ -40,12 +40,13 @@ type Deps struct {
 }
 
 type server struct {
-	cfg      Config
-	verifier Verifier
-	backend  *Backend
-	log      *slog.Logger
-	now      func() time.Time
-	assets   assetURLs
+	cfg        Config
+	sessionKey []byte // the session cookie's MAC key (binding.go)
+	verifier   Verifier
+	backend    *Backend
+	log        *slog.Logger
+	now        func() time.Time
+	assets     assetURLs
 }
 
 type assetURLs struct{ script, stylesheet string }
@@ -67,17 +68,22 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	if deps.Verifier == nil || deps.GatewayTLS == nil {
 		return nil, errors.New("frontend: Deps.Verifier and Deps.GatewayTLS are required")
 	}
+	sessionKey, err := loadSessionKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
 	backend, err := NewBackend(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
 	s := &server{
-		cfg:      cfg,
-		verifier: deps.Verifier,
-		backend:  backend,
-		log:      deps.Logger,
-		now:      deps.Now,
-		assets:   assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
+		cfg:        cfg,
+		sessionKey: sessionKey,
+		verifier:   deps.Verifier,
+		backend:    backend,
+		log:        deps.Logger,
+		now:        deps.Now,
+		assets:     assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

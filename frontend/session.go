@@ -12,8 +12,9 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The session is the user's Identity Platform ID token itself, kept in an
-// HttpOnly cookie that lives no longer than the token. The frontend verifies
+// The session is the user's Identity Platform ID token itself, bound to this
+// frontend by a MAC (binding.go), kept in an HttpOnly cookie that lives no
+// longer than the token. The frontend verifies
 // it on every page and forwards it to the gateway, which verifies it again;
 // the browser's SDK refreshes it (hourly) and posts the new one.
 const sessionCookieBase = "session"
@@ -42,22 +43,25 @@ func newCookie(r *http.Request, base, value string, maxAge int) *http.Cookie {
 	}
 }
 
-// sessionToken returns the raw ID token from the session cookie, or "" when
-// there is none. Two session cookies (one planted beside ours, say, with
-// another Path) wrap errTwoCredentials: which one the browser meant is not
-// ours to guess.
+// sessionToken returns the ID token from the session cookie, or "" when
+// there is none. A cookie this frontend did not make (see binding.go) wraps
+// idtoken.ErrInvalidToken. Two session cookies (one planted beside ours, say,
+// with another Path) wrap errTwoCredentials: which one the browser meant is
+// not ours to guess.
 func (s *server) sessionToken(r *http.Request) (string, error) {
-	var found []string
-	for _, ck := range r.CookiesNamed(cookieName(r, sessionCookieBase)) {
-		found = append(found, ck.Value)
-	}
-	switch len(found) {
+	cookies := r.CookiesNamed(cookieName(r, sessionCookieBase))
+	switch len(cookies) {
 	case 0:
 		return "", nil
 	case 1:
-		return found[0], nil
+	default:
+		return "", fmt.Errorf("%w: %d session cookies", errTwoCredentials, len(cookies))
 	}
-	return "", fmt.Errorf("%w: %d session cookies", errTwoCredentials, len(found))
+	token, err := unbindSession(s.sessionKey, cookies[0].Value)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", idtoken.ErrInvalidToken, err)
+	}
+	return token, nil
 }
 
 // maxSessionRequest bounds POST /session: an ID token is about 1 KB.
@@ -82,7 +86,7 @@ func (s *server) createSession(c echo.Context) error {
 	if ttl < time.Second {
 		return echo.NewHTTPError(http.StatusUnauthorized, "That sign-in has expired. Sign in again.")
 	}
-	c.SetCookie(newCookie(r, sessionCookieBase, body.IDToken, int(ttl/time.Second)))
+	c.SetCookie(newCookie(r, sessionCookieBase, bindSession(s.sessionKey, body.IDToken), int(ttl/time.Second)))
 	return c.NoContent(http.StatusNoContent)
 }
 
