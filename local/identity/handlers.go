@@ -437,6 +437,16 @@ func (e *Emulator) update(c echo.Context) error {
 			return badRequest(err.Error())
 		}
 		email = em
+		// With email enumeration protection on (the default here, as for
+		// projects created since September 2023), "users cannot change their
+		// email address without first verifying the new address": a user's
+		// plain update is refused and the change goes through
+		// accounts:sendOobCode VERIFY_AND_CHANGE_EMAIL (verifyBeforeUpdateEmail)
+		// instead. An administrator may still change it.
+		// https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection
+		if !admin && !e.reveal {
+			return badRequest("OPERATION_NOT_ALLOWED : Please verify the new email before changing email.")
+		}
 	}
 	if req.CustomAttributes != nil && *req.CustomAttributes != "" {
 		var claims map[string]any

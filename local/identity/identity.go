@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -113,6 +114,8 @@ type Emulator struct {
 	keys     *keyRing
 	sessions *sessionStore
 
+	notice []string // see Notices
+
 	decoyOnce sync.Once
 	decoy     string // see decoyHash
 }
@@ -143,7 +146,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	accounts, err := loadAccounts(cfg.StateDir)
+	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now())
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -157,11 +160,20 @@ func New(cfg Config) (*Emulator, error) {
 		accounts: accounts,
 		keys:     keys,
 		sessions: newSessionStore(),
+		notice:   notice,
+	}
+	for _, n := range notice {
+		e.log.Warn("identity state: "+n, "stateDir", cfg.StateDir)
 	}
 	e.log.Info("identity emulator state loaded", "project", e.project, "stateDir", cfg.StateDir,
 		"accounts", accounts.len(), "kid", keys.currentKID(), "nextKid", keys.nextKID())
 	return e, nil
 }
+
+// Notices are what New had to repair in the saved state (accounts set aside
+// because they broke uniqueness), each a sentence saying what to do, for the
+// caller to show where a developer looks; nil when the state was sound.
+func (e *Emulator) Notices() []string { return slices.Clone(e.notice) }
 
 // Issuer is the iss claim of every ID token: https://securetoken.google.com/<project>.
 func (e *Emulator) Issuer() string { return e.issuer }

@@ -94,6 +94,9 @@ type Stack struct {
 	// LocalDifferences are the ways the local gateway departs from istio/:
 	// each jwksUri fetched from the emulator instead ("from → to").
 	LocalDifferences []string
+	// IdentityNotices are what the emulator repaired in its saved state
+	// (accounts set aside for sharing an email), each saying what to do.
+	IdentityNotices []string
 
 	group *errgroup.Group
 }
@@ -159,6 +162,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity emulator: %w", err)
 	}
+	s.IdentityNotices = s.Emulator.Notices()
 	if _, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword); err != nil {
 		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
 	}
