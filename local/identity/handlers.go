@@ -393,6 +393,7 @@ type updateRequest struct {
 	DeleteAttribute   []string    `json:"deleteAttribute"`
 	DeleteProvider    []string    `json:"deleteProvider"`
 	ReturnSecureToken bool        `json:"returnSecureToken"`
+	OobCode           string      `json:"oobCode"`
 }
 
 // update changes an account: the caller's own (by idToken: profile, email,
@@ -402,6 +403,9 @@ func (e *Emulator) update(c echo.Context) error {
 	var req updateRequest
 	if err := decode(c, &req); err != nil {
 		return err
+	}
+	if req.OobCode != "" {
+		return e.applyOobCode(c, req.OobCode)
 	}
 	admin := isAdmin(c.Request()) && req.IDToken == ""
 	uid := req.LocalID
@@ -662,6 +666,7 @@ func (e *Emulator) reset(c echo.Context) error {
 		return err
 	}
 	e.sessions.clear()
+	e.oobs.clear()
 	return c.JSON(http.StatusOK, map[string]any{})
 }
 
