@@ -11,10 +11,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"firebase.google.com/go/v4/auth"
 
 	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
@@ -33,6 +36,7 @@ const testProject = "demo-acme"
 type stack struct {
 	t        testing.TB
 	emulator *identity.Emulator
+	admin    *auth.Client // the Admin SDK against the emulator: the frontend's Revoker
 	gateway  *fakeGateway
 	front    *httptest.Server
 	logs     *logtest.Buffer
@@ -102,6 +106,12 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	t.Helper()
+	return newStackDeps(t, nil, mod...)
+}
+
+// newStackDeps is newStack with the frontend's Deps changed by deps.
+func newStackDeps(t testing.TB, deps func(*Deps), mod ...func(*Config)) *stack {
+	t.Helper()
 	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
@@ -123,6 +133,8 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	if err != nil {
 		t.Fatalf("tlsdir.Open(gateway): %v", err)
 	}
+	admin := adminClient(t)
+
 	gw := &fakeGateway{}
 	gw.url = startTLSServer(t, &http.Server{Handler: gw, TLSConfig: gwCreds.ServerConfig(tls.RequireAndVerifyClientCert)})
 	clientCreds, err := tlsdir.Open(tlsdir.Config{Dir: bundle.FrontendDir})
@@ -145,18 +157,49 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 		m(&cfg)
 	}
 	logs := &logtest.Buffer{}
-	f, err := New(cfg, Deps{
+	d := Deps{
 		Verifier:   verifier,
+		Revoker:    admin,
 		GatewayTLS: clientCreds,
 		Logger:     logging.New(logs, slog.LevelInfo, testProject),
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	f, err := New(cfg, d)
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
 	t.Cleanup(f.Close)
 	front := httptest.NewServer(f)
 	t.Cleanup(front.Close)
-	return &stack{t: t, emulator: em, gateway: gw, front: front, logs: logs, cfg: cfg}
+	return &stack{t: t, emulator: em, admin: admin, gateway: gw, front: front, logs: logs, cfg: cfg}
+}
+
+// adminClient is AdminClient for the emulator that
+// FIREBASE_AUTH_EMULATOR_HOST names at the time of the call.
+func adminClient(t testing.TB) *auth.Client {
+	t.Helper()
+	c, err := AdminClient(context.Background(), Config{ProjectID: testProject, AuthEmulatorHost: os.Getenv("FIREBASE_AUTH_EMULATOR_HOST")})
+	if err != nil {
+		t.Fatalf("AdminClient: %v", err)
+	}
+	return c
+}
+
+// unverifiedUser creates an account whose email is not verified yet, as
+// sign-up does, and returns its uid and a fresh ID token.
+func (s *stack) unverifiedUser(email string) (uid, token string) {
+	s.t.Helper()
+	u, err := s.admin.CreateUser(context.Background(), (&auth.UserToCreate{}).Email(email).Password("correct horse battery"))
+	if err != nil {
+		s.t.Fatalf("CreateUser: %v", err)
+	}
+	token, err = s.emulator.IDTokenFor(context.Background(), u.UID, time.Now())
+	if err != nil {
+		s.t.Fatalf("IDTokenFor: %v", err)
+	}
+	return u.UID, token
 }
 
 // user creates an account and returns its uid and a fresh ID token.

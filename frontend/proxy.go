@@ -18,8 +18,8 @@ import (
 //     when they carry the same token; two Authorization values, two session
 //     cookies, or a header and a cookie naming different tokens are refused
 //     (400) rather than resolved by a rule the gateway might not share.
-//   - The token is verified here with the same verifier as the session
-//     before anything is sent to the gateway.
+//   - The token is verified here with the same verifier as the session, and
+//     its email must be verified, before anything is sent to the gateway.
 //   - Answers are the frontend's own: the backend's JSON re-encoded on
 //     success, {"error","requestId"} otherwise. The gateway's bodies and
 //     headers (Envoy's verdicts, a WWW-Authenticate naming the internal host,
@@ -30,8 +30,13 @@ func (s *server) secureJSON(c echo.Context) error {
 	if err != nil {
 		return s.apiRefused(c, err)
 	}
-	if _, err := s.verifier.Verify(r.Context(), token); err != nil {
+	tok, err := s.verifier.Verify(r.Context(), token)
+	if err != nil {
 		return s.apiRefused(c, sessionRefused(err))
+	}
+	if !emailVerified(tok) {
+		return echo.NewHTTPError(http.StatusForbidden, "Verify your email address first: open the link we sent you.").
+			SetInternal(errors.New("email not verified"))
 	}
 	m, err := s.backend.SecureMessage(r.Context(), token, requestID(c))
 	switch {

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -99,11 +100,32 @@ func sessionRefused(err error) error {
 	return echo.NewHTTPError(http.StatusServiceUnavailable, "We could not check your sign-in right now. Try again in a moment.").SetInternal(err)
 }
 
-// signOut forgets the session. The sign-in module also signs the SDK out
-// before it submits the form, so the browser does not sign straight back in.
+// revokeTimeout bounds the revocation at sign-out: Identity Platform answers
+// in well under a second, and the Admin SDK's retries of an unreachable one
+// would otherwise keep the user waiting on the button for several seconds.
+const revokeTimeout = 3 * time.Second
+
+// signOut ends the session: it revokes the user's refresh tokens at
+// Identity Platform, so no browser of theirs can mint a new ID token, then
+// forgets the cookie. An ID token already issued stays valid at the gateway
+// until its exp (at most an hour); the backend's revocation check bounds that.
+// If revocation fails the cookie is kept and the user told to try again:
+// they asked to be signed out everywhere, and without the cookie a retry
+// could not say who they are. A session that is already invalid is only
+// forgotten. The sign-in module also signs the SDK out before it submits the
+// form, so the browser does not sign straight back in.
 func (s *server) signOut(c echo.Context) error {
-	c.SetCookie(newCookie(c.Request(), sessionCookieBase, "", -1))
-	if wantsJSON(c.Request()) {
+	r := c.Request()
+	if _, tok, err := s.currentUser(r); err == nil && tok != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), revokeTimeout)
+		defer cancel()
+		if err := s.revoker.RevokeRefreshTokens(ctx, tok.UID); err != nil {
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "We could not sign you out right now. Try again in a moment.").
+				SetInternal(fmt.Errorf("revoking the refresh tokens of %s: %w", tok.UID, err))
+		}
+	}
+	c.SetCookie(newCookie(r, sessionCookieBase, "", -1))
+	if wantsJSON(r) {
 		return c.NoContent(http.StatusNoContent)
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
