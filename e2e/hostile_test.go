@@ -487,7 +487,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: func(t *testing.T) (exchange, error) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json",
-					http.Header{"Cookie": {boundSessionCookie(t, tk.valid)}, "Authorization": {"Bearer " + forged}}, "")
+					http.Header{"Cookie": {boundSession(t, env.frontendURL, tk.valid).String()}, "Authorization": {"Bearer " + forged}}, "")
 			}, wantStatus: 400, wantJSON: map[string]string{"error": "Send one sign-in: the session cookie or one Authorization: Bearer header."}},
 		{name: "frontend: a valid ID token planted as a bare session cookie (login CSRF from another localhost port) is not a session", doc: docSessionBinding,
 			send: func(t *testing.T) (exchange, error) {
