@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -561,6 +562,36 @@ func TestBrowser(t *testing.T) {
 		}
 		if c := tb.sessionCookie(t); c != nil {
 			t.Errorf("after sign-out and a reload there is a session cookie %s again", c.Name)
+		}
+	})
+
+	t.Run("a page on another localhost port cannot plant a session (login CSRF)", func(t *testing.T) {
+		requireLocal(t, "cookies are shared across ports only on plain-HTTP localhost; a deployed frontend's are __Host- and Secure")
+		// The attacker's page, on another port of the same host, sets a
+		// session cookie holding a real ID token of an account the attacker
+		// controls (here the demo user's).
+		email, password := requireUser(t)
+		res, err := newIdentityClient(t).signIn(t.Context(), email, password)
+		if err != nil {
+			t.Fatalf("signing the attacker's account in: %v", err)
+		}
+		planted := res.IDToken
+		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			http.SetCookie(w, &http.Cookie{Name: "session", Value: planted, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+			fmt.Fprint(w, "<!doctype html><title>a page on another port</title>")
+		}))
+		t.Cleanup(evil.Close)
+		tb := b.newTab(t)
+		tb.do(t, "visiting the page on another port", chromedp.Navigate(evil.URL))
+		if c := tb.sessionCookie(t); c == nil || c.Value != planted {
+			t.Fatalf("Chromium does not send the other port's cookie to the frontend (%v); the case would prove nothing", c)
+		}
+		tb.open(t, "/")
+		if st := tb.waitSignedOut(t); st.SignedInAs != "" {
+			t.Errorf("the frontend took the planted cookie: signed in as %q", st.SignedInAs)
+		}
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("the planted session cookie is still there after the frontend refused it")
 		}
 	})
 

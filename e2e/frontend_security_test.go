@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -21,6 +22,7 @@ import (
 const (
 	docFrontendRelay  = "frontend/proxy.go secureJSON: one credential, verified by the frontend before the gateway, answered in the frontend's own words"
 	docSessionBinding = "frontend/binding.go: the session cookie carries a MAC with this frontend's key (RFC 6265 section 8.5: cookies do not isolate ports)"
+	docEmailVerified  = "frontend/proxy.go: an unverified email proves nothing while sign-up is open; the frontend asks for verification first"
 )
 
 // boundSession signs idToken in at the frontend at frontendURL, as the
@@ -114,4 +116,29 @@ func adminFor(t *testing.T, projectID, emulatorHost string) *auth.Client {
 		t.Fatalf("frontend.AdminClient: %v", err)
 	}
 	return c
+}
+
+// unverifiedToken signs up a new account over the Identity Toolkit REST API,
+// as anyone may, and returns its ID token: its email is not verified. The
+// account is deleted when the test ends.
+func unverifiedToken(t *testing.T) string {
+	t.Helper()
+	var res struct {
+		IDToken string `json:"idToken"`
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ic := newIdentityClient(t)
+	email := fmt.Sprintf("unverified-%d@example.com", time.Now().UnixNano())
+	if err := ic.call(ctx, "accounts:signUp",
+		map[string]any{"email": email, "password": randomString(12), "returnSecureToken": true}, &res); err != nil {
+		t.Fatalf("signing up %s: %v", email, err)
+	}
+	noteSecret(res.IDToken)
+	t.Cleanup(func() {
+		if err := ic.deleteAccount(context.Background(), res.IDToken); err != nil {
+			t.Logf("cleanup: deleting %s: %v", email, err)
+		}
+	})
+	return res.IDToken
 }
