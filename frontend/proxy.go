@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -69,7 +70,7 @@ var errTwoCredentials = errors.New("more than one credential")
 func (s *server) apiToken(r *http.Request) (string, error) {
 	ambiguous := func(why string) error {
 		return echo.NewHTTPError(http.StatusBadRequest, "Send one sign-in: the session cookie or one Authorization: Bearer header.").
-			SetInternal(errors.Join(errTwoCredentials, errors.New(why)))
+			SetInternal(fmt.Errorf("%w: %s", errTwoCredentials, why))
 	}
 	var header string
 	switch vals := r.Header.Values("Authorization"); len(vals) {

@@ -14,10 +14,10 @@ import (
 )
 
 // The session is the user's Identity Platform ID token itself, bound to this
-// frontend by a MAC (binding.go), kept in an HttpOnly cookie that lives no
-// longer than the token. The frontend verifies
-// it on every page and forwards it to the gateway, which verifies it again;
-// the browser's SDK refreshes it (hourly) and posts the new one.
+// frontend by a MAC (binding.go), in an HttpOnly cookie that lives no longer
+// than the token. The frontend verifies it on every page and forwards it to
+// the gateway, which verifies it again; the browser's SDK refreshes it
+// (hourly) and posts the new one.
 const sessionCookieBase = "session"
 
 // cookieName is __Host-<base> on HTTPS, and plain <base> on plain-HTTP
@@ -109,22 +109,26 @@ const revokeTimeout = 3 * time.Second
 // Identity Platform, so no browser of theirs can mint a new ID token, then
 // forgets the cookie. An ID token already issued stays valid at the gateway
 // until its exp (at most an hour); the backend's revocation check bounds that.
-// If revocation fails the cookie is kept and the user told to try again:
-// they asked to be signed out everywhere, and without the cookie a retry
-// could not say who they are. A session that is already invalid is only
-// forgotten. The sign-in module also signs the SDK out before it submits the
-// form, so the browser does not sign straight back in.
+// This browser is signed out whatever happens (on a shared computer that
+// matters most); if revocation fails, the user is told that their other
+// sessions may go on, and the log says why (in production, most likely the
+// service account lacking firebaseauth.users.update). A session that is
+// already invalid is only forgotten. The sign-in module also signs the SDK
+// out before it submits the form, so the browser does not sign straight
+// back in.
 func (s *server) signOut(c echo.Context) error {
 	r := c.Request()
-	if _, tok, err := s.currentUser(r); err == nil && tok != nil {
+	_, tok, err := s.currentUser(r)
+	c.SetCookie(newCookie(r, sessionCookieBase, "", -1))
+	if err == nil && tok != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), revokeTimeout)
 		defer cancel()
 		if err := s.revoker.RevokeRefreshTokens(ctx, tok.UID); err != nil {
-			return echo.NewHTTPError(http.StatusServiceUnavailable, "We could not sign you out right now. Try again in a moment.").
+			return echo.NewHTTPError(http.StatusServiceUnavailable,
+				"You are signed out of this browser, but we could not sign you out of your other devices. Sign in and out again to retry.").
 				SetInternal(fmt.Errorf("revoking the refresh tokens of %s: %w", tok.UID, err))
 		}
 	}
-	c.SetCookie(newCookie(r, sessionCookieBase, "", -1))
 	if wantsJSON(r) {
 		return c.NoContent(http.StatusNoContent)
 	}
