@@ -349,6 +349,9 @@ type outcome struct {
 // ServeHTTP runs Envoy's filter chain for a gateway: path normalization
 // (connection manager), jwt_authn, rbac, then the router.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Before the gateway adds a header of its own: the codec judged the
+	// request as it came.
+	refused := refusedBeforeFilters(r)
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
@@ -374,6 +377,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		middleware.Annotate(r.Context(), attrs...)
 	}()
+
+	if c := refused; c != nil {
+		o.reason = c.reason
+		if c.status == 0 {
+			// net/http resets an HTTP/2 stream whose handler aborts; the
+			// HTTP layer logs no status, as Envoy logs 0.
+			panic(http.ErrAbortHandler)
+		}
+		if c.close {
+			w.Header().Set("Connection", "close")
+		}
+		localReply(w, c.status, c.body)
+		return
+	}
 
 	norm, err := NormalizePath(rawPath(r))
 	if err != nil {
