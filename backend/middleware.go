@@ -43,16 +43,15 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			// not a reason to let it in.
 			return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
 		}
+		// Istio's request.auth.principal: the user, as every hop logs it.
+		middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
 		if verified, _ := tok.Claims["email_verified"].(bool); !verified {
 			// Sign-up is open: anyone can make an account for any address,
 			// so an unverified email proves nothing about who this is. The
 			// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
-			c.Set(ctxToken, tok) // the access log names the user
 			return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
 		}
 		c.Set(ctxToken, tok)
-		// Istio's request.auth.principal: the user, as every hop logs it.
-		middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
 		return next(c)
 	}
 }
