@@ -545,7 +545,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Cookie": {"session=" + tk.valid}}, "")
 			}, wantStatus: 401, wantJSON: map[string]string{"error": "That sign-in was not accepted. Sign in again."}},
-		{name: "frontend: an account signed up but not verified is refused before the gateway (sign-up is open)", doc: docEmailVerified,
+		{name: "frontend: an account signed up but not verified is refused before the gateway (sign-up is open)", doc: docFrontendEmailVerified,
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Authorization": {"Bearer " + unverifiedToken(t)}}, "")
 			}, wantStatus: 403, wantJSON: map[string]string{"error": "Verify your email address first: open the link we sent you."}},
