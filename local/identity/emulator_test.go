@@ -27,15 +27,20 @@ const testProject = "demo-acme"
 // password hash (tests measure behaviour, the benchmarks measure cost).
 func newTestEmulator(t testing.TB, mod ...func(*Config)) (*Emulator, *httptest.Server) {
 	t.Helper()
-	cfg := Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: minPasswordHashCost}
+	// Unstarted first, so that BaseURL can name the listener's address.
+	srv := httptest.NewUnstartedServer(nil)
+	cfg := Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: minPasswordHashCost,
+		BaseURL: "http://" + srv.Listener.Addr().String()}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	e, err := New(cfg)
 	if err != nil {
+		srv.Close()
 		t.Fatalf("New: %v", err)
 	}
-	srv := httptest.NewServer(e.Handler())
+	srv.Config.Handler = e.Handler()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return e, srv
 }
@@ -291,8 +296,8 @@ func TestBadRequestsGetGoogleErrorsAndChangeNothing(t *testing.T) {
 }
 
 func TestCORSLetsTheSDKCallFromAnotherOrigin(t *testing.T) {
-	_, srv := newTestEmulator(t)
 	const origin = "http://127.0.0.1:8081"
+	_, srv := newTestEmulator(t, func(c *Config) { c.AllowedOrigins = []string{origin} })
 
 	t.Run("a preflight with the SDK's headers is allowed", func(t *testing.T) {
 		req, _ := http.NewRequest("OPTIONS", srv.URL+signInPath, nil)
@@ -555,7 +560,7 @@ func TestEnsureUserIsIdempotent(t *testing.T) {
 func TestResetDeletesEveryAccount(t *testing.T) {
 	e, srv := newTestEmulator(t)
 	out := signUp(t, srv, "ada@example.com", "correct horse")
-	code, r := call(t, srv, "DELETE", "/emulator/v1/projects/"+testProject+"/accounts", nil)
+	code, r := call(t, srv, "DELETE", "/emulator/v1/projects/"+testProject+"/accounts", nil, "Authorization", "Bearer owner")
 	if code != 200 || e.accounts.len() != 0 {
 		t.Fatalf("reset = %d %v with %d accounts left; want 200 and none", code, r, e.accounts.len())
 	}

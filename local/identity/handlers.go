@@ -697,12 +697,17 @@ func (e *Emulator) x509(c echo.Context) error {
 	return c.JSON(http.StatusOK, m)
 }
 
-// discovery is the OpenID configuration of the issuer, pointing at this host's JWKS.
+// discovery is the OpenID configuration of the issuer, pointing at this
+// emulator's JWKS at Config.BaseURL: never at the request's Host, which a
+// DNS-rebinding or misdirected request chooses.
 func (e *Emulator) discovery(c echo.Context) error {
-	base := "http://" + c.Request().Host
+	if e.baseURL == "" {
+		return &apiError{code: http.StatusNotFound, status: "NOT_FOUND",
+			message: "The discovery document needs identity.Config.BaseURL, the address clients reach this emulator at."}
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"issuer":                                e.issuer,
-		"jwks_uri":                              base + JWKSPath,
+		"jwks_uri":                              e.baseURL + JWKSPath,
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},

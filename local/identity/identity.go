@@ -92,6 +92,19 @@ type Config struct {
 	// the emulator's own page at /emulator/action, which applies
 	// verification links.
 	ActionURL string
+	// BaseURL is where clients reach the emulator, e.g.
+	// "http://127.0.0.1:9099": the discovery document's jwks_uri and the
+	// default action links point there, never at a Host a request names.
+	// Empty means the discovery document is not served.
+	BaseURL string
+	// AllowedOrigins are the browser origins (scheme://host:port) that may
+	// call the emulator, the frontend's; a request carrying any other Origin
+	// is refused, so a page on another site cannot drive it.
+	AllowedOrigins []string
+	// AllowedHosts are host names, besides loopback ones, that requests may
+	// name in Host; "*" admits any. Loopback only by default, so that a DNS
+	// rebinding page cannot reach the emulator under its own name.
+	AllowedHosts []string
 	// OnOobCode, if set, is called with every out-of-band code the emulator
 	// would have emailed, so that devstack can print the link. It must not block.
 	OnOobCode func(OobCode)
@@ -113,6 +126,16 @@ func (c *Config) validate() error {
 	if c.ActionURL != "" {
 		if u, err := url.Parse(c.ActionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("identity: Config.ActionURL %q is not an http(s) URL", c.ActionURL))
+		}
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("identity: Config.BaseURL %q is not an http(s) origin", c.BaseURL))
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("identity: Config.AllowedOrigins: %q is not an origin (scheme://host:port)", o))
 		}
 	}
 	if c.PasswordHashCost != 0 && (c.PasswordHashCost < minPasswordHashCost || c.PasswordHashCost > maxPasswordHashCost) {
@@ -137,6 +160,9 @@ type Emulator struct {
 	notice []string // see Notices
 
 	actionURL string
+	baseURL   string
+	origins   map[string]bool
+	hosts     map[string]bool
 	onOob     func(OobCode)
 	oobs      *oobStore
 
@@ -187,8 +213,17 @@ func New(cfg Config) (*Emulator, error) {
 		notice:   notice,
 
 		actionURL: cfg.ActionURL,
+		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
+		origins:   map[string]bool{},
+		hosts:     map[string]bool{},
 		onOob:     cfg.OnOobCode,
 		oobs:      newOobStore(),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		e.origins[strings.ToLower(o)] = true
+	}
+	for _, h := range cfg.AllowedHosts {
+		e.hosts[strings.ToLower(h)] = true
 	}
 	for _, n := range notice {
 		e.log.Warn("identity state: "+n, "stateDir", cfg.StateDir)

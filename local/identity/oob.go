@@ -123,9 +123,13 @@ func (e *Emulator) issueOob(c echo.Context, uid, email, newEmail, requestType, c
 	rand.Read(b) // never fails; see crypto/rand.Read
 	code := base64.RawURLEncoding.EncodeToString(b)
 	action := e.actionURL
-	if action == "" {
-		// The emulator's own action page, at the host the request named
-		// (which checkHost has already admitted).
+	switch {
+	case action != "":
+	case e.baseURL != "":
+		action = e.baseURL + actionPath
+	default:
+		// The emulator's own page, at the host the request named, which
+		// checkHost admitted (loopback or configured).
 		action = "http://" + c.Request().Host + actionPath
 	}
 	q := url.Values{"mode": {modes[requestType]}, "oobCode": {code}, "apiKey": {cmpOr(apiKey, "fake-api-key")}, "lang": {"en"}}

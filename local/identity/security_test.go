@@ -1,7 +1,11 @@
 package identity
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,4 +149,124 @@ func TestConflictingSavedAccountsAreSetAsideAndTheRestStart(t *testing.T) {
 			t.Fatalf("Notices() after the repair = %q; want none", n)
 		}
 	})
+}
+
+func TestTheAdminDoorIsClosedToWebPages(t *testing.T) {
+	const frontend = "http://127.0.0.1:8080"
+	admin := []string{"Authorization", "Bearer owner"}
+	tests := []struct {
+		name   string
+		method string
+		path   string
+		body   any
+		hdr    []string
+		want   int
+		after  func(t *testing.T, e *Emulator, out map[string]any)
+	}{
+		{"a page on another site cannot sign up", "POST", signUpPath,
+			map[string]any{"email": "planted@example.com", "password": "planted-pw"},
+			[]string{"Origin", "https://evil.example"}, 403,
+			func(t *testing.T, e *Emulator, _ map[string]any) {
+				if _, ok := e.accounts.byEmailAddr("planted@example.com"); ok {
+					t.Error("the cross-site sign-up created an account")
+				}
+			}},
+		{"a page on another site gets no preflight permission", "OPTIONS", signInPath, nil,
+			[]string{"Origin", "https://evil.example", "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization"}, 403, nil},
+		{"the admin credential is refused even from the frontend's origin", "GET", adminPath + "/accounts:batchGet", nil,
+			append([]string{"Origin", frontend}, admin...), 403, nil},
+		{"the admin credential is refused from another site", "POST", adminPath + "/accounts:update",
+			map[string]any{"localId": "victim", "emailVerified": true},
+			append([]string{"Origin", "https://evil.example"}, admin...), 403, nil},
+		{"the reset needs the admin credential", "DELETE", "/emulator/v1/projects/" + testProject + "/accounts", nil, nil, 401,
+			func(t *testing.T, e *Emulator, _ map[string]any) {
+				if e.accounts.len() == 0 {
+					t.Error("the reset without a credential deleted every account")
+				}
+			}},
+		{"a request naming a rebound host is refused", "POST", lookupPath, map[string]any{}, []string{"Host", "rebound.evil.example"}, 403, nil},
+		{"a request naming a rebound host with the admin credential is refused", "GET", adminPath + "/accounts:batchGet", nil,
+			append([]string{"Host", "rebound.evil.example:9099"}, admin...), 403, nil},
+		{"the discovery document names BaseURL, not the request's Host", "GET",
+			"/securetoken.google.com/" + testProject + "/.well-known/openid-configuration", nil, []string{"Host", "localhost:1"}, 200,
+			func(t *testing.T, e *Emulator, out map[string]any) {
+				if jwks, _ := out["jwks_uri"].(string); jwks != e.baseURL+JWKSPath {
+					t.Errorf("jwks_uri = %q; want %q", jwks, e.baseURL+JWKSPath)
+				}
+			}},
+		{"the frontend's origin may call the client API", "POST", signInPath,
+			map[string]any{"email": "victim@example.com", "password": "victim-password"}, []string{"Origin", frontend}, 200, nil},
+		{"a configured host is admitted", "POST", signInPath,
+			map[string]any{"email": "victim@example.com", "password": "victim-password"}, []string{"Host", "identity.test:9099"}, 200, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, srv := newTestEmulator(t, func(c *Config) {
+				c.AllowedOrigins = []string{frontend}
+				c.AllowedHosts = []string{"identity.test"}
+			})
+			signUp(t, srv, "victim@example.com", "victim-password")
+			code, out := callHost(t, srv, tt.method, tt.path, tt.body, tt.hdr...)
+			if code != tt.want {
+				t.Fatalf("%s %s = %d %v; want %d", tt.method, tt.path, code, out, tt.want)
+			}
+			if tt.after != nil {
+				tt.after(t, e, out)
+			}
+		})
+	}
+	t.Run("a refused origin gets no CORS header to read the answer with", func(t *testing.T) {
+		_, srv := newTestEmulator(t, func(c *Config) { c.AllowedOrigins = []string{frontend} })
+		req, _ := http.NewRequest("OPTIONS", srv.URL+signInPath, nil)
+		req.Header.Set("Origin", "https://evil.example")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+			t.Fatalf("Access-Control-Allow-Origin = %q; want none for a foreign origin", got)
+		}
+	})
+}
+
+// callHost is call with a "Host" pseudo-header that sets the request's Host
+// (the connection still goes to srv, on loopback).
+func callHost(t *testing.T, srv *httptest.Server, method, path string, body any, hdr ...string) (int, map[string]any) {
+	t.Helper()
+	var rest []string
+	host := ""
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			host = hdr[i+1]
+			continue
+		}
+		rest = append(rest, hdr[i], hdr[i+1])
+	}
+	if host == "" {
+		return call(t, srv, method, path, body, rest...)
+	}
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, srv.URL+path, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(rest); i += 2 {
+		req.Header.Set(rest[i], rest[i+1])
+	}
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
 }
