@@ -45,6 +45,7 @@ func newAccount(uid string, now time.Time) *account {
 // commits it only once it is safely on disk, so a failed change changes nothing.
 type accountSet struct {
 	byID map[string]*account
+	max  int // most accounts insert admits; 0 means no bound
 }
 
 func (s *accountSet) byEmail(email string) (*account, bool) {
@@ -71,10 +72,14 @@ var (
 	errPhoneExists = errors.New("PHONE_NUMBER_EXISTS")
 )
 
-// insert adds a, refusing duplicates of the unique fields.
+// insert adds a, refusing duplicates of the unique fields and an account
+// beyond the store's bound.
 func (s *accountSet) insert(a *account) error {
 	if _, ok := s.byID[a.LocalID]; ok {
 		return errUIDExists
+	}
+	if s.max > 0 && len(s.byID) >= s.max {
+		return errTooManyAccounts
 	}
 	if err := s.checkUnique(a); err != nil {
 		return err
@@ -103,7 +108,7 @@ func (s *accountSet) checkUnique(a *account) error {
 }
 
 func (s *accountSet) clone() *accountSet {
-	c := &accountSet{byID: make(map[string]*account, len(s.byID))}
+	c := &accountSet{byID: make(map[string]*account, len(s.byID)), max: s.max}
 	for id, a := range s.byID {
 		cp := *a
 		c.byID[id] = &cp
@@ -134,8 +139,8 @@ type accountsOnDisk struct {
 // returned notice names the file they were moved to and what to do. None of
 // the conflicting accounts is kept live, because which one is the rightful
 // owner cannot be known; locking them out is the safe failure, a takeover is not.
-func loadAccounts(dir string, now time.Time) (*accountStore, []string, error) {
-	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
+func loadAccounts(dir string, now time.Time, max int) (*accountStore, []string, error) {
+	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}, max: max}}
 	if err := removeAtomicLeftovers(st.path); err != nil {
 		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}

@@ -526,7 +526,7 @@ func TestConcurrentSignUpsAreAllKept(t *testing.T) {
 	if ok != n/2 || e.accounts.len() != n/2 {
 		t.Fatalf("%d sign-ups succeeded and %d accounts exist; want %d each (one per email)", ok, e.accounts.len(), n/2)
 	}
-	reloaded, notice, err := loadAccounts(filepath.Dir(e.accounts.path), time.Now())
+	reloaded, notice, err := loadAccounts(filepath.Dir(e.accounts.path), time.Now(), 0)
 	if err != nil || notice != nil || reloaded.len() != n/2 {
 		t.Fatalf("accounts on disk: %v, %q, %d; want %d and no notice", err, notice, reloaded.len(), n/2)
 	}

@@ -88,6 +88,9 @@ func (e *Emulator) signUp(c echo.Context) error {
 	case req.Password == "":
 		return badRequest("MISSING_PASSWORD")
 	}
+	if err := checkCredentials(req.Email, req.Password); err != nil {
+		return err
+	}
 	email, err := normalizeEmail(req.Email)
 	if err != nil {
 		return badRequest(err.Error())
@@ -147,6 +150,10 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 	if req.Password == "" {
 		return badRequest("MISSING_PASSWORD")
 	}
+	// Throttled before any hashing, so a guessing loop costs no CPU.
+	if !e.throttle.allowed(email, e.now()) {
+		return badRequest(tooManyAttempts)
+	}
 	ctx := c.Request().Context()
 	a, found := e.accounts.byEmailAddr(email)
 	stored := a.PasswordHash
@@ -158,6 +165,11 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 	ok := e.hasher.verify(ctx, stored, req.Password)
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	if found && ok {
+		e.throttle.succeeded(email)
+	} else {
+		e.throttle.failed(email, e.now())
 	}
 	switch {
 	case !found && e.reveal:
@@ -277,6 +289,8 @@ func storeError(err error) error {
 		return badRequest(err.Error())
 	case errors.Is(err, ErrUserNotFound):
 		return badRequest("USER_NOT_FOUND")
+	case errors.Is(err, errTooManyAccounts):
+		return badRequest(err.Error())
 	default:
 		return err
 	}
@@ -410,7 +424,11 @@ func (e *Emulator) update(c echo.Context) error {
 	admin := isAdmin(c.Request()) && req.IDToken == ""
 	uid := req.LocalID
 	if !admin {
-		a, aerr := e.verifyIDToken(req.IDToken)
+		verify := e.verifyIDToken
+		if req.Password != nil || req.Email != nil {
+			verify = e.verifyRecentIDToken
+		}
+		a, aerr := verify(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}
@@ -418,10 +436,22 @@ func (e *Emulator) update(c echo.Context) error {
 		if req.EmailVerified != nil || req.DisableUser != nil || req.CustomAttributes != nil || req.ValidSince != "" {
 			return &apiError{code: http.StatusBadRequest, message: "INSUFFICIENT_PERMISSION"}
 		}
+		// A phone number is a sign-in method: a user gets one only by
+		// proving they hold it (a verification code), which this emulator
+		// does not offer; the admin may set one.
+		if req.PhoneNumber != nil {
+			return badRequest("INSUFFICIENT_PERMISSION : a user's phone number is set by verifying it, not by accounts:update")
+		}
 	} else if uid == "" {
 		return badRequest("MISSING_LOCAL_ID")
 	}
 
+	if err := checkSizes(req.DisplayName, req.PhotoURL, req.PhoneNumber); err != nil {
+		return err
+	}
+	if err := checkCredentials(deref(req.Email), deref(req.Password)); err != nil {
+		return err
+	}
 	// Validate and hash before taking the store's lock.
 	var hash string
 	if req.Password != nil {
@@ -545,6 +575,13 @@ func (e *Emulator) update(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func setIf(dst *string, v *string) {
 	if v != nil {
 		*dst = *v
@@ -563,7 +600,7 @@ func (e *Emulator) deleteAccount(c echo.Context) error {
 	}
 	uid := req.LocalID
 	if req.IDToken != "" || !isAdmin(c.Request()) {
-		a, aerr := e.verifyIDToken(req.IDToken)
+		a, aerr := e.verifyRecentIDToken(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}
@@ -598,6 +635,12 @@ func (e *Emulator) createAccount(c echo.Context) error {
 		Disabled      bool   `json:"disabled"`
 	}
 	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if err := checkSizes(&req.DisplayName, &req.PhotoURL, &req.PhoneNumber); err != nil {
+		return err
+	}
+	if err := checkCredentials(req.Email, req.Password); err != nil {
 		return err
 	}
 	now := e.now()

@@ -105,6 +105,9 @@ type Config struct {
 	// name in Host; "*" admits any. Loopback only by default, so that a DNS
 	// rebinding page cannot reach the emulator under its own name.
 	AllowedHosts []string
+	// MaxAccounts bounds how many accounts sign-up and the Admin API may
+	// create; 0 means DefaultMaxAccounts. Saved accounts beyond it still load.
+	MaxAccounts int
 	// OnOobCode, if set, is called with every out-of-band code the emulator
 	// would have emailed, so that devstack can print the link. It must not block.
 	OnOobCode func(OobCode)
@@ -119,6 +122,9 @@ func (c *Config) validate() error {
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("identity: Config.StateDir is required"))
+	}
+	if c.MaxAccounts < 0 {
+		errs = append(errs, fmt.Errorf("identity: Config.MaxAccounts %d is negative", c.MaxAccounts))
 	}
 	if c.KeyGrace < 0 {
 		errs = append(errs, fmt.Errorf("identity: Config.KeyGrace %v is negative", c.KeyGrace))
@@ -165,6 +171,7 @@ type Emulator struct {
 	hosts     map[string]bool
 	onOob     func(OobCode)
 	oobs      *oobStore
+	throttle  *throttle
 
 	decoyOnce sync.Once
 	decoy     string // see decoyHash
@@ -188,6 +195,9 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.PasswordHashCost == 0 {
 		cfg.PasswordHashCost = DefaultPasswordHashCost
 	}
+	if cfg.MaxAccounts == 0 {
+		cfg.MaxAccounts = DefaultMaxAccounts
+	}
 	// 0700: the directory holds private keys and password hashes.
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: creating state dir: %w", err)
@@ -196,7 +206,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now())
+	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now(), cfg.MaxAccounts)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -218,6 +228,7 @@ func New(cfg Config) (*Emulator, error) {
 		hosts:     map[string]bool{},
 		onOob:     cfg.OnOobCode,
 		oobs:      newOobStore(),
+		throttle:  newThrottle(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		e.origins[strings.ToLower(o)] = true

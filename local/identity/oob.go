@@ -215,7 +215,9 @@ func (e *Emulator) sendOobCode(c echo.Context) error {
 		} else {
 			found, ok := e.accounts.byEmailAddr(req.Email)
 			if !ok {
-				return badRequest("EMAIL_NOT_FOUND")
+				// USER_NOT_FOUND, as production answers the Admin SDK (the
+				// Firebase emulator's sendOobCode notes it matches it).
+				return badRequest("USER_NOT_FOUND")
 			}
 			a = found
 		}
@@ -225,7 +227,9 @@ func (e *Emulator) sendOobCode(c echo.Context) error {
 		oc := e.issueOob(c, a.LocalID, a.Email, "", req.RequestType, req.ContinueURL, apiKey)
 		return reply(&oc, a.Email)
 	case "VERIFY_AND_CHANGE_EMAIL":
-		a, aerr := e.verifyIDToken(req.IDToken)
+		// A sensitive change: it needs a recent sign-in, as on Google
+		// (github.com/firebase/firebase-js-sdk/issues/5202).
+		a, aerr := e.verifyRecentIDToken(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}

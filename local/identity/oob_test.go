@@ -199,9 +199,14 @@ func TestAdminSDKEmailActionLinks(t *testing.T) {
 			}
 		})
 	}
-	t.Run("a link for an unknown email is an email-not-found error", func(t *testing.T) {
-		if _, err := client.EmailVerificationLink(ctx, "nobody@example.com"); !auth.IsEmailNotFound(err) {
-			t.Fatalf("EmailVerificationLink(nobody) = %v; want IsEmailNotFound", err)
+	t.Run("a verification link for an unknown email is a user-not-found error", func(t *testing.T) {
+		if _, err := client.EmailVerificationLink(ctx, "nobody@example.com"); !auth.IsUserNotFound(err) {
+			t.Fatalf("EmailVerificationLink(nobody) = %v; want IsUserNotFound", err)
+		}
+	})
+	t.Run("a password reset link for an unknown email is an email-not-found error", func(t *testing.T) {
+		if _, err := client.PasswordResetLink(ctx, "nobody@example.com"); !auth.IsEmailNotFound(err) {
+			t.Fatalf("PasswordResetLink(nobody) = %v; want IsEmailNotFound", err)
 		}
 	})
 }

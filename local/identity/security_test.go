@@ -10,6 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 )
 
 // Hostile rows from the security review (issue 13). Each row failed before
@@ -269,4 +272,138 @@ func callHost(t *testing.T, srv *httptest.Server, method, path string, body any,
 	var out map[string]any
 	json.NewDecoder(resp.Body).Decode(&out)
 	return resp.StatusCode, out
+}
+
+func TestSensitiveChangesNeedARecentSignIn(t *testing.T) {
+	tests := []struct {
+		name   string
+		path   string
+		body   map[string]any
+		reveal bool
+	}{
+		{"a password change", updatePath, map[string]any{"password": "a new password"}, false},
+		{"an email change without enumeration protection", updatePath, map[string]any{"email": "new@example.com"}, true},
+		{"an email change through verification", sendOobPath, map[string]any{"requestType": "VERIFY_AND_CHANGE_EMAIL", "newEmail": "new@example.com"}, false},
+		{"deleting the account", deletePath, map[string]any{}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+" six minutes after signing in is CREDENTIAL_TOO_OLD_LOGIN_AGAIN", func(t *testing.T) {
+			clock := clocktest.New(time.Now())
+			_, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now; c.RevealUnknownEmails = tt.reveal })
+			up := signUp(t, srv, "ada@example.com", "correct horse")
+			clock.Advance(6 * time.Minute)
+			// A refresh keeps the sign-in time: a new token is not a new sign-in.
+			_, r := refreshForm(t, srv, up["refreshToken"].(string))
+			body := map[string]any{"idToken": r["id_token"]}
+			for k, v := range tt.body {
+				body[k] = v
+			}
+			code, out := call(t, srv, "POST", tt.path, body)
+			if code != 400 || errMessage(out) != "CREDENTIAL_TOO_OLD_LOGIN_AGAIN" {
+				t.Fatalf("%s = %d %q; want 400 CREDENTIAL_TOO_OLD_LOGIN_AGAIN", tt.name, code, errMessage(out))
+			}
+		})
+		t.Run(tt.name+" four minutes after signing in is allowed", func(t *testing.T) {
+			clock := clocktest.New(time.Now())
+			_, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now; c.RevealUnknownEmails = tt.reveal })
+			up := signUp(t, srv, "ada@example.com", "correct horse")
+			clock.Advance(4 * time.Minute)
+			body := map[string]any{"idToken": up["idToken"]}
+			for k, v := range tt.body {
+				body[k] = v
+			}
+			if code, out := call(t, srv, "POST", tt.path, body); code != 200 {
+				t.Fatalf("%s = %d %q; want 200", tt.name, code, errMessage(out))
+			}
+		})
+	}
+	t.Run("a display name change needs no recent sign-in", func(t *testing.T) {
+		clock := clocktest.New(time.Now())
+		_, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now })
+		up := signUp(t, srv, "ada@example.com", "correct horse")
+		clock.Advance(30 * time.Minute)
+		if code, out := call(t, srv, "POST", updatePath, map[string]any{"idToken": up["idToken"], "displayName": "Ada"}); code != 200 {
+			t.Fatalf("display name change = %d %q; want 200", code, errMessage(out))
+		}
+	})
+}
+
+func TestAUserCannotSetTheirOwnPhoneNumber(t *testing.T) {
+	e, srv := newTestEmulator(t)
+	up := signUp(t, srv, "ada@example.com", "correct horse")
+	code, out := call(t, srv, "POST", updatePath, map[string]any{"idToken": up["idToken"], "phoneNumber": "+15555550100"})
+	if code != 400 || !strings.HasPrefix(errMessage(out), "INSUFFICIENT_PERMISSION") {
+		t.Fatalf("a user setting their phone = %d %q; want 400 INSUFFICIENT_PERMISSION", code, errMessage(out))
+	}
+	if a, _ := e.accounts.byUID(up["localId"].(string)); a.PhoneNumber != "" {
+		t.Fatalf("phone number = %q; want none", a.PhoneNumber)
+	}
+}
+
+func TestFieldsAndAccountsAreBounded(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("a", n) }
+	admin := []string{"Authorization", "Bearer owner"}
+	tests := []struct {
+		name string
+		path string
+		body map[string]any
+		hdr  []string
+		want string
+	}{
+		{"an email over 255 characters is refused at sign-up", signUpPath,
+			map[string]any{"email": long(250) + "@example.com", "password": "123456"}, nil, "INVALID_EMAIL"},
+		{"a password over 4096 characters is refused at sign-up", signUpPath,
+			map[string]any{"email": "long@example.com", "password": long(4097)}, nil, "PASSWORD_DOES_NOT_MEET_REQUIREMENTS"},
+		{"a display name over 256 characters is refused", adminPath + "/accounts",
+			map[string]any{"email": "long@example.com", "displayName": long(257)}, admin, "INVALID_DISPLAY_NAME"},
+		{"a photo URL over 2048 bytes is refused", adminPath + "/accounts",
+			map[string]any{"email": "long@example.com", "photoUrl": "https://example.com/" + long(2048)}, admin, "INVALID_PHOTO_URL"},
+		{"a phone number that is not E.164 is refused", adminPath + "/accounts",
+			map[string]any{"email": "long@example.com", "phoneNumber": long(5000)}, admin, "INVALID_PHONE_NUMBER"},
+		{"an account beyond MaxAccounts is refused", signUpPath,
+			map[string]any{"email": "third@example.com", "password": "123456"}, nil, "QUOTA_EXCEEDED"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, srv := newTestEmulator(t, func(c *Config) { c.MaxAccounts = 2 })
+			signUp(t, srv, "first@example.com", "123456")
+			signUp(t, srv, "second@example.com", "123456")
+			code, out := call(t, srv, "POST", tt.path, tt.body, tt.hdr...)
+			if code != 400 || !strings.HasPrefix(errMessage(out), tt.want) {
+				t.Fatalf("POST %s = %d %q; want 400 %s", tt.path, code, errMessage(out), tt.want)
+			}
+			if n := e.accounts.len(); n != 2 {
+				t.Fatalf("%d accounts; want the 2 there were", n)
+			}
+		})
+	}
+}
+
+func TestRepeatedFailedSignInsAreThrottled(t *testing.T) {
+	for _, email := range []string{"ada@example.com", "nobody@example.com"} {
+		t.Run("guessing the password of "+email+" is refused after ten failures, for ten minutes", func(t *testing.T) {
+			clock := clocktest.New(time.Now())
+			_, srv := newTestEmulator(t, func(c *Config) { c.Now = clock.Now })
+			signUp(t, srv, "ada@example.com", "correct horse")
+			signUp(t, srv, "bystander@example.com", "correct horse")
+			for i := range maxFailures {
+				if code, out := call(t, srv, "POST", signInPath, map[string]any{"email": email, "password": "guess"}); code != 400 || errMessage(out) != "INVALID_LOGIN_CREDENTIALS" {
+					t.Fatalf("guess %d = %d %q; want 400 INVALID_LOGIN_CREDENTIALS", i+1, code, errMessage(out))
+				}
+			}
+			code, out := call(t, srv, "POST", signInPath, map[string]any{"email": email, "password": "correct horse"})
+			if code != 400 || !strings.HasPrefix(errMessage(out), "TOO_MANY_ATTEMPTS_TRY_LATER") {
+				t.Fatalf("the next attempt = %d %q; want 400 TOO_MANY_ATTEMPTS_TRY_LATER, even with the right password", code, errMessage(out))
+			}
+			if code, _ := call(t, srv, "POST", signInPath, map[string]any{"email": "bystander@example.com", "password": "correct horse"}); code != 200 {
+				t.Fatalf("another account's sign-in = %d; want 200", code)
+			}
+			clock.Advance(failureWindow)
+			if email == "ada@example.com" {
+				if code, out := call(t, srv, "POST", signInPath, map[string]any{"email": email, "password": "correct horse"}); code != 200 {
+					t.Fatalf("sign-in once the window passed = %d %q; want 200", code, errMessage(out))
+				}
+			}
+		})
+	}
 }

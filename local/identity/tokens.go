@@ -65,12 +65,40 @@ func (e *Emulator) idToken(a account, authTime, issuedAt time.Time) (string, err
 // audience, expiry, and that its user still exists, is enabled and has not
 // been revoked since.
 func (e *Emulator) verifyIDToken(raw string) (account, *apiError) {
+	a, _, aerr := e.verifyIDTokenAuth(raw)
+	return a, aerr
+}
+
+// recentSignIn is how long after signing in a user may still change their
+// password or email, or delete themselves. Google documents that these
+// "require the user to have signed in recently"
+// (https://cloud.google.com/identity-platform/docs/web/reauth) without the
+// figure; five minutes is what developers observe
+// (github.com/episphere/connect/issues/709,
+// github.com/Comfy-Org/ComfyUI_frontend/issues/3700).
+const recentSignIn = 5 * time.Minute
+
+// verifyRecentIDToken is verifyIDToken for sensitive changes: the token's
+// sign-in (auth_time, which a refresh keeps) must be recent.
+func (e *Emulator) verifyRecentIDToken(raw string) (account, *apiError) {
+	a, authTime, aerr := e.verifyIDTokenAuth(raw)
+	if aerr != nil {
+		return a, aerr
+	}
+	if e.now().Sub(authTime) > recentSignIn {
+		return account{}, badRequest("CREDENTIAL_TOO_OLD_LOGIN_AGAIN")
+	}
+	return a, nil
+}
+
+// verifyIDTokenAuth is verifyIDToken that also returns the token's auth_time.
+func (e *Emulator) verifyIDTokenAuth(raw string) (account, time.Time, *apiError) {
 	if raw == "" {
-		return account{}, badRequest("MISSING_ID_TOKEN")
+		return account{}, time.Time{}, badRequest("MISSING_ID_TOKEN")
 	}
 	set, err := e.keys.publicSet()
 	if err != nil {
-		return account{}, internalError()
+		return account{}, time.Time{}, internalError()
 	}
 	tok, err := jwt.ParseString(raw,
 		jwt.WithKeySet(set),
@@ -80,23 +108,25 @@ func (e *Emulator) verifyIDToken(raw string) (account, *apiError) {
 		jwt.WithClock(jwt.ClockFunc(e.now)),
 	)
 	if errors.Is(err, jwt.TokenExpiredError()) {
-		return account{}, badRequest("TOKEN_EXPIRED")
+		return account{}, time.Time{}, badRequest("TOKEN_EXPIRED")
 	}
 	if err != nil {
-		return account{}, badRequest("INVALID_ID_TOKEN")
+		return account{}, time.Time{}, badRequest("INVALID_ID_TOKEN")
 	}
 	sub, _ := tok.Subject()
+	var authTime float64
+	_ = tok.Get("auth_time", &authTime) // always set by idToken; zero (too old) if not
 	iat, _ := tok.IssuedAt()
 	a, ok := e.accounts.byUID(sub)
 	switch {
 	case !ok:
-		return account{}, badRequest("USER_NOT_FOUND")
+		return account{}, time.Time{}, badRequest("USER_NOT_FOUND")
 	case a.Disabled:
-		return account{}, badRequest("USER_DISABLED")
+		return account{}, time.Time{}, badRequest("USER_DISABLED")
 	case iat.Unix() < a.ValidSince:
-		return account{}, badRequest("TOKEN_EXPIRED")
+		return account{}, time.Time{}, badRequest("TOKEN_EXPIRED")
 	}
-	return a, nil
+	return a, time.Unix(int64(authTime), 0), nil
 }
 
 // newRefreshToken starts a session: 256 random bits the client keeps, of
