@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -118,7 +119,7 @@ func stateOf(t *testing.T, e *Emulator) emulatorState {
 }
 
 func (s emulatorState) equal(o emulatorState) bool {
-	return maps.Equal(s.files, o.files) && maps.Equal(s.accounts, o.accounts) &&
+	return maps.Equal(s.files, o.files) && maps.EqualFunc(s.accounts, o.accounts, func(a, b account) bool { return reflect.DeepEqual(a, b) }) &&
 		maps.EqualFunc(s.sessions, o.sessions, func(a, b session) bool {
 			return a.uid == b.uid && a.authTime.Equal(b.authTime) && a.issued.Equal(b.issued)
 		})

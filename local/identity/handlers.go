@@ -11,12 +11,46 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 )
+
+// decodeKnown is decode that refuses a field v does not name, in Google's
+// words for an unknown field, rather than answer 200 having changed nothing.
+func decodeKnown(c echo.Context, v any) error {
+	var raw map[string]json.RawMessage
+	if err := decode(c, &raw); err != nil {
+		return err
+	}
+	known := jsonFields(v)
+	for k := range raw {
+		if !known[k] {
+			return &apiError{code: http.StatusBadRequest, status: "INVALID_ARGUMENT",
+				message: "Invalid JSON payload received. Unknown name " + strconv.Quote(k) + ": this emulator does not support the field."}
+		}
+	}
+	b, _ := json.Marshal(raw)
+	if err := json.Unmarshal(b, v); err != nil {
+		return bodyError(err)
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of the struct v points to.
+func jsonFields(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out[name] = true
+	}
+	return out
+}
 
 // decode reads a JSON body of at most maxBody bytes into v. An empty body is
 // an empty request, as on Google's APIs.
@@ -285,7 +319,7 @@ func cmpOr(a, b string) string {
 // storeError turns a failed change into its API error.
 func storeError(err error) error {
 	switch {
-	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists):
+	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists), errors.Is(err, errFederatedExists):
 		return badRequest(err.Error())
 	case errors.Is(err, ErrUserNotFound):
 		return badRequest("USER_NOT_FOUND")
@@ -302,21 +336,23 @@ var redacted = base64.StdEncoding.EncodeToString([]byte("REDACTED"))
 
 // userInfo is an account as accounts:lookup returns it.
 type userInfo struct {
-	LocalID           string         `json:"localId"`
-	Email             string         `json:"email,omitempty"`
-	EmailVerified     bool           `json:"emailVerified"`
-	DisplayName       string         `json:"displayName,omitempty"`
-	PhotoURL          string         `json:"photoUrl,omitempty"`
-	PhoneNumber       string         `json:"phoneNumber,omitempty"`
-	PasswordHash      string         `json:"passwordHash,omitempty"`
-	PasswordUpdatedAt int64          `json:"passwordUpdatedAt,omitempty"`
-	ProviderUserInfo  []providerInfo `json:"providerUserInfo"`
-	ValidSince        string         `json:"validSince"`
-	Disabled          bool           `json:"disabled,omitempty"`
-	LastLoginAt       string         `json:"lastLoginAt,omitempty"`
-	CreatedAt         string         `json:"createdAt"`
-	LastRefreshAt     string         `json:"lastRefreshAt,omitempty"`
-	CustomAttributes  string         `json:"customAttributes,omitempty"`
+	LocalID           string          `json:"localId"`
+	Email             string          `json:"email,omitempty"`
+	EmailVerified     bool            `json:"emailVerified"`
+	DisplayName       string          `json:"displayName,omitempty"`
+	PhotoURL          string          `json:"photoUrl,omitempty"`
+	PhoneNumber       string          `json:"phoneNumber,omitempty"`
+	PasswordHash      string          `json:"passwordHash,omitempty"`
+	PasswordUpdatedAt int64           `json:"passwordUpdatedAt,omitempty"`
+	ProviderUserInfo  []providerInfo  `json:"providerUserInfo,omitempty"`
+	Salt              string          `json:"salt,omitempty"`
+	MFAInfo           []mfaEnrollment `json:"mfaInfo,omitempty"`
+	ValidSince        string          `json:"validSince"`
+	Disabled          bool            `json:"disabled,omitempty"`
+	LastLoginAt       string          `json:"lastLoginAt,omitempty"`
+	CreatedAt         string          `json:"createdAt"`
+	LastRefreshAt     string          `json:"lastRefreshAt,omitempty"`
+	CustomAttributes  string          `json:"customAttributes,omitempty"`
 }
 
 type providerInfo struct {
@@ -333,7 +369,7 @@ func infoOf(a account) userInfo {
 	u := userInfo{
 		LocalID: a.LocalID, Email: a.Email, EmailVerified: a.EmailVerified, DisplayName: a.DisplayName,
 		PhotoURL: a.PhotoURL, PhoneNumber: a.PhoneNumber, Disabled: a.Disabled,
-		CustomAttributes: a.CustomAttributes, ProviderUserInfo: []providerInfo{},
+		CustomAttributes: a.CustomAttributes, MFAInfo: a.MFA,
 		ValidSince: strconv.FormatInt(a.ValidSince, 10), CreatedAt: strconv.FormatInt(a.CreatedAt, 10),
 	}
 	if a.LastLoginAt != 0 {
@@ -354,6 +390,7 @@ func infoOf(a account) userInfo {
 			ProviderID: "phone", RawID: a.PhoneNumber, PhoneNumber: a.PhoneNumber,
 		})
 	}
+	u.ProviderUserInfo = append(u.ProviderUserInfo, a.Providers...)
 	return u
 }
 
@@ -361,10 +398,11 @@ func infoOf(a account) userInfo {
 // any by localId, email or phoneNumber. No match is a 200 without "users".
 func (e *Emulator) lookup(c echo.Context) error {
 	var req struct {
-		IDToken     string   `json:"idToken"`
-		LocalID     []string `json:"localId"`
-		Email       []string `json:"email"`
-		PhoneNumber []string `json:"phoneNumber"`
+		IDToken     string        `json:"idToken"`
+		LocalID     []string      `json:"localId"`
+		Email       []string      `json:"email"`
+		PhoneNumber []string      `json:"phoneNumber"`
+		Federated   []providerKey `json:"federatedUserId"`
 	}
 	if err := decode(c, &req); err != nil {
 		return err
@@ -378,7 +416,7 @@ func (e *Emulator) lookup(c echo.Context) error {
 		}
 		found = []account{a}
 	} else {
-		found = e.accounts.find(req.LocalID, req.Email, req.PhoneNumber)
+		found = e.accounts.find(req.LocalID, req.Email, req.PhoneNumber, req.Federated)
 	}
 	if len(found) > 0 {
 		users := make([]userInfo, len(found))
@@ -393,21 +431,26 @@ func (e *Emulator) lookup(c echo.Context) error {
 // updateRequest is the body of accounts:update. Pointers tell "unset" from
 // "set to the zero value".
 type updateRequest struct {
-	IDToken           string      `json:"idToken"`
-	LocalID           string      `json:"localId"`
-	Email             *string     `json:"email"`
-	Password          *string     `json:"password"`
-	DisplayName       *string     `json:"displayName"`
-	PhotoURL          *string     `json:"photoUrl"`
-	PhoneNumber       *string     `json:"phoneNumber"`
-	EmailVerified     *bool       `json:"emailVerified"`
-	DisableUser       *bool       `json:"disableUser"`
-	CustomAttributes  *string     `json:"customAttributes"`
-	ValidSince        json.Number `json:"validSince"`
-	DeleteAttribute   []string    `json:"deleteAttribute"`
-	DeleteProvider    []string    `json:"deleteProvider"`
-	ReturnSecureToken bool        `json:"returnSecureToken"`
-	OobCode           string      `json:"oobCode"`
+	IDToken           string        `json:"idToken"`
+	LocalID           string        `json:"localId"`
+	Email             *string       `json:"email"`
+	Password          *string       `json:"password"`
+	DisplayName       *string       `json:"displayName"`
+	PhotoURL          *string       `json:"photoUrl"`
+	PhoneNumber       *string       `json:"phoneNumber"`
+	EmailVerified     *bool         `json:"emailVerified"`
+	DisableUser       *bool         `json:"disableUser"`
+	CustomAttributes  *string       `json:"customAttributes"`
+	ValidSince        json.Number   `json:"validSince"`
+	DeleteAttribute   []string      `json:"deleteAttribute"`
+	DeleteProvider    []string      `json:"deleteProvider"`
+	ReturnSecureToken bool          `json:"returnSecureToken"`
+	OobCode           string        `json:"oobCode"`
+	LinkProvider      *providerInfo `json:"linkProviderUserInfo"`
+	MFA               *struct {
+		Enrollments []mfaEnrollment `json:"enrollments"`
+	} `json:"mfa"`
+	TenantID string `json:"tenantId"`
 }
 
 // update changes an account: the caller's own (by idToken: profile, email,
@@ -415,8 +458,11 @@ type updateRequest struct {
 // custom claims and revocation).
 func (e *Emulator) update(c echo.Context) error {
 	var req updateRequest
-	if err := decode(c, &req); err != nil {
+	if err := decodeKnown(c, &req); err != nil {
 		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
 	}
 	if req.OobCode != "" {
 		return e.applyOobCode(c, req.OobCode)
@@ -433,7 +479,8 @@ func (e *Emulator) update(c echo.Context) error {
 			return aerr
 		}
 		uid = a.LocalID
-		if req.EmailVerified != nil || req.DisableUser != nil || req.CustomAttributes != nil || req.ValidSince != "" {
+		if req.EmailVerified != nil || req.DisableUser != nil || req.CustomAttributes != nil || req.ValidSince != "" ||
+			req.LinkProvider != nil || req.MFA != nil {
 			return &apiError{code: http.StatusBadRequest, message: "INSUFFICIENT_PERMISSION"}
 		}
 		// A phone number is a sign-in method: a user gets one only by
@@ -506,11 +553,44 @@ func (e *Emulator) update(c echo.Context) error {
 	}
 
 	now := e.now()
+	var mfa []mfaEnrollment
+	if req.MFA != nil {
+		m, err := checkMFA(req.MFA.Enrollments, now)
+		if err != nil {
+			return err
+		}
+		mfa = m
+	}
+	if p := req.LinkProvider; p != nil {
+		switch {
+		case p.ProviderID == "":
+			return badRequest("MISSING_PROVIDER_ID")
+		case p.RawID == "":
+			return badRequest("MISSING_RAW_ID")
+		case p.ProviderID == "password" || p.ProviderID == "phone":
+			return badRequest("INVALID_PROVIDER_ID : " + p.ProviderID + " is linked by setting the email and password, or the phone number")
+		}
+		if err := checkSizes(&p.DisplayName, &p.PhotoURL, &p.PhoneNumber); err != nil {
+			return err
+		}
+	}
 	var updated account
 	err := e.accounts.mutate(func(s *accountSet) error {
 		a, ok := s.byID[uid]
 		if !ok {
 			return ErrUserNotFound
+		}
+		if req.MFA != nil {
+			a.MFA = mfa
+		}
+		if p := req.LinkProvider; p != nil {
+			kept := []providerInfo{}
+			for _, q := range a.Providers {
+				if q.ProviderID != p.ProviderID {
+					kept = append(kept, q)
+				}
+			}
+			a.Providers = append(kept, *p)
 		}
 		if req.Email != nil && !strings.EqualFold(email, a.Email) {
 			a.Email = email
@@ -548,6 +628,7 @@ func (e *Emulator) update(c echo.Context) error {
 			if p == "phone" {
 				a.PhoneNumber = ""
 			}
+			a.Providers = slices.DeleteFunc(slices.Clone(a.Providers), func(q providerInfo) bool { return q.ProviderID == p })
 		}
 		if err := s.checkUnique(a); err != nil {
 			return err
@@ -625,17 +706,22 @@ func (e *Emulator) deleteAccount(c echo.Context) error {
 // createAccount is the Admin SDK's CreateUser: any fields, password optional.
 func (e *Emulator) createAccount(c echo.Context) error {
 	var req struct {
-		LocalID       string `json:"localId"`
-		Email         string `json:"email"`
-		Password      string `json:"password"`
-		DisplayName   string `json:"displayName"`
-		PhotoURL      string `json:"photoUrl"`
-		PhoneNumber   string `json:"phoneNumber"`
-		EmailVerified bool   `json:"emailVerified"`
-		Disabled      bool   `json:"disabled"`
+		LocalID       string          `json:"localId"`
+		Email         string          `json:"email"`
+		Password      string          `json:"password"`
+		DisplayName   string          `json:"displayName"`
+		PhotoURL      string          `json:"photoUrl"`
+		PhoneNumber   string          `json:"phoneNumber"`
+		EmailVerified bool            `json:"emailVerified"`
+		Disabled      bool            `json:"disabled"`
+		MFAInfo       []mfaEnrollment `json:"mfaInfo"`
+		TenantID      string          `json:"tenantId"`
 	}
-	if err := decode(c, &req); err != nil {
+	if err := decodeKnown(c, &req); err != nil {
 		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
 	}
 	if err := checkSizes(&req.DisplayName, &req.PhotoURL, &req.PhoneNumber); err != nil {
 		return err
@@ -667,6 +753,11 @@ func (e *Emulator) createAccount(c echo.Context) error {
 	}
 	a.DisplayName, a.PhotoURL, a.PhoneNumber = req.DisplayName, req.PhotoURL, req.PhoneNumber
 	a.EmailVerified, a.Disabled = req.EmailVerified, req.Disabled
+	mfa, err := checkMFA(req.MFAInfo, now)
+	if err != nil {
+		return err
+	}
+	a.MFA = mfa
 	if err := e.accounts.mutate(func(s *accountSet) error { return s.insert(a) }); err != nil {
 		return storeError(err)
 	}

@@ -148,3 +148,46 @@ func (t *throttle) prune(now time.Time) {
 		}
 	}
 }
+
+// maxMFAEnrollments bounds second factors per account (the emulator's own).
+const maxMFAEnrollments = 10
+
+// checkMFA validates second factors as the Admin SDK sends them (phone
+// factors only: TOTP enrollment needs a device) and gives each an id and an
+// enrollment time when missing.
+func checkMFA(in []mfaEnrollment, now time.Time) ([]mfaEnrollment, error) {
+	if len(in) > maxMFAEnrollments {
+		return nil, badRequest("INVALID_ARGUMENT : at most " + strconv.Itoa(maxMFAEnrollments) + " second factors")
+	}
+	out := make([]mfaEnrollment, 0, len(in))
+	for _, m := range in {
+		if m.PhoneInfo == "" || !isE164(m.PhoneInfo) {
+			return nil, badRequest("INVALID_MFA_PHONE_NUMBER : phone second factors only, in E.164 format")
+		}
+		if utf8.RuneCountInString(m.DisplayName) > maxDisplayNameLen {
+			return nil, badRequest("INVALID_DISPLAY_NAME : at most " + strconv.Itoa(maxDisplayNameLen) + " characters")
+		}
+		if m.MFAEnrollmentID == "" {
+			m.MFAEnrollmentID = newUID()
+		}
+		at := now
+		if m.EnrolledAt != "" {
+			// The Go Admin SDK writes a stray "Z" after the zone
+			// ("…+00:00Z"); the rest is RFC 3339.
+			t, err := time.Parse(time.RFC3339, m.EnrolledAt)
+			if err != nil {
+				t, err = time.Parse(time.RFC3339, strings.TrimSuffix(m.EnrolledAt, "Z"))
+			}
+			if err != nil {
+				return nil, badRequest("INVALID_ARGUMENT : mfaInfo.enrolledAt is not an RFC 3339 time")
+			}
+			at = t
+		}
+		m.EnrolledAt = at.UTC().Format(time.RFC3339)
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
+}
