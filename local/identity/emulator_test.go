@@ -258,7 +258,7 @@ func TestBadRequestsGetGoogleErrorsAndChangeNothing(t *testing.T) {
 		{"an oversized refresh form is 413", "POST", tokenPath, "grant_type=refresh_token&refresh_token=" + strings.Repeat("a", 2*maxBody), 413},
 		{"GET on a POST method is 405", "GET", signUpPath, nil, 405},
 		{"PUT on the reset is 405", "PUT", "/emulator/v1/projects/" + testProject + "/accounts", nil, 405},
-		{"an unknown route is 404", "POST", "/identitytoolkit.googleapis.com/v1/accounts:signInWithCustomToken?key=k", `{}`, 404},
+		{"an unknown route is 404", "POST", "/identitytoolkit.googleapis.com/v1/accounts:signInWithGameCenter?key=k", `{}`, 404},
 		{"a client call without an API key is 403", "POST", strings.TrimSuffix(signUpPath, "?key=k"),
 			map[string]any{"email": "x@example.com", "password": "123456"}, 403},
 		{"a refresh without an API key is 403", "POST", strings.TrimSuffix(tokenPath, "?key=k"),

@@ -31,6 +31,13 @@ var fuzzEndpoints = []struct{ method, path string }{
 	{http.MethodPost, adminPath + "/accounts:delete"},
 	{http.MethodGet, adminPath + "/accounts:batchGet"},
 	{http.MethodPost, toolkitPrefix + "/accounts:signInWithCustomToken"},
+	{http.MethodPost, toolkitPrefix + "/accounts:sendOobCode"},
+	{http.MethodPost, toolkitPrefix + "/accounts:resetPassword"},
+	{http.MethodPost, toolkitPrefix + "/accounts:signInWithEmailLink"},
+	{http.MethodPost, adminPath + "/accounts:batchCreate"},
+	{http.MethodPost, adminPath + "/accounts:batchDelete"},
+	{http.MethodPost, adminPath + ":createSessionCookie"},
+	{http.MethodPatch, "/identitytoolkit.googleapis.com/v2/projects/" + testProject + "/config"},
 }
 
 const toolkitPrefix = "/identitytoolkit.googleapis.com/v1"

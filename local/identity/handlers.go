@@ -216,7 +216,7 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 		return badRequest("USER_DISABLED")
 	}
 	now := e.now()
-	e.accounts.touch(a.LocalID, now, time.Time{})
+	e.accounts.touch(a.LocalID, now, now) // a sign-in is also a refresh (lastRefreshAt)
 	resp := map[string]any{
 		"kind": "identitytoolkit#VerifyPasswordResponse", "localId": a.LocalID, "email": a.Email,
 		"displayName": a.DisplayName, "registered": true,
@@ -293,7 +293,7 @@ func (e *Emulator) refresh(c echo.Context) error {
 		return badRequest("TOKEN_EXPIRED")
 	}
 	now := e.now()
-	id, err := e.idToken(a, s.authTime, now)
+	id, err := e.idTokenAs(a, s.authTime, now, cmpOr(s.provider, "password"), s.claims)
 	if err != nil {
 		return err
 	}
@@ -530,17 +530,8 @@ func (e *Emulator) update(c echo.Context) error {
 		}
 	}
 	if req.CustomAttributes != nil && *req.CustomAttributes != "" {
-		var claims map[string]any
-		if err := json.Unmarshal([]byte(*req.CustomAttributes), &claims); err != nil {
-			return badRequest("INVALID_CLAIMS")
-		}
-		if len(*req.CustomAttributes) > 1000 {
-			return badRequest("CLAIMS_TOO_LARGE")
-		}
-		for k := range claims {
-			if reservedClaims[k] {
-				return badRequest("FORBIDDEN_CLAIM : " + k)
-			}
+		if msg := checkClaims(*req.CustomAttributes); msg != "" {
+			return badRequest(msg)
 		}
 	}
 	var validSince int64
@@ -654,6 +645,36 @@ func (e *Emulator) update(c echo.Context) error {
 		}
 	}
 	return c.JSON(http.StatusOK, resp)
+}
+
+// exportHash returns a stored hash's key and salt in base64.
+func exportHash(stored string) (hash, salt string) {
+	if _, s, k, ok := parseHash(stored); ok {
+		return base64.URLEncoding.EncodeToString(k), base64.URLEncoding.EncodeToString(s)
+	}
+	if h, ok := parseImported(stored); ok {
+		return base64.URLEncoding.EncodeToString(h.Hash), base64.URLEncoding.EncodeToString(h.Salt)
+	}
+	return redacted, ""
+}
+
+// checkClaims validates custom claims as Google does: a JSON object of at
+// most 1000 bytes that sets none of the reserved claims. It returns the
+// error code, or "".
+func checkClaims(attrs string) string {
+	var claims map[string]any
+	if err := json.Unmarshal([]byte(attrs), &claims); err != nil {
+		return "INVALID_CLAIMS"
+	}
+	if len(attrs) > 1000 {
+		return "CLAIMS_TOO_LARGE"
+	}
+	for k := range claims {
+		if reservedClaims[k] {
+			return "FORBIDDEN_CLAIM : " + k
+		}
+	}
+	return ""
 }
 
 func deref(s *string) string {
@@ -781,6 +802,11 @@ func (e *Emulator) listAccounts(c echo.Context) error {
 	users := make([]userInfo, len(page))
 	for i, a := range page {
 		users[i] = infoOf(a)
+		// The download is for migrating users out: like Google, it gives
+		// the admin the hash and salt themselves (bytes, in base64).
+		if a.PasswordHash != "" {
+			users[i].PasswordHash, users[i].Salt = exportHash(a.PasswordHash)
+		}
 	}
 	resp := map[string]any{"kind": "identitytoolkit#DownloadAccountResponse", "users": users}
 	if more {

@@ -108,6 +108,10 @@ type Config struct {
 	// MaxAccounts bounds how many accounts sign-up and the Admin API may
 	// create; 0 means DefaultMaxAccounts. Saved accounts beyond it still load.
 	MaxAccounts int
+	// AuthorizedDomains are hosts, besides localhost, loopback addresses and
+	// the project's firebaseapp.com and web.app, that email action links may
+	// continue to (continueUrl).
+	AuthorizedDomains []string
 	// OnOobCode, if set, is called with every out-of-band code the emulator
 	// would have emailed, so that devstack can print the link. It must not block.
 	OnOobCode func(OobCode)
@@ -169,9 +173,11 @@ type Emulator struct {
 	baseURL   string
 	origins   map[string]bool
 	hosts     map[string]bool
+	domains   map[string]bool
 	onOob     func(OobCode)
 	oobs      *oobStore
 	throttle  *throttle
+	config    projectConfig
 
 	decoyOnce sync.Once
 	decoy     string // see decoyHash
@@ -226,12 +232,16 @@ func New(cfg Config) (*Emulator, error) {
 		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
 		origins:   map[string]bool{},
 		hosts:     map[string]bool{},
+		domains:   map[string]bool{},
 		onOob:     cfg.OnOobCode,
 		oobs:      newOobStore(),
 		throttle:  newThrottle(),
 	}
 	for _, o := range cfg.AllowedOrigins {
 		e.origins[strings.ToLower(o)] = true
+	}
+	for _, d := range cfg.AuthorizedDomains {
+		e.domains[strings.ToLower(d)] = true
 	}
 	for _, h := range cfg.AllowedHosts {
 		e.hosts[strings.ToLower(h)] = true
@@ -356,8 +366,10 @@ type sessionStore struct {
 
 type session struct {
 	uid      string
-	authTime time.Time // when the user signed in with their password
-	issued   time.Time // when this refresh token was issued
+	authTime time.Time      // when the user signed in with their password
+	issued   time.Time      // when this refresh token was issued
+	provider string         // the sign-in method: "password", "custom"
+	claims   map[string]any // a custom token's developer claims, kept for every refresh
 }
 
 func newSessionStore() *sessionStore {

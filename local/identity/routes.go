@@ -34,6 +34,9 @@ func (e *Emulator) Handler() http.Handler {
 	ec.POST(toolkit+`/accounts\:update`, e.update, requireAPIKey)
 	ec.POST(toolkit+`/accounts\:delete`, e.deleteAccount, requireAPIKey)
 	ec.POST(toolkit+`/accounts\:sendOobCode`, e.sendOobCode, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:signInWithCustomToken`, e.signInWithCustomToken, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:signInWithEmailLink`, e.signInWithEmailLink, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:resetPassword`, e.resetPassword, requireAPIKey)
 	ec.POST("/securetoken.googleapis.com/v1/token", e.refresh, requireAPIKey)
 
 	// Admin API: what the Firebase Admin Go SDK calls, as "Bearer owner".
@@ -44,6 +47,12 @@ func (e *Emulator) Handler() http.Handler {
 	admin.POST(`/accounts\:delete`, e.deleteAccount)
 	admin.GET(`/accounts\:batchGet`, e.listAccounts)
 	admin.POST(`/accounts\:sendOobCode`, e.sendOobCode)
+	admin.POST(`/accounts\:batchDelete`, e.batchDelete)
+	admin.POST(`/accounts\:batchCreate`, e.batchCreate)
+	// Methods on the project itself ("projects/p:createSessionCookie").
+	ec.POST(project, e.projectMethod)
+	ec.GET("/identitytoolkit.googleapis.com/v2/projects/:project/config", e.getConfig, e.requireAdmin)
+	ec.PATCH("/identitytoolkit.googleapis.com/v2/projects/:project/config", e.updateConfig, e.requireAdmin)
 
 	// The Firebase emulator's reset, used between tests.
 	ec.DELETE("/emulator/v1/projects/:project/accounts", e.reset, e.requireAdmin)
@@ -55,9 +64,36 @@ func (e *Emulator) Handler() http.Handler {
 	// Key publication, at Google's paths.
 	ec.GET(JWKSPath, e.jwks)
 	ec.GET(X509Path, e.x509)
+	// Where the Admin SDKs fetch session cookie keys outside emulator mode.
+	ec.GET(SessionCookieKeysPath, e.x509)
 	ec.GET("/securetoken.google.com/:project/.well-known/openid-configuration", e.discovery, e.checkProject)
 
 	return logging.Middleware(ec)
+}
+
+// SessionCookieKeysPath is Google's path of the certificates that sign
+// session cookies; the emulator signs them with its ID token keys.
+const SessionCookieKeysPath = "/identitytoolkit/v3/relyingparty/publicKeys"
+
+// projectMethod serves "projects/{p}:method" paths, whose project and
+// method echo sees as one path segment.
+func (e *Emulator) projectMethod(c echo.Context) error {
+	p, method, _ := strings.Cut(c.Param("project"), ":")
+	c.SetParamNames("project")
+	c.SetParamValues(p)
+	switch method {
+	case "createSessionCookie":
+		return e.requireAdmin(e.createSessionCookie)(c)
+	default:
+		return methodNotFound(c)
+	}
+}
+
+// methodNotFound answers a method the API does not have, naming it, as
+// Google's APIs answer 404 for an unknown method.
+func methodNotFound(c echo.Context) error {
+	return &apiError{code: http.StatusNotFound, status: "NOT_FOUND",
+		message: "Method not found: " + c.Request().Method + " " + c.Request().URL.Path + " is not a method of this API (or of this emulator)."}
 }
 
 // maxBody bounds every request body: the largest legitimate one (an update
