@@ -201,13 +201,17 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", identityHost); err != nil {
 		return nil, err
 	}
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost})
+	// The same revocation bound as cmd/backend's default: a user who signs
+	// out (or is disabled) loses the API within it, locally too.
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost,
+		RevocationCheck: idtoken.DefaultRevocationCheck})
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
 
 	back := backend.New(backend.Config{
 		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
+		RevocationCheck: idtoken.DefaultRevocationCheck,
 	}, verifier, log.With("component", "backend"))
 
 	gcfg, err := gateway.LocalConfig(resources, gateway.Local{
