@@ -83,13 +83,21 @@ func (s *accountSet) insert(a *account) error {
 	return nil
 }
 
-// checkUnique reports whether a's email or phone belongs to another account.
+// checkUnique reports whether a's email (compared without letter case, as
+// Identity Platform compares them) or phone number belongs to another
+// account. Every account is looked at: stopping at the first holder of the
+// email would, in map order, sometimes find a itself and miss the other.
 func (s *accountSet) checkUnique(a *account) error {
-	if o, ok := s.byEmail(a.Email); ok && a.Email != "" && o.LocalID != a.LocalID {
-		return errEmailExists
-	}
-	if o, ok := s.byPhone(a.PhoneNumber); ok && a.PhoneNumber != "" && o.LocalID != a.LocalID {
-		return errPhoneExists
+	for _, o := range s.byID {
+		if o.LocalID == a.LocalID {
+			continue
+		}
+		if a.Email != "" && strings.EqualFold(o.Email, a.Email) {
+			return errEmailExists
+		}
+		if a.PhoneNumber != "" && o.PhoneNumber == a.PhoneNumber {
+			return errPhoneExists
+		}
 	}
 	return nil
 }
@@ -119,30 +127,97 @@ type accountsOnDisk struct {
 	Accounts []*account `json:"accounts"`
 }
 
-func loadAccounts(dir string) (*accountStore, error) {
+// loadAccounts reads the saved accounts. Accounts that break uniqueness (two
+// holding one email or phone number, two with one localId: state written
+// before a bug was fixed, or edited by hand) are set aside rather than
+// refused: the stack still starts, every other user keeps working, and the
+// returned notice names the file they were moved to and what to do. None of
+// the conflicting accounts is kept live, because which one is the rightful
+// owner cannot be known; locking them out is the safe failure, a takeover is not.
+func loadAccounts(dir string, now time.Time) (*accountStore, []string, error) {
 	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
 	if err := removeAtomicLeftovers(st.path); err != nil {
-		return nil, fmt.Errorf("reading accounts: %w", err)
+		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	b, err := os.ReadFile(st.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		st.reindex()
-		return st, nil
+		return st, nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading accounts: %w", err)
+		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	var disk accountsOnDisk
 	if err := json.Unmarshal(b, &disk); err != nil {
-		return nil, fmt.Errorf("reading accounts %s: %w", st.path, err)
+		return nil, nil, fmt.Errorf("reading accounts %s: %w (move the file aside to start with no users)", st.path, err)
 	}
-	for _, a := range disk.Accounts {
-		if err := st.set.insert(a); err != nil {
-			return nil, fmt.Errorf("reading accounts %s: account %s: %w", st.path, a.LocalID, err)
-		}
+	keep, conflicts, reasons := splitConflicts(disk.Accounts)
+	for _, a := range keep {
+		st.set.byID[a.LocalID] = a
 	}
 	st.reindex()
-	return st, nil
+	if len(conflicts) == 0 {
+		return st, nil, nil
+	}
+	// The set-aside copy is written before the live file loses them, so a
+	// crash in between leaves them in both places, never in neither.
+	aside := filepath.Join(dir, "accounts.conflict-"+now.UTC().Format("20060102T150405.000Z")+".json")
+	ab, err := json.MarshalIndent(accountsOnDisk{Accounts: conflicts}, "", "  ")
+	if err != nil {
+		return nil, nil, fmt.Errorf("setting aside conflicting accounts: %w", err)
+	}
+	if err := writeFileAtomic(aside, ab, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("setting aside conflicting accounts in %s: %w", aside, err)
+	}
+	if err := st.save(st.set); err != nil {
+		return nil, nil, err
+	}
+	notice := make([]string, 0, len(reasons)+1)
+	for _, r := range reasons {
+		notice = append(notice, r+": these accounts were moved from "+st.path+" to "+aside)
+	}
+	notice = append(notice, "to restore one, copy it from "+aside+" into the \"accounts\" list of "+
+		st.path+" (keeping its email and phone number unique) and restart; to drop them, delete "+aside)
+	return st, notice, nil
+}
+
+// splitConflicts separates the accounts whose localId, email (without letter
+// case) or phone number another account also holds, and says why for each.
+func splitConflicts(all []*account) (keep, conflicts []*account, reasons []string) {
+	type key struct{ kind, value string }
+	holders := map[key][]string{}
+	for _, a := range all {
+		holders[key{"localId", a.LocalID}] = append(holders[key{"localId", a.LocalID}], a.LocalID)
+		if a.Email != "" {
+			k := key{"email", strings.ToLower(a.Email)}
+			holders[k] = append(holders[k], a.LocalID)
+		}
+		if a.PhoneNumber != "" {
+			k := key{"phone number", a.PhoneNumber}
+			holders[k] = append(holders[k], a.LocalID)
+		}
+	}
+	bad := map[string]bool{}
+	keys := slices.SortedFunc(maps.Keys(holders), func(x, y key) int {
+		return strings.Compare(x.kind+"\x00"+x.value, y.kind+"\x00"+y.value)
+	})
+	for _, k := range keys {
+		if ids := holders[k]; len(ids) > 1 {
+			reasons = append(reasons, fmt.Sprintf("%d accounts share the %s %s (localIds %s)",
+				len(ids), k.kind, k.value, strings.Join(ids, ", ")))
+			for _, id := range ids {
+				bad[id] = true
+			}
+		}
+	}
+	for _, a := range all {
+		if bad[a.LocalID] {
+			conflicts = append(conflicts, a)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	return keep, conflicts, reasons
 }
 
 func (st *accountStore) reindex() {

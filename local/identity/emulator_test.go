@@ -521,9 +521,9 @@ func TestConcurrentSignUpsAreAllKept(t *testing.T) {
 	if ok != n/2 || e.accounts.len() != n/2 {
 		t.Fatalf("%d sign-ups succeeded and %d accounts exist; want %d each (one per email)", ok, e.accounts.len(), n/2)
 	}
-	reloaded, err := loadAccounts(filepath.Dir(e.accounts.path))
-	if err != nil || reloaded.len() != n/2 {
-		t.Fatalf("accounts on disk: %v, %d; want %d", err, reloaded.len(), n/2)
+	reloaded, notice, err := loadAccounts(filepath.Dir(e.accounts.path), time.Now())
+	if err != nil || notice != nil || reloaded.len() != n/2 {
+		t.Fatalf("accounts on disk: %v, %q, %d; want %d and no notice", err, notice, reloaded.len(), n/2)
 	}
 }
 

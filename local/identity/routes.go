@@ -31,6 +31,7 @@ func (e *Emulator) Handler() http.Handler {
 	ec.POST(toolkit+`/accounts\:lookup`, e.lookup, requireAPIKey)
 	ec.POST(toolkit+`/accounts\:update`, e.update, requireAPIKey)
 	ec.POST(toolkit+`/accounts\:delete`, e.deleteAccount, requireAPIKey)
+	ec.POST(toolkit+`/accounts\:sendOobCode`, e.sendOobCode, requireAPIKey)
 	ec.POST("/securetoken.googleapis.com/v1/token", e.refresh, requireAPIKey)
 
 	// Admin API: what the Firebase Admin Go SDK calls, as "Bearer owner".
@@ -40,9 +41,14 @@ func (e *Emulator) Handler() http.Handler {
 	admin.POST(`/accounts\:update`, e.update)
 	admin.POST(`/accounts\:delete`, e.deleteAccount)
 	admin.GET(`/accounts\:batchGet`, e.listAccounts)
+	admin.POST(`/accounts\:sendOobCode`, e.sendOobCode)
 
 	// The Firebase emulator's reset, used between tests.
 	ec.DELETE("/emulator/v1/projects/:project/accounts", e.reset, e.checkProject)
+	// The codes the emulator would have emailed, as the Firebase emulator
+	// lists them, and its page that applies verification links.
+	ec.GET("/emulator/v1/projects/:project/oobCodes", e.listOobCodes, e.checkProject)
+	ec.GET(actionPath, e.action)
 
 	// Key publication, at Google's paths.
 	ec.GET(JWKSPath, e.jwks)

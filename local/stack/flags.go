@@ -58,4 +58,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 		fmt.Fprintf(w, "local     jwksUri %s (the one difference from istio/)\n", d)
 	}
 	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
+	for _, n := range s.IdentityNotices {
+		fmt.Fprintf(w, "WARNING   identity state: %s\n", n)
+	}
 }

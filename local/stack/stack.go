@@ -14,10 +14,12 @@ package stack
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -51,6 +53,10 @@ type Config struct {
 	// The demo user, created if missing, its password reset if changed.
 	DemoEmail, DemoPassword string
 	Logger                  *slog.Logger // component logs; nil discards
+	// Outbox gets one line per email the emulator would have sent (a
+	// verification or password-reset link), since no mail leaves this
+	// machine; nil discards. devstack points it at stdout.
+	Outbox io.Writer
 }
 
 // Defaults are the addresses and names devstack uses unless told otherwise.
@@ -94,6 +100,9 @@ type Stack struct {
 	// LocalDifferences are the ways the local gateway departs from istio/:
 	// each jwksUri fetched from the emulator instead ("from → to").
 	LocalDifferences []string
+	// IdentityNotices are what the emulator repaired in its saved state
+	// (accounts set aside for sharing an email), each saying what to do.
+	IdentityNotices []string
 
 	group *errgroup.Group
 }
@@ -155,10 +164,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	s.Emulator, err = identity.New(identity.Config{
 		ProjectID: cfg.ProjectID, StateDir: filepath.Join(cfg.StateDir, "identity"), Logger: log.With("component", "identity"),
+		OnOobCode: printOob(cfg.Outbox),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity emulator: %w", err)
 	}
+	s.IdentityNotices = s.Emulator.Notices()
 	if _, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword); err != nil {
 		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
 	}
@@ -204,7 +215,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		ClientTLSDir:       certs.FrontendDir,
 		BackendTimeout:     5 * time.Second,
 	}
-	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
+	admin, err := frontend.AdminClient(ctx, fcfg)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
 	if err != nil {
 		return nil, err
 	}
@@ -239,6 +254,24 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s.group = g
 	ok = true
 	return s, nil
+}
+
+// printOob prints each link the emulator would have emailed as one line,
+// serialized: handlers call it from their own goroutines.
+func printOob(w io.Writer) func(identity.OobCode) {
+	if w == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	what := map[string]string{
+		"VERIFY_EMAIL": "verify the email of", "VERIFY_AND_CHANGE_EMAIL": "confirm the new email",
+		"PASSWORD_RESET": "reset the password of", "EMAIL_SIGNIN": "sign in as",
+	}
+	return func(c identity.OobCode) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "email     to %s %s, open %s\n", what[c.RequestType], c.Email, c.OobLink)
+	}
 }
 
 // Wait blocks until every component has stopped and returns the first error.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,4 +183,65 @@ func TestParseFlagsTakesTheEnvironmentAndRefusesStrays(t *testing.T) {
 	if _, _, err := ParseFlags([]string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("ParseFlags -h: %v, want flag.ErrHelp", err)
 	}
+}
+
+// lockedBuffer is an Outbox the test reads while handlers write to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestTheDemoUserIsVerifiedAndVerificationLinksArePrinted(t *testing.T) {
+	var out lockedBuffer
+	cfg := testConfig(t)
+	cfg.Outbox = &out
+	s, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Wait() })
+
+	demo := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k",
+		map[string]any{"email": s.DemoEmail, "password": s.DemoPassword, "returnSecureToken": true})
+	look := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:lookup?key=k", map[string]any{"idToken": demo["idToken"]})
+	if users, _ := look["users"].([]any); len(users) != 1 || users[0].(map[string]any)["emailVerified"] != true {
+		t.Fatalf("the demo user = %v; want emailVerified true", look)
+	}
+
+	up := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:signUp?key=k",
+		map[string]any{"email": "new@acme.test", "password": "a new password", "returnSecureToken": true})
+	post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:sendOobCode?key=k",
+		map[string]any{"requestType": "VERIFY_EMAIL", "idToken": up["idToken"]})
+	line := out.String()
+	want := "email     to verify the email of new@acme.test, open " + s.IdentityURL + "/emulator/action?"
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, "mode=verifyEmail") || !strings.Contains(line, "oobCode=") {
+		t.Fatalf("outbox = %q; want a line starting %q with mode=verifyEmail and the oobCode", line, want)
+	}
+}
+
+func post(t *testing.T, url string, body any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST %s = %d %v (%v); want 200", url, resp.StatusCode, out, err)
+	}
+	return out
 }
