@@ -24,7 +24,7 @@ func FuzzPolicyOnPaths(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	rt, err := newRouter(sel.VirtualServices, map[string]string{backendDst: "127.0.0.1:1"}, rs.origin)
+	rt, err := newRouter(sel.VirtualServices, everyDestination("127.0.0.1:1"), rs.origin)
 	if err != nil {
 		f.Fatal(err)
 	}

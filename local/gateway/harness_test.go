@@ -22,7 +22,15 @@ const (
 	projectID  = "demo-acme"
 	googleJWKS = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
 	backendDst = "backend.api.svc.cluster.local:80"
+	// apikeysDst is where istio/ routes the API-key management API.
+	apikeysDst = "apikeys.api.svc.cluster.local:80"
 )
+
+// everyDestination maps every VirtualService destination in istio/ to addr:
+// these tests have one upstream.
+func everyDestination(addr string) map[string]string {
+	return map[string]string{backendDst: addr, apikeysDst: addr}
+}
 
 // stack is the gateway between a real frontend client certificate, the
 // Identity Platform emulator signing real tokens, and an upstream.
@@ -99,7 +107,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	up := httptest.NewServer(o.upstream)
 	if o.upstreams == nil {
-		o.upstreams = map[string]string{backendDst: up.Listener.Addr().String()}
+		o.upstreams = everyDestination(up.Listener.Addr().String())
 	}
 	if o.istioDir == "" {
 		o.istioDir = istioDir
