@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -12,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -299,10 +301,25 @@ func (b *Backend) Close() {
 // Get sends GET path to the gateway with the bearer token (may be empty) and
 // the request id, within the per-request timeout. The caller closes the body.
 func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*http.Response, error) {
+	return b.Send(ctx, http.MethodGet, path, nil, idToken, requestID)
+}
+
+// Send is Get for any method; a non-nil body is sent as JSON, and path may
+// end in a query.
+func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken, requestID string) (*http.Response, error) {
+	path, query, _ := strings.Cut(path, "?")
 	u := b.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	u.RawQuery = query
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	// The gateway routes by :authority (a VirtualService's hosts), and the
 	// load balancer is reached by IP: ask for the name, as TLS does.
@@ -322,7 +339,7 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if err != nil {
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, b.afterHandshake(err, reused.Load()))
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, b.afterHandshake(err, reused.Load()))
 	}
 	return resp, nil
 }

@@ -16,6 +16,9 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/session", s.createSession, requireCSRF)
 	e.POST("/signout", s.signOut, middleware.BodyLimit("16K"), requireCSRF)
 	e.GET("/api/secure.json", s.secureJSON)
+	e.GET("/developers", s.developers)
+	e.POST("/developers/apps", s.createApp, middleware.BodyLimit("16K"), requireCSRF)
+	e.POST("/developers/apps/:id/revoke", s.revokeApp, middleware.BodyLimit("16K"), requireCSRF)
 	e.GET("/healthz", healthz)
 	e.GET(web.StaticPrefix+"*", staticAssets(), middleware.Gzip())
 }
