@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-cf619be1ced9ad10.js"
-	stylesheet   = "app-22e7bce873b5de52.css"
+	signInScript = "signin-72f4d9006d6180f0.js"
+	stylesheet   = "app-44b3464f7db4758d.css"
 )
