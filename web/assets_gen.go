@@ -5,5 +5,5 @@ package web
 // Content-hashed names of the built assets in static/dist.
 const (
 	signInScript = "signin-72f4d9006d6180f0.js"
-	stylesheet   = "app-44b3464f7db4758d.css"
+	stylesheet   = "app-2102455e5fd1815e.css"
 )

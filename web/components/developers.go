@@ -151,9 +151,9 @@ func (s UsageSeries) Summary() string {
 		return "No requests in the " + s.Label + "."
 	}
 	p := s.peak()
-	return fmt.Sprintf("%s in the %s: %s allowed, %s refused; busiest %s %s with %s.",
+	return fmt.Sprintf("%s in the %s: %s allowed, %s refused; the busiest %s (from %s) had %s.",
 		plural(allowed+refused, "request"), s.Label, group(allowed), group(refused),
-		s.Step, clock(p.Start), plural(p.Allowed+p.Refused, "request"))
+		s.Step, clock(p.Start), group(p.Allowed+p.Refused))
 }
 
 // busy is the buckets that saw requests, for the chart's table.

@@ -100,7 +100,7 @@ func TestDevelopersPage(t *testing.T) {
 		if htmltest.Attr(hour, "role") != "img" || htmltest.Attr(hour, "aria-labelledby") != "app-app_1-hour-title app-app_1-hour-desc" {
 			t.Errorf("hour chart: role %q labelledby %q, want img labelled by its title and desc", htmltest.Attr(hour, "role"), htmltest.Attr(hour, "aria-labelledby"))
 		}
-		const want = "20 requests in the last hour: 17 allowed, 3 refused; busiest minute 08:59 UTC with 13 requests."
+		const want = "20 requests in the last hour: 17 allowed, 3 refused; the busiest minute (from 08:59 UTC) had 13."
 		if got := htmltest.Text(htmltest.ByID(doc, "app-app_1-hour-desc")); got != want {
 			t.Errorf("hour chart description:\n got %q\nwant %q", got, want)
 		}
