@@ -70,7 +70,11 @@ func (s *server) developers(c echo.Context) error {
 			}
 		}
 	}
-	return s.renderDevelopers(c, http.StatusOK, d)
+	status := http.StatusOK
+	if d.Problem != nil {
+		status = http.StatusServiceUnavailable
+	}
+	return s.renderDevelopers(c, status, d)
 }
 
 // createApp handles POST /developers/apps (name, product...): it makes the

@@ -33,7 +33,8 @@ import (
 // buffer, so a test can say what never reaches any log.
 type devStack struct {
 	*stack
-	keys *apikeys.Service
+	keys    *apikeys.Service
+	keysSrv *httptest.Server // the decision service's HTTP server
 }
 
 // apikeysDestination is the VirtualService destination of the management
@@ -120,7 +121,7 @@ func newDevStack(t *testing.T) *devStack {
 	t.Cleanup(f.Close)
 	front := httptest.NewServer(f)
 	t.Cleanup(front.Close)
-	return &devStack{stack: &stack{t: t, emulator: em, admin: admin, front: front, logs: logs, cfg: cfg}, keys: keys}
+	return &devStack{stack: &stack{t: t, emulator: em, admin: admin, front: front, logs: logs, cfg: cfg}, keys: keys, keysSrv: keysSrv}
 }
 
 // developer signs a fresh, verified user in and returns their session.
@@ -400,4 +401,43 @@ func findAll(n *html.Node, match func(*html.Node) bool) []*html.Node {
 		}
 	}
 	return out
+}
+
+func TestDevelopersPageFailuresAreExplainedInTheFrontendsWords(t *testing.T) {
+	s := newDevStack(t)
+	session := s.developer("ada@example.com")
+
+	t.Run("an account whose email is not verified is sent to the start page, which asks to verify it", func(t *testing.T) {
+		_, token := s.unverifiedUser("new@example.com")
+		resp := s.postSession(token, nil)
+		ck := cookieNamed(resp, "session")
+		if ck == nil {
+			t.Fatalf("POST /session for an unverified account: %d and no cookie", resp.StatusCode)
+		}
+		if resp, _ := s.get("/developers", ck); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+			t.Errorf("GET /developers unverified: got %d to %q, want 303 to /", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+	t.Run("with the decision service down, the page says so with a request id and none of the gateway's words", func(t *testing.T) {
+		s.keysSrv.Close()
+		resp, body := s.get("/developers", session)
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("GET /developers with the service down: got %d, want 503", resp.StatusCode)
+		}
+		alert := htmltest.Find(htmltest.Parse(t, body), func(n *html.Node) bool { return htmltest.Attr(n, "role") == "alert" })
+		text := htmltest.Text(alert)
+		id := resp.Header.Get("X-Request-Id")
+		if !strings.Contains(text, "We could not load your apps.") || id == "" || !strings.Contains(text, "Request id: "+id) {
+			t.Errorf("alert %q: want the page's own message and request id %q", text, id)
+		}
+		for _, envoy := range []string{"upstream connect error", "no healthy upstream", "envoy", "apikeys.api"} {
+			if strings.Contains(strings.ToLower(body), strings.ToLower(envoy)) {
+				t.Errorf("the page shows the gateway's %q", envoy)
+			}
+		}
+		resp, body = s.post("/developers/apps", session, url.Values{"name": {"Bot"}, "product": {"reports"}})
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "We could not load your apps.") {
+			t.Errorf("POST /developers/apps with the service down: got %d, want 503 with the page's message", resp.StatusCode)
+		}
+	})
 }
