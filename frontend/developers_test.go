@@ -2,7 +2,9 @@ package frontend
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -438,6 +440,89 @@ func TestDevelopersPageFailuresAreExplainedInTheFrontendsWords(t *testing.T) {
 		resp, body = s.post("/developers/apps", session, url.Values{"name": {"Bot"}, "product": {"reports"}})
 		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "We could not load your apps.") {
 			t.Errorf("POST /developers/apps with the service down: got %d, want 503 with the page's message", resp.StatusCode)
+		}
+	})
+}
+
+// The management client turns each answer the gateway or the service can
+// give into the error the page branches on. A 404 only means "no such app"
+// when the service says so: a gateway without the route answers 404 too.
+func TestManagementAnswersBecomeErrors(t *testing.T) {
+	bundle := ensurePKI(t, time.Now())
+	gwCreds, err := tlsdir.Open(tlsdir.Config{Dir: bundle.GatewayDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		status int
+		body   string
+	}
+	var got struct{ method, path, query, ctype, body string }
+	gwURL := startTLSServer(t, &http.Server{
+		TLSConfig: gwCreds.ServerConfig(tls.RequireAndVerifyClientCert),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			got.method, got.path, got.query, got.ctype, got.body = r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Get("Content-Type"), string(b)
+			w.WriteHeader(answer.status)
+			io.WriteString(w, answer.body)
+		}),
+	})
+	b, err := NewBackend(gwURL, gatewayHost, 5*time.Second, mustClientTLS(t, bundle.FrontendDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		want     error
+		wantCode string
+	}{
+		{"the service's answer is decoded", 201, `{"app":{"id":"app_1","name":"Bot"},"key":"k"}`, nil, ""},
+		{"a token the gateway refuses is unauthorized", 401, "Jwt is expired", ErrUnauthorized, ""},
+		{"a gateway policy denial is forbidden", 403, "RBAC: access denied", ErrForbidden, ""},
+		{"the service's not_found is no such app", 404, `{"error":"not_found","message":"No such app."}`, ErrNoSuchApp, ""},
+		{"a 404 without the service's code (no route) is unavailable", 404, "", ErrUnavailable, ""},
+		{"a refused form is refused with the service's code", 400, `{"error":"bad_request","message":"Pick at least one product."}`, ErrAppRefused, "bad_request"},
+		{"too many apps is refused with its code", 409, `{"error":"too_many_apps","message":"..."}`, ErrAppRefused, "too_many_apps"},
+		{"no healthy upstream is unavailable", 503, "no healthy upstream", ErrUnavailable, ""},
+		{"a 2xx that is not JSON is unavailable", 201, "<html>", ErrUnavailable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answer.status, answer.body = tt.status, tt.body
+			created, err := b.CreateApp(context.Background(), "Bot", []string{"reports"}, "a-token", "req-1")
+			if got.method != http.MethodPost || got.path != "/api/apikeys/v1/apps" || got.ctype != "application/json" ||
+				got.body != `{"name":"Bot","products":["reports"]}` {
+				t.Errorf("the gateway got %s %s (%s) %s; want POST /api/apikeys/v1/apps with the JSON app", got.method, got.path, got.ctype, got.body)
+			}
+			if tt.want == nil {
+				if err != nil || created.Key != "k" || created.App.ID != "app_1" {
+					t.Fatalf("CreateApp: got %+v, %v; want app_1 and its key", created, err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("CreateApp: got %v, want an error wrapping %v", err, tt.want)
+			}
+			var code string
+			if ae, ok := errors.AsType[*APIError](err); ok {
+				code = ae.Code
+			}
+			if code != tt.wantCode {
+				t.Errorf("the service's error code: got %q, want %q", code, tt.wantCode)
+			}
+		})
+	}
+	t.Run("usage asks for the window in the query", func(t *testing.T) {
+		answer.status, answer.body = 200, `{"minutes":[],"quota":[]}`
+		if _, err := b.Usage(context.Background(), "app_1", "24h", "a-token", "req-1"); err != nil {
+			t.Fatal(err)
+		}
+		if got.path != "/api/apikeys/v1/apps/app_1/usage" || got.query != "window=24h" {
+			t.Errorf("the gateway got %s?%s, want /api/apikeys/v1/apps/app_1/usage?window=24h", got.path, got.query)
 		}
 	})
 }
