@@ -5,5 +5,5 @@ package web
 // Content-hashed names of the built assets in static/dist.
 const (
 	signInScript = "signin-72f4d9006d6180f0.js"
-	stylesheet   = "app-2102455e5fd1815e.css"
+	stylesheet   = "app-9ddc6cf4d26ea595.css"
 )
