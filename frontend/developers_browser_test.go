@@ -141,6 +141,23 @@ func TestBrowserDevelopersPage(t *testing.T) {
 			t.Errorf("clipboard holds %d characters, the page's key %d; want the same working key", len(copied), len(key))
 		}
 	})
+	t.Run("reloading the page shows the apps without the key and creates no second app", func(t *testing.T) {
+		ctx := step(t)
+		if err := chromedp.Do(ctx, chromedp.Reload(), chromedp.WaitVisible(`#create-app`)); err != nil {
+			t.Fatal(err)
+		}
+		apps, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('article.app').length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#new-key').length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if apps != 1 || keys != 0 {
+			t.Errorf("after a reload: %d apps and %d keys shown, want 1 app and no key", apps, keys)
+		}
+	})
 	t.Run("the chart shows the calls made with the key, at 1280 and 320 px", func(t *testing.T) {
 		for range 6 {
 			s.call(key)

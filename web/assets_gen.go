@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-72f4d9006d6180f0.js"
+	signInScript = "signin-f68de444b8dda24d.js"
 	stylesheet   = "app-9ddc6cf4d26ea595.css"
 )

@@ -1,3 +1,6 @@
+// The developers' page's behaviour; every part of it is optional, so the
+// page works without JavaScript.
+//
 // Copy buttons: a button with data-copy="<id>" copies that element's text.
 // Buttons are rendered hidden and shown here, so a page without JavaScript
 // offers only the text, which one click selects (CSS user-select: all).
@@ -29,4 +32,11 @@ for (const button of document.querySelectorAll('button[data-copy]')) {
       say('Selected: press Ctrl+C (⌘C on a Mac) to copy.');
     }
   });
+}
+
+// The answer to creating an app is the page with its key, at the form's
+// address: reloading it would post the form again and make a second app.
+// With the address replaced, a reload shows /developers, without the key.
+if (document.getElementById('new-key') && window.location.pathname === '/developers/apps') {
+  window.history.replaceState(null, '', '/developers');
 }
