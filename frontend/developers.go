@@ -52,15 +52,21 @@ func (s *server) currentDeveloper(c echo.Context) (developer, bool, error) {
 	return developer{token: raw, uid: tok.UID, email: emailOf(tok)}, true, nil
 }
 
-// toStart sends a browser without a usable session to the start page.
-func toStart(c echo.Context) error { return c.Redirect(http.StatusSeeOther, "/") }
+// orToStart returns err, or with none, sends a browser without a usable
+// session to the start page.
+func orToStart(c echo.Context, err error) error {
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/")
+}
 
 // developers renders GET /developers. ?revoked=<app id> (where revoking
 // redirects) says which app was just revoked.
 func (s *server) developers(c echo.Context) error {
 	dev, ok, err := s.currentDeveloper(c)
 	if err != nil || !ok {
-		return cmp.Or(err, toStart(c))
+		return orToStart(c, err)
 	}
 	d := s.developersPage(c, dev)
 	if id := c.QueryParam("revoked"); id != "" {
@@ -84,7 +90,7 @@ func (s *server) developers(c echo.Context) error {
 func (s *server) createApp(c echo.Context) error {
 	dev, ok, err := s.currentDeveloper(c)
 	if err != nil || !ok {
-		return cmp.Or(err, toStart(c))
+		return orToStart(c, err)
 	}
 	ctx, id := c.Request().Context(), requestID(c)
 	form, err := c.FormParams()
@@ -122,7 +128,7 @@ func (s *server) createApp(c echo.Context) error {
 func (s *server) revokeApp(c echo.Context) error {
 	dev, ok, err := s.currentDeveloper(c)
 	if err != nil || !ok {
-		return cmp.Or(err, toStart(c))
+		return orToStart(c, err)
 	}
 	ctx, id, appID := c.Request().Context(), requestID(c), c.Param("id")
 	app, err := s.backend.RevokeApp(ctx, appID, dev.token, id)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"firebase.google.com/go/v4/auth"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/net/html"
 
@@ -43,7 +44,7 @@ type devStack struct {
 // route in istio/.
 const apikeysDestination = "apikeys.api.svc.cluster.local:80"
 
-func newDevStack(t *testing.T) *devStack {
+func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	t.Helper()
 	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
 	if err != nil {
@@ -116,7 +117,11 @@ func newDevStack(t *testing.T) *devStack {
 		BackendTimeout:     5 * time.Second,
 	}
 	admin := adminClient(t)
-	f, err := New(cfg, Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCreds, Logger: logger.With("component", "frontend")})
+	d := Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCreds, Logger: logger.With("component", "frontend")}
+	for _, m := range deps {
+		m(&d)
+	}
+	f, err := New(cfg, d)
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
@@ -525,4 +530,31 @@ func TestManagementAnswersBecomeErrors(t *testing.T) {
 			t.Errorf("the gateway got %s?%s, want /api/apikeys/v1/apps/app_1/usage?window=24h", got.path, got.query)
 		}
 	})
+}
+
+// unavailableVerifier cannot check tokens at all, as when Identity
+// Platform's keys cannot be fetched.
+type unavailableVerifier struct{}
+
+func (unavailableVerifier) Verify(context.Context, string) (*auth.Token, error) {
+	return nil, errors.New("fetching the signing keys: connection refused")
+}
+
+func TestDevelopersPageWhenSignInCannotBeChecked(t *testing.T) {
+	s := newDevStack(t, func(d *Deps) { d.Verifier = unavailableVerifier{} })
+	session := &http.Cookie{Name: "session", Value: bindSession(s.sessionKey(), "a-token")}
+	for _, tc := range []struct{ method, path string }{{http.MethodGet, "/developers"}, {http.MethodPost, "/developers/apps"}} {
+		t.Run(tc.method+" "+tc.path+" answers 503, not a sign-in redirect", func(t *testing.T) {
+			var resp *http.Response
+			var body string
+			if tc.method == http.MethodGet {
+				resp, body = s.get(tc.path, session)
+			} else {
+				resp, body = s.post(tc.path, session, url.Values{"name": {"Bot"}, "product": {"reports"}})
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "We could not check your sign-in right now.") {
+				t.Errorf("got %d %q, want 503 saying the sign-in could not be checked", resp.StatusCode, pageText(t, body))
+			}
+		})
+	}
 }
