@@ -1,6 +1,9 @@
 package components
 
 import (
+	"bytes"
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -215,4 +218,24 @@ func TestGroupWritesThousands(t *testing.T) {
 			t.Errorf("group(%d) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// BenchmarkDevelopersPage renders the page of a user with the most apps one
+// may have (50), each with a day of usage: the rendering cost per view.
+func BenchmarkDevelopersPage(b *testing.B) {
+	end := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	u := &AppUsage{Hour: hourOf(end, map[int][2]int64{1: {5, 1}, 30: {9, 0}}), Day: dayOf(end),
+		Quota: []QuotaLeft{{Product: "Secure message", PerMinute: 10, PerDay: 1000, RemainingMinute: 4, RemainingDay: 900}}}
+	d := Developers{Shell: Shell{Title: "Developers"}, Email: "ada@example.com", CSRF: "tok"}
+	for i := range 50 {
+		d.Apps = append(d.Apps, DeveloperApp{ID: fmt.Sprintf("app_%02d", i), Name: "App", Created: end, Usage: u})
+	}
+	var buf bytes.Buffer
+	for b.Loop() {
+		buf.Reset()
+		if err := DevelopersPage(d).Render(context.Background(), &buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len()), "bytes/page")
 }
