@@ -162,6 +162,9 @@ func (s *devStack) createApp(session *http.Cookie, name string, products ...stri
 	if resp.StatusCode != http.StatusCreated {
 		s.t.Fatalf("POST /developers/apps: got %d, want 201; page: %s", resp.StatusCode, pageText(s.t, body))
 	}
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		s.t.Errorf("the page with the new key has Cache-Control %q; want no-store, so no cache keeps the key", got)
+	}
 	doc := htmltest.Parse(s.t, body)
 	key = htmltest.Text(htmltest.ByID(doc, "new-key-value"))
 	card := htmltest.Find(doc, func(n *html.Node) bool {
