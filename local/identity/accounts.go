@@ -35,6 +35,18 @@ type account struct {
 	LastRefreshAt     int64  `json:"lastRefreshAt,omitempty"`
 	// ValidSince revokes: tokens issued before this Unix second are dead.
 	ValidSince int64 `json:"validSince"`
+	// Providers are linked federated identities (linkProviderUserInfo, or
+	// imported); the password and phone providers follow from the fields above.
+	Providers []providerInfo  `json:"providers,omitempty"`
+	MFA       []mfaEnrollment `json:"mfaInfo,omitempty"`
+}
+
+// mfaEnrollment is a second factor as the API spells it (mfaInfo).
+type mfaEnrollment struct {
+	MFAEnrollmentID string `json:"mfaEnrollmentId"`
+	DisplayName     string `json:"displayName,omitempty"`
+	PhoneInfo       string `json:"phoneInfo,omitempty"`
+	EnrolledAt      string `json:"enrolledAt,omitempty"` // RFC 3339
 }
 
 func newAccount(uid string, now time.Time) *account {
@@ -45,6 +57,7 @@ func newAccount(uid string, now time.Time) *account {
 // commits it only once it is safely on disk, so a failed change changes nothing.
 type accountSet struct {
 	byID map[string]*account
+	max  int // most accounts insert admits; 0 means no bound
 }
 
 func (s *accountSet) byEmail(email string) (*account, bool) {
@@ -69,12 +82,28 @@ var (
 	errEmailExists = errors.New("EMAIL_EXISTS")
 	errUIDExists   = errors.New("DUPLICATE_LOCAL_ID")
 	errPhoneExists = errors.New("PHONE_NUMBER_EXISTS")
+	// FEDERATED_USER_ID_ALREADY_LINKED: what linking an identity another
+	// account holds answers (the Admin SDK's IsProviderAlreadyInUse... family).
+	errFederatedExists = errors.New("FEDERATED_USER_ID_ALREADY_LINKED")
 )
 
-// insert adds a, refusing duplicates of the unique fields.
+func (a *account) hasProvider(providerID, rawID string) bool {
+	for _, p := range a.Providers {
+		if p.ProviderID == providerID && p.RawID == rawID {
+			return true
+		}
+	}
+	return false
+}
+
+// insert adds a, refusing duplicates of the unique fields and an account
+// beyond the store's bound.
 func (s *accountSet) insert(a *account) error {
 	if _, ok := s.byID[a.LocalID]; ok {
 		return errUIDExists
+	}
+	if s.max > 0 && len(s.byID) >= s.max {
+		return errTooManyAccounts
 	}
 	if err := s.checkUnique(a); err != nil {
 		return err
@@ -98,14 +127,21 @@ func (s *accountSet) checkUnique(a *account) error {
 		if a.PhoneNumber != "" && o.PhoneNumber == a.PhoneNumber {
 			return errPhoneExists
 		}
+		for _, p := range a.Providers {
+			if o.hasProvider(p.ProviderID, p.RawID) {
+				return errFederatedExists
+			}
+		}
 	}
 	return nil
 }
 
 func (s *accountSet) clone() *accountSet {
-	c := &accountSet{byID: make(map[string]*account, len(s.byID))}
+	c := &accountSet{byID: make(map[string]*account, len(s.byID)), max: s.max}
 	for id, a := range s.byID {
 		cp := *a
+		// Deep, so that a change to a copy never reaches the committed table.
+		cp.Providers, cp.MFA = slices.Clone(a.Providers), slices.Clone(a.MFA)
 		c.byID[id] = &cp
 	}
 	return c
@@ -134,8 +170,8 @@ type accountsOnDisk struct {
 // returned notice names the file they were moved to and what to do. None of
 // the conflicting accounts is kept live, because which one is the rightful
 // owner cannot be known; locking them out is the safe failure, a takeover is not.
-func loadAccounts(dir string, now time.Time) (*accountStore, []string, error) {
-	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
+func loadAccounts(dir string, now time.Time, max int) (*accountStore, []string, error) {
+	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}, max: max}}
 	if err := removeAtomicLeftovers(st.path); err != nil {
 		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}
@@ -257,7 +293,7 @@ func (st *accountStore) byEmailAddr(email string) (account, bool) {
 }
 
 // find returns copies of the accounts matching any of the identifiers.
-func (st *accountStore) find(uids, emails, phones []string) []account {
+func (st *accountStore) find(uids, emails, phones []string, federated []providerKey) []account {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	seen := map[string]bool{}
@@ -279,7 +315,20 @@ func (st *accountStore) find(uids, emails, phones []string) []account {
 	for _, p := range phones {
 		add(st.set.byPhone(p))
 	}
+	for _, f := range federated {
+		for _, a := range st.set.byID {
+			if a.hasProvider(f.ProviderID, f.RawID) {
+				add(a, true)
+			}
+		}
+	}
 	return out
+}
+
+// providerKey names a federated identity: lookup's federatedUserId.
+type providerKey struct {
+	ProviderID string `json:"providerId"`
+	RawID      string `json:"rawId"`
 }
 
 // page returns up to n accounts in localId order, starting after the

@@ -182,7 +182,7 @@ func tempFiles(t *testing.T, dir string) []string {
 // that every answered sign-up is in it under the uid that was answered.
 func checkStored(t *testing.T, dir, after string, answered map[string]string) {
 	t.Helper()
-	st, notice, err := loadAccounts(dir, time.Now())
+	st, notice, err := loadAccounts(dir, time.Now(), 0)
 	if err != nil || notice != nil {
 		t.Fatalf("after %s the accounts do not load cleanly: %v, %q", after, err, notice)
 	}

@@ -1,5 +1,7 @@
 // Package identity is a local stand-in for Google Cloud Identity Platform
-// (Firebase Auth) for email/password users. It speaks the Identity Toolkit and
+// (Firebase Auth): email/password, email-link and custom-token sign-in, and
+// the Admin SDK's user management (import, bulk delete, session cookies,
+// email action links, project config). It speaks the Identity Toolkit and
 // Secure Token REST APIs exactly as the unmodified Firebase JS SDK
 // (connectAuthEmulator) and the Firebase Admin Go SDK (FIREBASE_AUTH_EMULATOR_HOST)
 // call them, and unlike the official Firebase emulator it signs ID tokens with
@@ -31,6 +33,10 @@
 // mailed: their single-use codes stay in memory, are listed as the Firebase
 // emulator lists them (GET /emulator/v1/projects/{p}/oobCodes) and are handed
 // to Config.OnOobCode, which devstack prints.
+//
+// It answers only requests that name a loopback (or configured) host, from
+// no browser origin but the configured ones, and never takes the admin
+// credential from a browser.
 //
 // Passwords, tokens and keys are never logged.
 package identity
@@ -92,6 +98,26 @@ type Config struct {
 	// the emulator's own page at /emulator/action, which applies
 	// verification links.
 	ActionURL string
+	// BaseURL is where clients reach the emulator, e.g.
+	// "http://127.0.0.1:9099": the discovery document's jwks_uri and the
+	// default action links point there, never at a Host a request names.
+	// Empty means the discovery document is not served.
+	BaseURL string
+	// AllowedOrigins are the browser origins (scheme://host:port) that may
+	// call the emulator, the frontend's; a request carrying any other Origin
+	// is refused, so a page on another site cannot drive it.
+	AllowedOrigins []string
+	// AllowedHosts are host names, besides loopback ones, that requests may
+	// name in Host; "*" admits any. Loopback only by default, so that a DNS
+	// rebinding page cannot reach the emulator under its own name.
+	AllowedHosts []string
+	// MaxAccounts bounds how many accounts sign-up and the Admin API may
+	// create; 0 means DefaultMaxAccounts. Saved accounts beyond it still load.
+	MaxAccounts int
+	// AuthorizedDomains are hosts, besides localhost, loopback addresses and
+	// the project's firebaseapp.com and web.app, that email action links may
+	// continue to (continueUrl).
+	AuthorizedDomains []string
 	// OnOobCode, if set, is called with every out-of-band code the emulator
 	// would have emailed, so that devstack can print the link. It must not block.
 	OnOobCode func(OobCode)
@@ -107,12 +133,25 @@ func (c *Config) validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("identity: Config.StateDir is required"))
 	}
+	if c.MaxAccounts < 0 {
+		errs = append(errs, fmt.Errorf("identity: Config.MaxAccounts %d is negative", c.MaxAccounts))
+	}
 	if c.KeyGrace < 0 {
 		errs = append(errs, fmt.Errorf("identity: Config.KeyGrace %v is negative", c.KeyGrace))
 	}
 	if c.ActionURL != "" {
 		if u, err := url.Parse(c.ActionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("identity: Config.ActionURL %q is not an http(s) URL", c.ActionURL))
+		}
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("identity: Config.BaseURL %q is not an http(s) origin", c.BaseURL))
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("identity: Config.AllowedOrigins: %q is not an origin (scheme://host:port)", o))
 		}
 	}
 	if c.PasswordHashCost != 0 && (c.PasswordHashCost < minPasswordHashCost || c.PasswordHashCost > maxPasswordHashCost) {
@@ -137,8 +176,14 @@ type Emulator struct {
 	notice []string // see Notices
 
 	actionURL string
+	baseURL   string
+	origins   map[string]bool
+	hosts     map[string]bool
+	domains   map[string]bool
 	onOob     func(OobCode)
 	oobs      *oobStore
+	throttle  *throttle
+	config    projectConfig
 
 	decoyOnce sync.Once
 	decoy     string // see decoyHash
@@ -162,6 +207,9 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.PasswordHashCost == 0 {
 		cfg.PasswordHashCost = DefaultPasswordHashCost
 	}
+	if cfg.MaxAccounts == 0 {
+		cfg.MaxAccounts = DefaultMaxAccounts
+	}
 	// 0700: the directory holds private keys and password hashes.
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: creating state dir: %w", err)
@@ -170,7 +218,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now())
+	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now(), cfg.MaxAccounts)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -187,8 +235,22 @@ func New(cfg Config) (*Emulator, error) {
 		notice:   notice,
 
 		actionURL: cfg.ActionURL,
+		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
+		origins:   map[string]bool{},
+		hosts:     map[string]bool{},
+		domains:   map[string]bool{},
 		onOob:     cfg.OnOobCode,
 		oobs:      newOobStore(),
+		throttle:  newThrottle(),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		e.origins[strings.ToLower(o)] = true
+	}
+	for _, d := range cfg.AuthorizedDomains {
+		e.domains[strings.ToLower(d)] = true
+	}
+	for _, h := range cfg.AllowedHosts {
+		e.hosts[strings.ToLower(h)] = true
 	}
 	for _, n := range notice {
 		e.log.Warn("identity state: "+n, "stateDir", cfg.StateDir)
@@ -310,8 +372,10 @@ type sessionStore struct {
 
 type session struct {
 	uid      string
-	authTime time.Time // when the user signed in with their password
-	issued   time.Time // when this refresh token was issued
+	authTime time.Time      // when the user signed in with their password
+	issued   time.Time      // when this refresh token was issued
+	provider string         // the sign-in method: "password", "custom"
+	claims   map[string]any // a custom token's developer claims, kept for every refresh
 }
 
 func newSessionStore() *sessionStore {

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -123,9 +124,13 @@ func (e *Emulator) issueOob(c echo.Context, uid, email, newEmail, requestType, c
 	rand.Read(b) // never fails; see crypto/rand.Read
 	code := base64.RawURLEncoding.EncodeToString(b)
 	action := e.actionURL
-	if action == "" {
-		// The emulator's own action page, at the host the request named
-		// (which checkHost has already admitted).
+	switch {
+	case action != "":
+	case e.baseURL != "":
+		action = e.baseURL + actionPath
+	default:
+		// The emulator's own page, at the host the request named, which
+		// checkHost admitted (loopback or configured).
 		action = "http://" + c.Request().Host + actionPath
 	}
 	q := url.Values{"mode": {modes[requestType]}, "oobCode": {code}, "apiKey": {cmpOr(apiKey, "fake-api-key")}, "lang": {"en"}}
@@ -142,6 +147,23 @@ func (e *Emulator) issueOob(c echo.Context, uid, email, newEmail, requestType, c
 		e.onOob(oc)
 	}
 	return oc
+}
+
+// authorizedContinueURL reports whether a link may send the user on to u:
+// its host must be an authorized domain, as on Identity Platform, whose
+// defaults are localhost, <project>.firebaseapp.com and <project>.web.app;
+// the emulator adds loopback addresses and Config.AuthorizedDomains.
+func (e *Emulator) authorizedContinueURL(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") {
+		return false
+	}
+	h := strings.ToLower(p.Hostname())
+	if ip := net.ParseIP(h); h == "localhost" || (ip != nil && ip.IsLoopback()) ||
+		h == e.project+".firebaseapp.com" || h == e.project+".web.app" {
+		return true
+	}
+	return e.domains[h]
 }
 
 // listOobCodes is the Firebase emulator's GET /emulator/v1/projects/{p}/oobCodes.
@@ -190,6 +212,9 @@ func (e *Emulator) sendOobCode(c echo.Context) error {
 	if req.ReturnOobLink && !admin {
 		return &apiError{code: http.StatusBadRequest, message: "INSUFFICIENT_PERMISSION : Only an administrator may ask for the link (returnOobLink)."}
 	}
+	if req.ContinueURL != "" && !e.authorizedContinueURL(req.ContinueURL) {
+		return badRequest("UNAUTHORIZED_DOMAIN : Domain not allowlisted by project")
+	}
 	apiKey := c.QueryParam("key")
 	resp := map[string]any{"kind": "identitytoolkit#GetOobConfirmationCodeResponse"}
 	reply := func(oc *OobCode, email string) error {
@@ -211,7 +236,9 @@ func (e *Emulator) sendOobCode(c echo.Context) error {
 		} else {
 			found, ok := e.accounts.byEmailAddr(req.Email)
 			if !ok {
-				return badRequest("EMAIL_NOT_FOUND")
+				// USER_NOT_FOUND, as production answers the Admin SDK (the
+				// Firebase emulator's sendOobCode notes it matches it).
+				return badRequest("USER_NOT_FOUND")
 			}
 			a = found
 		}
@@ -221,7 +248,9 @@ func (e *Emulator) sendOobCode(c echo.Context) error {
 		oc := e.issueOob(c, a.LocalID, a.Email, "", req.RequestType, req.ContinueURL, apiKey)
 		return reply(&oc, a.Email)
 	case "VERIFY_AND_CHANGE_EMAIL":
-		a, aerr := e.verifyIDToken(req.IDToken)
+		// A sensitive change: it needs a recent sign-in, as on Google
+		// (github.com/firebase/firebase-js-sdk/issues/5202).
+		a, aerr := e.verifyRecentIDToken(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}
@@ -342,3 +371,141 @@ func (e *Emulator) action(c echo.Context) error {
 type discardJSON struct{ echo.Context }
 
 func (d *discardJSON) JSON(int, any) error { return nil }
+
+// resetPassword is accounts:resetPassword: with an oobCode alone it says
+// what the code is for (checkActionCode, verifyPasswordResetCode); with a
+// newPassword it sets the password (confirmPasswordReset), which also
+// proves the email and ends every session.
+func (e *Emulator) resetPassword(c echo.Context) error {
+	var req struct {
+		OobCode     string `json:"oobCode"`
+		NewPassword string `json:"newPassword"`
+		// Sent by older clients beside the code; the code decides.
+		Email       string `json:"email"`
+		OldPassword string `json:"oldPassword"`
+		TenantID    string `json:"tenantId"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
+	}
+	if req.OobCode == "" {
+		return badRequest("MISSING_OOB_CODE")
+	}
+	if req.NewPassword == "" {
+		rec, ok := e.oobs.peek(req.OobCode)
+		if !ok {
+			return badRequest("INVALID_OOB_CODE")
+		}
+		resp := map[string]any{"kind": "identitytoolkit#ResetPasswordResponse", "email": rec.Email, "requestType": rec.RequestType}
+		if rec.NewEmail != "" {
+			resp["newEmail"] = rec.NewEmail
+		}
+		return c.JSON(http.StatusOK, resp)
+	}
+	if err := checkCredentials("", req.NewPassword); err != nil {
+		return err
+	}
+	if err := checkPassword(req.NewPassword); err != nil {
+		return badRequest(err.Error())
+	}
+	if _, ok := e.oobs.peek(req.OobCode); !ok {
+		return badRequest("INVALID_OOB_CODE") // spare the hash
+	}
+	hash, err := e.hasher.hash(c.Request().Context(), req.NewPassword)
+	if err != nil {
+		return err
+	}
+	rec, ok := e.oobs.take(req.OobCode, "PASSWORD_RESET")
+	if !ok {
+		return badRequest("INVALID_OOB_CODE")
+	}
+	now := e.now()
+	err = e.accounts.mutate(func(s *accountSet) error {
+		a, ok := s.byID[rec.uid]
+		if !ok {
+			return ErrUserNotFound
+		}
+		if !strings.EqualFold(a.Email, rec.Email) {
+			return errStaleOobCode
+		}
+		a.PasswordHash, a.PasswordUpdatedAt, a.ValidSince = hash, now.UnixMilli(), now.Unix()
+		a.EmailVerified = true
+		return nil
+	})
+	switch {
+	case errors.Is(err, errStaleOobCode):
+		return badRequest("INVALID_OOB_CODE")
+	case err != nil:
+		return storeError(err)
+	}
+	e.sessions.dropUser(rec.uid)
+	e.throttle.succeeded(rec.Email) // "you can immediately restore it by resetting your password"
+	return c.JSON(http.StatusOK, map[string]any{"kind": "identitytoolkit#ResetPasswordResponse", "email": rec.Email, "requestType": "PASSWORD_RESET"})
+}
+
+// signInWithEmailLink signs in with an EMAIL_SIGNIN code sent to email,
+// creating the account on first use; following the link proves the email.
+func (e *Emulator) signInWithEmailLink(c echo.Context) error {
+	var req struct {
+		Email             string `json:"email"`
+		OobCode           string `json:"oobCode"`
+		IDToken           string `json:"idToken"`
+		ReturnSecureToken bool   `json:"returnSecureToken"`
+		TenantID          string `json:"tenantId"`
+	}
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	switch {
+	case req.TenantID != "":
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
+	case req.IDToken != "":
+		return badRequest("INVALID_ARGUMENT : linking an email link to a signed-in user is not supported by this emulator")
+	case req.OobCode == "":
+		return badRequest("MISSING_OOB_CODE")
+	case req.Email == "":
+		return badRequest("MISSING_EMAIL")
+	}
+	rec, ok := e.oobs.peek(req.OobCode)
+	if !ok || rec.RequestType != "EMAIL_SIGNIN" {
+		return badRequest("INVALID_OOB_CODE")
+	}
+	if !strings.EqualFold(rec.Email, req.Email) {
+		return badRequest("INVALID_EMAIL : The email provided does not match the sign-in email address.")
+	}
+	if _, ok := e.oobs.take(req.OobCode, "EMAIL_SIGNIN"); !ok {
+		return badRequest("INVALID_OOB_CODE")
+	}
+	now := e.now()
+	var a account
+	isNew := false
+	err := e.accounts.mutate(func(s *accountSet) error {
+		got, ok := s.byEmail(rec.Email)
+		if !ok {
+			got = newAccount(newUID(), now)
+			got.Email = rec.Email
+			if err := s.insert(got); err != nil {
+				return err
+			}
+			isNew = true
+		}
+		got.EmailVerified = true
+		got.LastLoginAt, got.LastRefreshAt = now.UnixMilli(), now.UnixMilli()
+		a = *got
+		return nil
+	})
+	if err != nil {
+		return storeError(err)
+	}
+	if a.Disabled {
+		return badRequest("USER_DISABLED")
+	}
+	resp := map[string]any{"kind": "identitytoolkit#EmailLinkSigninResponse", "localId": a.LocalID, "email": a.Email, "isNewUser": isNew}
+	if err := e.addTokens(resp, a, now); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, resp)
+}

@@ -26,6 +26,8 @@ type outbox struct {
 
 func (o *outbox) add(c OobCode) { o.mu.Lock(); o.codes = append(o.codes, c); o.mu.Unlock() }
 
+func (o *outbox) len() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.codes) }
+
 func (o *outbox) last(t *testing.T) OobCode {
 	t.Helper()
 	o.mu.Lock()
@@ -199,9 +201,14 @@ func TestAdminSDKEmailActionLinks(t *testing.T) {
 			}
 		})
 	}
-	t.Run("a link for an unknown email is an email-not-found error", func(t *testing.T) {
-		if _, err := client.EmailVerificationLink(ctx, "nobody@example.com"); !auth.IsEmailNotFound(err) {
-			t.Fatalf("EmailVerificationLink(nobody) = %v; want IsEmailNotFound", err)
+	t.Run("a verification link for an unknown email is a user-not-found error", func(t *testing.T) {
+		if _, err := client.EmailVerificationLink(ctx, "nobody@example.com"); !auth.IsUserNotFound(err) {
+			t.Fatalf("EmailVerificationLink(nobody) = %v; want IsUserNotFound", err)
+		}
+	})
+	t.Run("a password reset link for an unknown email is an email-not-found error", func(t *testing.T) {
+		if _, err := client.PasswordResetLink(ctx, "nobody@example.com"); !auth.IsEmailNotFound(err) {
+			t.Fatalf("PasswordResetLink(nobody) = %v; want IsEmailNotFound", err)
 		}
 	})
 }

@@ -245,3 +245,49 @@ func post(t *testing.T, url string, body any) map[string]any {
 	}
 	return out
 }
+
+func TestListenAddressesBeyondLoopbackNeedTheFlag(t *testing.T) {
+	tests := []struct {
+		name, addr  string
+		allow       bool
+		wantErr     string
+		wantWarning string
+	}{
+		{"an IPv4 loopback address is taken silently", "127.0.0.1:9099", false, "", ""},
+		{"another 127/8 address is taken silently", "127.0.0.2:9099", false, "", ""},
+		{"the IPv6 loopback address is taken silently", "[::1]:9099", false, "", ""},
+		{"localhost is taken silently", "localhost:9099", false, "", ""},
+		{"every interface is refused without the flag", "0.0.0.0:9099", false, "-allow-non-loopback", ""},
+		{"an empty host (every interface) is refused without the flag", ":9099", false, "every interface", ""},
+		{"a LAN address is refused without the flag", "192.168.1.10:9099", false, "-allow-non-loopback", ""},
+		{"every interface with the flag is taken with a warning", "0.0.0.0:9099", true, "", "identity listens on every interface"},
+		{"a LAN address with the flag is taken with a warning", "192.168.1.10:9099", true, "", "beyond loopback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := checkBind("identity", tt.addr, tt.allow)
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("checkBind(%s) = %v; want an error containing %q", tt.addr, err, tt.wantErr)
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("checkBind(%s) = %v; want it accepted", tt.addr, err)
+			case !strings.Contains(w, tt.wantWarning) || (tt.wantWarning == "" && w != ""):
+				t.Fatalf("checkBind(%s) warning = %q; want %q", tt.addr, w, tt.wantWarning)
+			}
+		})
+	}
+	t.Run("Start refuses a non-loopback identity address before binding anything", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.IdentityAddr = "0.0.0.0:0"
+		if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "identity address 0.0.0.0:0") {
+			t.Fatalf("Start = %v; want a refusal naming the identity address", err)
+		}
+	})
+	t.Run("the summary prints the warnings", func(t *testing.T) {
+		var buf bytes.Buffer
+		(&Stack{Warnings: []string{"identity listens on every interface"}}).PrintSummary(&buf)
+		if !strings.Contains(buf.String(), "WARNING   identity listens on every interface") {
+			t.Fatalf("summary = %q; want the warning line", buf.String())
+		}
+	})
+}
