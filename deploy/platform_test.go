@@ -447,6 +447,20 @@ var platformRules = []platformRule{
 			a.setup = strings.Replace(a.setup, " firebaseauth.users.update ", " firebaseauth.users.update,firebaseauth.users.delete ", 1)
 		},
 	},
+	{
+		// The backend's Application Default Credentials come from the GKE
+		// metadata server (169.254.169.254) and its lookups go to
+		// identitytoolkit.googleapis.com, both outside the mesh's registry.
+		rule: "the backend's sidecar passes its calls to the GKE metadata server and Identity Platform through: the mesh's outbound traffic policy stays ALLOW_ANY, Istio's default",
+		doc:  "https://istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-OutboundTrafficPolicy-Mode",
+		check: func(a artefacts) error {
+			if mode := a.operator.Spec.MeshConfig.OutboundTrafficPolicy.Mode; mode != "" && mode != "ALLOW_ANY" {
+				return fmt.Errorf("outboundTrafficPolicy %s: the backend could reach neither the metadata server nor Identity Platform without ServiceEntries for them", mode)
+			}
+			return nil
+		},
+		breakIt: func(a *artefacts) { a.operator.Spec.MeshConfig.OutboundTrafficPolicy.Mode = "REGISTRY_ONLY" },
+	},
 }
 
 func or(v, def int32) int32 {
