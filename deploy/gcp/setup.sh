@@ -170,9 +170,10 @@ idp PATCH "admin/v2/projects/${PROJECT_ID}/config?updateMask=signIn.email.enable
 step "Identity Platform access: the backend looks users up, the frontend revokes sessions"
 # A custom role per holder, with exactly the permission of the one call it
 # makes (https://cloud.google.com/identity-platform/docs/access-control):
-# the predefined roles/firebaseauth.viewer and roles/firebaseauth.admin also
-# grant project and config access (and admin every user change), which
-# neither needs. A role teardown.sh deleted can be undeleted for 7 days, and
+# roles/firebaseauth.viewer would also read the project and its sign-in
+# configuration, roles/firebaseauth.admin would also create and delete users
+# and change that configuration. A role teardown.sh deleted can be undeleted
+# for 7 days (no binding to it works meanwhile), and
 # its id cannot be reused until it is purged, so a later run undeletes it
 # (https://cloud.google.com/iam/docs/reference/rest/v1/projects.roles/delete).
 role() { # ID PERMISSION TITLE: create, undelete or converge the custom role
@@ -189,8 +190,8 @@ role() { # ID PERMISSION TITLE: create, undelete or converge the custom role
 }
 role "${BACKEND_ROLE}" firebaseauth.users.get "API: look users up (revocation check)"
 role "${FRONTEND_ROLE}" firebaseauth.users.update "Frontend: revoke a user's sessions at sign-out"
-# The backend checks each user's revocation at most every 30 s with
-# Application Default Credentials. On GKE those come from the GKE metadata
+# The backend looks each user up at most once every 30 s (its revocation
+# check) with Application Default Credentials. On GKE those come from the GKE metadata
 # server as its Kubernetes service account, through Workload Identity
 # Federation for GKE (the cluster's --workload-pool): the account is granted
 # roles by its principal, with no Google service account to impersonate and
