@@ -46,7 +46,12 @@ const apikeysDestination = "apikeys.api.svc.cluster.local:80"
 
 func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	t.Helper()
-	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
+	// The frontend's address comes first: the emulator answers browser
+	// calls only from its configured origins, as devstack configures it.
+	front := httptest.NewUnstartedServer(nil)
+	t.Cleanup(front.Close)
+	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10,
+		AllowedOrigins: []string{"http://" + front.Listener.Addr().String()}})
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
 	}
@@ -126,8 +131,8 @@ func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 		t.Fatalf("frontend.New: %v", err)
 	}
 	t.Cleanup(f.Close)
-	front := httptest.NewServer(f)
-	t.Cleanup(front.Close)
+	front.Config.Handler = f
+	front.Start()
 	return &devStack{stack: &stack{t: t, emulator: em, admin: admin, front: front, logs: logs, cfg: cfg}, keys: keys, keysSrv: keysSrv}
 }
 
