@@ -27,6 +27,10 @@ const (
 	healthzPath      = "/api/healthz"
 	frontendIdentity = "acme.internal/ns/frontend/sa/frontend"
 
+	// localProject is the committed project id, the local stack's, which
+	// deploy/gcp/configure.sh replaces with the reader's.
+	localProject = "demo-acme"
+
 	// The frontend in the local-cluster profile only (on Google Cloud it
 	// runs on Cloud Run).
 	frontendNamespace = "frontend"
@@ -178,8 +182,10 @@ func TestLocalClusterHasNoLoadBalancer(t *testing.T) {
 	if svc.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("gateway Service type = %s, want ClusterIP (reached through skaffold's port forward)", svc.Spec.Type)
 	}
-	if _, ok := svc.Annotations["networking.gke.io/load-balancer-type"]; ok {
-		t.Errorf("the GKE-only annotation is still set: %v", svc.Annotations)
+	for a := range svc.Annotations {
+		if strings.HasPrefix(a, "networking.gke.io/") {
+			t.Errorf("the GKE-only annotation %s is still set: %v", a, svc.Annotations)
+		}
 	}
 }
 

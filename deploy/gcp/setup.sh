@@ -21,6 +21,9 @@ step() { printf '\n== %s\n' "$*"; }
 # exists runs a describe command quietly and says whether it found the thing.
 exists() { "$@" >/dev/null 2>&1; }
 
+# The deployed files follow config.sh (and the settings are saved for a new
+# terminal) before anything is created from it.
+"${here}/configure.sh"
 gcloud config set project "${PROJECT_ID}" >/dev/null
 PROJECT_NUMBER="$(gcloud projects describe "${PROJECT_ID}" --format='value(projectNumber)')"
 # Cloud Run's deterministic URL for the frontend, known before it exists.
@@ -56,22 +59,33 @@ if ! exists gcloud compute addresses describe "${GATEWAY_ADDRESS_NAME}" --region
 		--subnet="${GKE_SUBNET}" --addresses="${GATEWAY_IP}"
 fi
 
-step "Serverless VPC Access connector ${CONNECTOR}"
-if ! exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
-	gcloud compute networks vpc-access connectors create "${CONNECTOR}" \
-		--region="${REGION}" --network="${NETWORK}" --range="${CONNECTOR_RANGE}" \
-		--min-instances=2 --max-instances=3 --machine-type=e2-micro
+if [ "${VPC_EGRESS}" = direct ]; then
+	step "subnet ${RUN_SUBNET} (${RUN_SUBNET_RANGE}) for Cloud Run's Direct VPC egress"
+	# Each frontend instance takes an address here; Private Google Access lets
+	# it reach Google APIs privately too.
+	if ! exists gcloud compute networks subnets describe "${RUN_SUBNET}" --region="${REGION}"; then
+		gcloud compute networks subnets create "${RUN_SUBNET}" \
+			--network="${NETWORK}" --region="${REGION}" --range="${RUN_SUBNET_RANGE}" \
+			--enable-private-ip-google-access
+	fi
+else
+	step "Serverless VPC Access connector ${CONNECTOR}"
+	if ! exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
+		gcloud compute networks vpc-access connectors create "${CONNECTOR}" \
+			--region="${REGION}" --network="${NETWORK}" --range="${CONNECTOR_RANGE}" \
+			--min-instances=2 --max-instances=3 --machine-type=e2-micro
+	fi
 fi
 
 step "GKE node service account ${NODE_SA}: logs and metrics, image pulls, nothing else"
 if ! exists gcloud iam service-accounts describe "${NODE_SA}"; then
 	gcloud iam service-accounts create "${NODE_SA_NAME}" --display-name="GKE nodes (api-cluster)"
 fi
-for role in roles/logging.logWriter roles/monitoring.metricWriter roles/monitoring.viewer \
-	roles/stackdriver.resourceMetadata.writer; do
-	gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
-		--member="serviceAccount:${NODE_SA}" --role="${role}" >/dev/null
-done
+# The one role GKE documents as the minimum for a custom node service account
+# (https://cloud.google.com/kubernetes-engine/security/configure-node-service-accounts);
+# image pulls are granted on the repository below.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${NODE_SA}" --role=roles/container.defaultNodeServiceAccount >/dev/null
 
 step "Artifact Registry repository ${AR_REPO}"
 if ! exists gcloud artifacts repositories describe "${AR_REPO}" --location="${REGION}"; then
@@ -100,10 +114,11 @@ if ! exists gcloud compute firewall-rules describe "${WEBHOOK_FIREWALL}"; then
 		--direction=INGRESS --source-ranges="${CONTROL_PLANE_RANGE}" --allow=tcp:15017
 fi
 
-step "Istio (istiod only: the gateway is deployed by skaffold from deploy/kubernetes)"
-# The istioctl pinned in tools/go.mod: the control plane matches the version
-# the manifests are validated with. "install" converges, so re-running is safe.
-(cd "${repo}" && go tool -modfile=tools/go.mod istioctl install --skip-confirmation --set profile=minimal)
+step "Istio from deploy/istio/operator.yaml (istiod only: the gateway is deployed by skaffold)"
+# The istioctl pinned in tools/go.mod, with the release images the operator
+# file pins: the control plane matches the version the manifests are
+# validated with. "install" converges, so re-running is safe.
+(cd "${repo}" && go tool -modfile=tools/go.mod istioctl install -f deploy/istio/operator.yaml --skip-confirmation)
 
 step "certificates for the frontend -> gateway mTLS hop (${CERTS_DIR})"
 if [ ! -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml" ]; then
@@ -161,6 +176,8 @@ if [ -z "${key_id}" ]; then
 	key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
 fi
 FIREBASE_API_KEY="$(gcloud services api-keys get-key-string "${key_id}" --format='value(keyString)')"
+# Into deploy/cloudrun/frontend.yaml, and saved for a new terminal.
+FIREBASE_API_KEY="${FIREBASE_API_KEY}" "${here}/configure.sh"
 
 step "test user ${TEST_USER_EMAIL} (password in Secret Manager: ${TEST_USER_SECRET})"
 if ! exists gcloud secrets describe "${TEST_USER_SECRET}"; then
@@ -177,12 +194,10 @@ fi
 
 step "done"
 cat <<DONE
-Project ${PROJECT_ID} is ready. Next (docs/tutorial.md, "Deploy"):
+Project ${PROJECT_ID} is ready, and deploy/cloudrun/frontend.yaml holds its values
+(GOOGLE_CLOUD_PROJECT=${PROJECT_ID}, GATEWAY_URL=https://${GATEWAY_IP}, FIREBASE_API_KEY=${FIREBASE_API_KEY}).
+Next (docs/tutorial.md, step 5):
   skaffold run -p gke --default-repo=${IMAGE_REPO}
   skaffold run -p cloudrun --default-repo=${IMAGE_REPO}
-Values for deploy/cloudrun/frontend.yaml:
-  GOOGLE_CLOUD_PROJECT=${PROJECT_ID}
-  FIREBASE_API_KEY=${FIREBASE_API_KEY}
-  GATEWAY_URL=https://${GATEWAY_IP}
 Frontend URL once deployed: https://${FRONTEND_HOST}
 DONE
