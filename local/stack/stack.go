@@ -238,7 +238,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		ClientTLSDir:       certs.FrontendDir,
 		BackendTimeout:     5 * time.Second,
 	}
-	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
+	admin, err := frontend.AdminClient(ctx, fcfg)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
 	if err != nil {
 		return nil, err
 	}
