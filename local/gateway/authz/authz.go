@@ -138,20 +138,7 @@ func (e *Engine) Decide(req Request) Decision {
 				r.provider, r.name), Policy: r.policy}
 		}
 	}
-	for _, r := range e.deny {
-		if r.match(&req) {
-			return Decision{Reason: "rbac_access_denied_matched_policy[" + r.name + "]", Policy: r.policy}
-		}
-	}
-	if !e.hasAllow {
-		return Decision{Allow: true, Reason: "no ALLOW policy applies"}
-	}
-	for _, r := range e.allow {
-		if r.match(&req) {
-			return Decision{Allow: true, Reason: "allowed by " + r.name, Policy: r.policy}
-		}
-	}
-	return Decision{Reason: "rbac_access_denied_matched_policy[none]"}
+	return e.DecideLocal(req)
 }
 
 // compilePolicy validates one policy as Istio's ValidateAuthorizationPolicy
