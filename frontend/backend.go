@@ -299,8 +299,19 @@ func (b *Backend) Close() {
 // Get sends GET path to the gateway with the bearer token (may be empty) and
 // the request id, within the per-request timeout. The caller closes the body.
 func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*http.Response, error) {
+	h := http.Header{}
+	if idToken != "" {
+		h.Set("Authorization", "Bearer "+idToken)
+	}
+	return b.send(ctx, http.MethodGet, path, "", h, requestID)
+}
+
+// send is Get with any method, query and headers (each replacing the
+// default of the same name).
+func (b *Backend) send(ctx context.Context, method, path, rawQuery string, header http.Header, requestID string) (*http.Response, error) {
 	u := b.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	u.RawQuery = rawQuery
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", path, err)
 	}
@@ -308,8 +319,8 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	// load balancer is reached by IP: ask for the name, as TLS does.
 	req.Host = b.serverName
 	req.Header.Set("Accept", "application/json")
-	if idToken != "" {
-		req.Header.Set("Authorization", "Bearer "+idToken)
+	for k, vs := range header {
+		req.Header[http.CanonicalHeaderKey(k)] = vs
 	}
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
@@ -322,7 +333,7 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if err != nil {
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, b.afterHandshake(err, reused.Load()))
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, b.afterHandshake(err, reused.Load()))
 	}
 	return resp, nil
 }
