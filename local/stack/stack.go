@@ -120,6 +120,7 @@ type Stack struct {
 	// service itself, for tests that create or revoke apps.
 	APIKeysAddr string
 	APIKeys     *apikeys.Service
+	APIKeyStore apikeys.Store // its store, for tests that revoke a key
 	// DemoAPIKey is a key of the demo app, created at start for the demo
 	// user with the product secure-message; shown once, in PrintSummary.
 	DemoAPIKey, DemoAppID              string
@@ -264,6 +265,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("creating the demo app: %w", err)
 	}
 	s.DemoAppID, s.DemoAPIKey = demoApp.ID, demoKey
+	s.APIKeyStore = keyStore
 	keysServer := grpc.NewServer()
 	s.APIKeys.Register(keysServer)
 
