@@ -90,6 +90,8 @@ type stackOptions struct {
 	extAuthzAddr string
 	// keysNow is the decision service's clock; nil means time.Now.
 	keysNow func() time.Time
+	// productsFile replaces the repository's API products.
+	productsFile string
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -126,7 +128,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 
 	if o.extAuthzAddr == "" {
-		o.extAuthzAddr = s.startKeys(t, o.keysNow)
+		o.extAuthzAddr = s.startKeys(t, o.keysNow, o.productsFile)
 	}
 
 	b := devPKI(t)
@@ -284,9 +286,12 @@ func meshConfig(t testing.TB) *meshv1alpha1.MeshConfig {
 
 // startKeys runs the real decision service with the repository's products
 // and an in-memory store on loopback gRPC, and returns its address.
-func (s *stack) startKeys(t testing.TB, now func() time.Time) string {
+func (s *stack) startKeys(t testing.TB, now func() time.Time, products string) string {
 	t.Helper()
-	cat, err := apikeys.LoadCatalog("../../deploy/kubernetes/apikeys/products.yaml")
+	if products == "" {
+		products = "../../deploy/kubernetes/apikeys/products.yaml"
+	}
+	cat, err := apikeys.LoadCatalog(products)
 	if err != nil {
 		t.Fatal(err)
 	}
