@@ -11,6 +11,11 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/durationpb"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Where the API-key rows' expectations come from.
@@ -270,6 +275,66 @@ func TestMeshConfigIsReadStrictly(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// stuckProvider is an ext_authz server that never answers: each Check waits
+// until the gateway gives up on it.
+type stuckProvider struct {
+	authv3.UnimplementedAuthorizationServer
+}
+
+func (stuckProvider) Check(ctx context.Context, _ *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestAPIKeyProviderTimeout: a provider slower than the mesh config's
+// timeout is a failed check: with failOpen false the request gets
+// statusOnError; with failOpen true it goes on as if no CUSTOM policy had
+// matched, to the JWT rules.
+func TestAPIKeyProviderTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(g, stuckProvider{})
+	served := make(chan struct{})
+	go func() { defer close(served); g.Serve(ln) }()
+	t.Cleanup(func() { g.Stop(); <-served })
+
+	for _, tt := range []struct {
+		name       string
+		failOpen   bool
+		status     string
+		withToken  bool
+		wantStatus int
+		wantBody   string
+	}{
+		{"fail closed answers statusOnError", false, "503", true, 503, ""},
+		{"fail open passes a user with a token", true, "", true, 200, ""},
+		{"fail open still leaves a caller without a token to RBAC", true, "", false, 403, "RBAC: access denied"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStack(t, stackOptions{extAuthzAddr: ln.Addr().String(), mesh: func(mc *meshv1alpha1.MeshConfig) {
+				p := mc.GetExtensionProviders()[0].GetEnvoyExtAuthzGrpc()
+				p.Timeout = durationpb.New(50 * time.Millisecond)
+				p.FailOpen = tt.failOpen
+				p.StatusOnError = tt.status
+			}})
+			h := http.Header{"X-Api-Key": {"ak_whatever"}}
+			if tt.withToken {
+				h.Set("Authorization", "Bearer "+s.token(t))
+			}
+			got, err := s.do(t, s.client, newRequest(t, "GET", "/api/secure.json", h))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.status != tt.wantStatus || got.body != tt.wantBody && tt.wantStatus != 200 {
+				t.Errorf("status %d body %q, want %d %q (%s)", got.status, got.body, tt.wantStatus, tt.wantBody, docExtAuthzError)
 			}
 		})
 	}

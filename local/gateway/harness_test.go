@@ -92,6 +92,8 @@ type stackOptions struct {
 	keysNow func() time.Time
 	// productsFile replaces the repository's API products.
 	productsFile string
+	// mesh, when set, changes this stack's copy of the mesh config.
+	mesh func(*meshv1alpha1.MeshConfig)
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -142,6 +144,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
+	mc := meshConfig(t)
+	if o.mesh != nil {
+		o.mesh(mc)
+	}
 	var accessLog io.Writer = s.log
 	if o.discardAccessLog {
 		accessLog = io.Discard
@@ -155,7 +161,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		Logger:       slog.New(slog.DiscardHandler),
 		AccessLog:    slog.New(slog.NewJSONHandler(accessLog, nil)),
 		Listener:     ln,
-		MeshConfig:   meshConfig(t),
+		MeshConfig:   mc,
 		ExtAuthz:     map[string]string{apikeysService: o.extAuthzAddr},
 	})
 	if err != nil {

@@ -5,6 +5,7 @@
 //
 //	browser → frontend ──mTLS + Bearer──▶ gateway ──▶ backend
 //	   └──── sign-in ────▶ identity emulator ◀── JWKS ──┘
+//	partner (x-api-key) → frontend ──mTLS + key──▶ gateway ──ext_authz──▶ apikeys
 //
 // cmd/devstack is its command line; the e2e tests start it in-process on free
 // ports. Its state — the dev PKI, the emulator's accounts and signing keys —

@@ -10,10 +10,11 @@
 // istio.io/dry-run never change a decision. A policy with no rules matches
 // nothing, so an ALLOW policy with an empty spec denies everything.
 //
-// CUSTOM delegates to an external authorizer (ext_authz) that does not exist
-// on one machine. The engine fails closed, as Envoy's ext_authz filter does
-// with failure_mode_allow false when its server is unreachable: a request
-// that matches a CUSTOM rule is denied.
+// CUSTOM delegates to an external authorizer (ext_authz). The gateway asks
+// it itself: MatchCustom says whether and which provider, and DecideLocal
+// is the DENY and ALLOW step after it (custom.go). Decide, for callers with
+// no provider, fails closed as Envoy's ext_authz filter does with
+// failure_mode_allow false when its server is unreachable.
 //
 // Within a rule, from, to and when are AND'ed; the entries of from (and of
 // to) are OR'ed; within a source or operation the fields are AND'ed; the
