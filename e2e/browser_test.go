@@ -593,6 +593,13 @@ func TestBrowser(t *testing.T) {
 		}
 		planted := res.IDToken
 		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				// Only the page plants it: a late answer to the browser's
+				// favicon request would plant it again after the frontend
+				// deleted it.
+				http.NotFound(w, r)
+				return
+			}
 			http.SetCookie(w, &http.Cookie{Name: "session", Value: planted, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
 			fmt.Fprint(w, "<!doctype html><title>a page on another port</title>")
 		}))
