@@ -13,6 +13,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -337,5 +338,67 @@ func TestAPIKeyProviderTimeout(t *testing.T) {
 				t.Errorf("status %d body %q, want %d %q (%s)", got.status, got.body, tt.wantStatus, tt.wantBody, docExtAuthzError)
 			}
 		})
+	}
+}
+
+// recordingProvider answers OK and keeps the CheckRequests it got.
+type recordingProvider struct {
+	authv3.UnimplementedAuthorizationServer
+	mu  sync.Mutex
+	got []*authv3.CheckRequest
+}
+
+func (p *recordingProvider) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.got = append(p.got, req)
+	return &authv3.CheckResponse{Status: &rpcstatus.Status{}}, nil
+}
+
+// TestCheckRequestCarriesWhatEnvoySends: the provider gets the request as
+// Envoy's ext_authz filter describes it (AttributeContext): lower-case
+// header names with repeated values joined by ",", the pseudo-headers, the
+// normalized path with the query, method, host, scheme, protocol, and the
+// client certificate's URI SAN as the source principal.
+func TestCheckRequestCarriesWhatEnvoySends(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recordingProvider{}
+	g := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(g, rec)
+	served := make(chan struct{})
+	go func() { defer close(served); g.Serve(ln) }()
+	t.Cleanup(func() { g.Stop(); <-served })
+	s := newStack(t, stackOptions{extAuthzAddr: ln.Addr().String()})
+
+	h := http.Header{"X-Api-Key": {"ak_one"}, "X-Custom": {"a", "b"}, "Authorization": {"Bearer " + s.token(t)}}
+	if got, err := s.do(t, s.client, newRequest(t, "GET", "/api/./secure.json?q=1", h)); err != nil || got.status != 200 {
+		t.Fatalf("status %d, err %v, body %q: want 200", got.status, err, got.body)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.got) != 1 {
+		t.Fatalf("the provider got %d checks, want 1", len(rec.got))
+	}
+	a := rec.got[0].GetAttributes()
+	hr := a.GetRequest().GetHttp()
+	for k, want := range map[string]string{
+		"x-api-key": "ak_one", "x-custom": "a,b", ":path": "/api/secure.json?q=1", ":method": "GET",
+		":authority": gatewayHost, ":scheme": "https",
+	} {
+		if got := hr.GetHeaders()[k]; got != want {
+			t.Errorf("headers[%q] = %q, want %q", k, got, want)
+		}
+	}
+	if hr.GetPath() != "/api/secure.json?q=1" || hr.GetMethod() != "GET" || hr.GetHost() != gatewayHost || hr.GetScheme() != "https" || hr.GetProtocol() == "" {
+		t.Errorf("http request %v: want path /api/secure.json?q=1, GET, host %s, https and a protocol", hr, gatewayHost)
+	}
+	if p := a.GetSource().GetPrincipal(); p != "spiffe://acme.internal/ns/frontend/sa/frontend" {
+		t.Errorf("source principal %q, want the frontend certificate's URI SAN", p)
+	}
+	if a.GetSource().GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" {
+		t.Errorf("source address %v, want the client's", a.GetSource().GetAddress())
 	}
 }
