@@ -237,11 +237,20 @@ func checkRequest(in checkInput) *authv3.CheckRequest {
 				Path:     in.path,
 				Host:     r.Host,
 				Scheme:   in.scheme,
-				Protocol: r.Proto,
+				Protocol: protocol(r),
 				Size:     size,
 			},
 		},
 	}}
+}
+
+// protocol is Envoy's name for the request's protocol: "HTTP/1.0",
+// "HTTP/1.1" or "HTTP/2" (AttributeContext.HttpRequest.protocol).
+func protocol(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "HTTP/2"
+	}
+	return r.Proto
 }
 
 // certIdentity is the client's principal as Envoy's ext_authz reports it:
