@@ -392,8 +392,8 @@ func TestCheckRequestCarriesWhatEnvoySends(t *testing.T) {
 			t.Errorf("headers[%q] = %q, want %q", k, got, want)
 		}
 	}
-	if hr.GetPath() != "/api/secure.json?q=1" || hr.GetMethod() != "GET" || hr.GetHost() != gatewayHost || hr.GetScheme() != "https" || hr.GetProtocol() == "" {
-		t.Errorf("http request %v: want path /api/secure.json?q=1, GET, host %s, https and a protocol", hr, gatewayHost)
+	if hr.GetPath() != "/api/secure.json?q=1" || hr.GetMethod() != "GET" || hr.GetHost() != gatewayHost || hr.GetScheme() != "https" || hr.GetProtocol() != "HTTP/2" {
+		t.Errorf("http request %v: want path /api/secure.json?q=1, GET, host %s, https and HTTP/2", hr, gatewayHost)
 	}
 	if p := a.GetSource().GetPrincipal(); p != "spiffe://acme.internal/ns/frontend/sa/frontend" {
 		t.Errorf("source principal %q, want the frontend certificate's URI SAN", p)
