@@ -304,12 +304,23 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	return b.Send(ctx, http.MethodGet, path, nil, idToken, requestID)
 }
 
-// Send is Get for any method; a non-nil body is sent as JSON, and path may
-// end in a query.
+// Send is Get for any method, as a signed-in user (the management API of
+// the developers' page): a non-nil body is sent as JSON, and path may end in
+// a query.
 func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken, requestID string) (*http.Response, error) {
 	path, query, _ := strings.Cut(path, "?")
+	h := http.Header{}
+	if idToken != "" {
+		h.Set("Authorization", "Bearer "+idToken)
+	}
+	return b.send(ctx, method, path, query, body, h, requestID)
+}
+
+// send is the one request to the gateway: any method, query, JSON body and
+// headers (each replacing the default of the same name).
+func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header, requestID string) (*http.Response, error) {
 	u := b.base.JoinPath(path)
-	u.RawQuery = query
+	u.RawQuery = rawQuery
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -325,8 +336,8 @@ func (b *Backend) Send(ctx context.Context, method, path string, body []byte, id
 	// load balancer is reached by IP: ask for the name, as TLS does.
 	req.Host = b.serverName
 	req.Header.Set("Accept", "application/json")
-	if idToken != "" {
-		req.Header.Set("Authorization", "Bearer "+idToken)
+	for k, vs := range header {
+		req.Header[http.CanonicalHeaderKey(k)] = vs
 	}
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
