@@ -85,9 +85,14 @@ type istioOperator struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Spec       struct {
-		Profile string `json:"profile"`
-		Hub     string `json:"hub"`
-		Tag     string `json:"tag"`
+		Profile    string `json:"profile"`
+		Hub        string `json:"hub"`
+		Tag        string `json:"tag"`
+		MeshConfig struct {
+			OutboundTrafficPolicy struct {
+				Mode string `json:"mode"`
+			} `json:"outboundTrafficPolicy"`
+		} `json:"meshConfig"`
 	} `json:"spec"`
 }
 

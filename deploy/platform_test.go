@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -419,6 +420,47 @@ var platformRules = []platformRule{
 		},
 		breakIt: func(a *artefacts) { a.operator.Spec.Tag = "latest" },
 	},
+	{
+		rule: "the backend's revocation check looks users up (accounts:lookup, firebaseauth.users.get) as its Kubernetes service account's Workload Identity Federation principal in the cluster's pool, and may do nothing else",
+		doc:  "https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity",
+		check: func(a artefacts) error {
+			for _, words := range gcloudCommands(a.setup) {
+				if len(words) > 3 && words[2] == "clusters" && words[3] == "create" {
+					if pool := flag(words, "workload-pool"); pool != "${PROJECT_ID}.svc.id.goog" {
+						return fmt.Errorf("the cluster's workload pool is %q, but the backend's principal is in ${PROJECT_ID}.svc.id.goog", pool)
+					}
+				}
+			}
+			return grantsExactly(a.setup, backendPrincipal, "firebaseauth.users.get")
+		},
+		breakIt: func(a *artefacts) {
+			a.setup = strings.ReplaceAll(a.setup, backendPrincipal, "serviceAccount:${NODE_SA}")
+		},
+	},
+	{
+		rule: "the frontend's service account revokes refresh tokens at sign-out (accounts:update, firebaseauth.users.update), and may do nothing else to users",
+		doc:  "https://cloud.google.com/identity-platform/docs/access-control",
+		check: func(a artefacts) error {
+			return grantsExactly(a.setup, "serviceAccount:${FRONTEND_SA}", "firebaseauth.users.update")
+		},
+		breakIt: func(a *artefacts) {
+			a.setup = strings.Replace(a.setup, " firebaseauth.users.update ", " firebaseauth.users.update,firebaseauth.users.delete ", 1)
+		},
+	},
+	{
+		// The backend's Application Default Credentials come from the GKE
+		// metadata server (169.254.169.254) and its lookups go to
+		// identitytoolkit.googleapis.com, both outside the mesh's registry.
+		rule: "the backend's sidecar passes its calls to the GKE metadata server and Identity Platform through: the mesh's outbound traffic policy stays ALLOW_ANY, Istio's default",
+		doc:  "https://istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-OutboundTrafficPolicy-Mode",
+		check: func(a artefacts) error {
+			if mode := a.operator.Spec.MeshConfig.OutboundTrafficPolicy.Mode; mode != "" && mode != "ALLOW_ANY" {
+				return fmt.Errorf("outboundTrafficPolicy %s: the backend could reach neither the metadata server nor Identity Platform without ServiceEntries for them", mode)
+			}
+			return nil
+		},
+		breakIt: func(a *artefacts) { a.operator.Spec.MeshConfig.OutboundTrafficPolicy.Mode = "REGISTRY_ONLY" },
+	},
 }
 
 func or(v, def int32) int32 {
@@ -466,4 +508,74 @@ func TestPlatformRules(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gcloudCommands returns each gcloud command of a shell script as its words,
+// continued lines joined and quotes dropped (flags read --name=value).
+func gcloudCommands(script string) [][]string {
+	var out [][]string
+	for _, line := range strings.Split(strings.ReplaceAll(script, "\\\n", " "), "\n") {
+		words := strings.Fields(line)
+		if len(words) == 0 || words[0] != "gcloud" {
+			continue
+		}
+		for i, w := range words {
+			words[i] = strings.NewReplacer(`"`, "", `'`, "").Replace(w)
+		}
+		out = append(out, words)
+	}
+	return out
+}
+
+// flag returns the value of --name=value in words.
+func flag(words []string, name string) string {
+	for _, w := range words {
+		if v, ok := strings.CutPrefix(w, "--"+name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+// customRoleLine is setup.sh's call of its role function: role "${VAR}"
+// PERMISSIONS "TITLE".
+var customRoleLine = regexp.MustCompile(`(?m)^role "\$\{(\w+)\}" (\S+) `)
+
+// projectGrants returns what script grants each member on the project: the
+// permissions of the custom roles (setup.sh's role calls) and the names of
+// predefined roles.
+func projectGrants(script string) map[string][]string {
+	custom := map[string][]string{}
+	for _, m := range customRoleLine.FindAllStringSubmatch(script, -1) {
+		custom["projects/${PROJECT_ID}/roles/${"+m[1]+"}"] = strings.Split(m[2], ",")
+	}
+	grants := map[string][]string{}
+	for _, words := range gcloudCommands(script) {
+		if len(words) < 3 || words[1] != "projects" || words[2] != "add-iam-policy-binding" {
+			continue
+		}
+		member, role := flag(words, "member"), flag(words, "role")
+		if perms, ok := custom[role]; ok {
+			grants[member] = append(grants[member], perms...)
+		} else {
+			grants[member] = append(grants[member], role)
+		}
+	}
+	return grants
+}
+
+// backendPrincipal is the backend's Kubernetes service account as an IAM
+// principal of the cluster's workload identity pool, as setup.sh spells it.
+const backendPrincipal = "principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}"
+
+// grantsExactly checks that member holds exactly the permissions want.
+func grantsExactly(setup, member string, want ...string) error {
+	got := projectGrants(setup)[member]
+	if len(got) == 0 {
+		return fmt.Errorf("setup.sh grants %s nothing on the project", member)
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
+		return fmt.Errorf("setup.sh grants %s %v, want exactly the permissions %v", member, got, want)
+	}
+	return nil
 }

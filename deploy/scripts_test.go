@@ -207,6 +207,9 @@ func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
 		{"the region is the Cloud Run service's", "REGION", []string{run.Labels["cloud.googleapis.com/location"]}},
 		{"the project is istio/project.env's, the Cloud Run service's and, rendered, the backend's", "PROJECT_ID",
 			[]string{project, run.Namespace, env["GOOGLE_CLOUD_PROJECT"], backendEnv["GOOGLE_CLOUD_PROJECT"]}},
+		{"the backend's namespace is the one its Workload Identity principal names", "BACKEND_NAMESPACE", []string{backend.Namespace}},
+		{"the backend's Kubernetes service account is the one its Workload Identity principal names", "BACKEND_KSA",
+			[]string{backend.Spec.Template.Spec.ServiceAccountName}},
 		{"the project's token issuer is the one the rendered gateway policy trusts", "PROJECT_ID",
 			[]string{strings.TrimPrefix(ra.Spec.JwtRules[0].Issuer, "https://securetoken.google.com/")}},
 	}
@@ -301,6 +304,56 @@ func TestScriptsAreRerunnable(t *testing.T) {
 			}
 			if n < 5 {
 				t.Errorf("found only %d create/delete lines: the pattern no longer matches the script", n)
+			}
+		})
+	}
+}
+
+// TestTeardownUndoesEveryProjectGrant checks that every project-level role
+// setup.sh grants, and every custom role it creates, teardown.sh removes:
+// bindings on the project outlive the accounts they name.
+func TestTeardownUndoesEveryProjectGrant(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(repoRoot, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	setup, teardown := read("deploy/gcp/setup.sh"), read("deploy/gcp/teardown.sh")
+	removed := map[[2]string]bool{}
+	for _, words := range gcloudCommands(teardown) {
+		if len(words) > 2 && words[1] == "projects" && words[2] == "remove-iam-policy-binding" {
+			removed[[2]string{flag(words, "member"), flag(words, "role")}] = true
+		}
+	}
+	// Roles removed in a loop: for role in ROLE...; do ... --role="${role}".
+	var loopRoles []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*for role in (.*); do$`).FindAllStringSubmatch(strings.ReplaceAll(teardown, "\\\n", " "), -1) {
+		for _, r := range strings.Fields(m[1]) {
+			loopRoles = append(loopRoles, strings.Trim(r, `"`))
+		}
+	}
+	n := 0
+	for _, words := range gcloudCommands(setup) {
+		if len(words) < 3 || words[1] != "projects" || words[2] != "add-iam-policy-binding" {
+			continue
+		}
+		n++
+		member, role := flag(words, "member"), flag(words, "role")
+		t.Run("teardown removes "+role+" from "+member, func(t *testing.T) {
+			if !removed[[2]string{member, role}] && !(removed[[2]string{member, "${role}"}] && slices.Contains(loopRoles, role)) {
+				t.Errorf("setup.sh grants %s to %s on the project; teardown.sh has no remove-iam-policy-binding with that member and role", role, member)
+			}
+		})
+	}
+	if n < 3 {
+		t.Errorf("found %d project bindings in setup.sh: the pattern no longer matches the script", n)
+	}
+	for _, m := range customRoleLine.FindAllStringSubmatch(setup, -1) {
+		t.Run("teardown deletes the custom role "+m[1], func(t *testing.T) {
+			if !slices.Contains(loopRoles, "${"+m[1]+"}") || !strings.Contains(teardown, `gcloud iam roles delete "${role}"`) {
+				t.Errorf("setup.sh creates the custom role ${%s}; teardown.sh's `for role in ...` loop of `gcloud iam roles delete` does not name it", m[1])
 			}
 		})
 	}

@@ -585,7 +585,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "emulator: a request smuggled after a CL+TE body is never answered", doc: docSmuggling,
 			sendSeq: conversation(identityHost, false, fmt.Sprintf(strings.NewReplacer(
 				"POST /api/healthz", "POST /identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k",
-				"GET /api/secure.json", "GET /service_accounts/v1/jwk/securetoken@system.gserviceaccount.com").Replace(clTE), "x", "x")),
+				"GET /api/secure.json", "GET /service_accounts/v1/jwk/securetoken@system.gserviceaccount.com").Replace(clTE), identityHost, identityHost)),
 			wantSeq: []int{400}},
 		{name: "emulator: two different Content-Lengths are refused", doc: docSmuggling,
 			send:       smuggle(identityHost, false, fmt.Sprintf(strings.Replace(clCL, "/api/healthz", "/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k", 1), "x")),

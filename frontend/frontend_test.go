@@ -112,7 +112,12 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 // newStackDeps is newStack with the frontend's Deps changed by deps.
 func newStackDeps(t testing.TB, deps func(*Deps), mod ...func(*Config)) *stack {
 	t.Helper()
-	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
+	// The frontend's address comes first: the emulator answers browser
+	// calls only from its configured origins, as devstack configures it.
+	front := httptest.NewUnstartedServer(nil)
+	t.Cleanup(front.Close)
+	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10,
+		AllowedOrigins: []string{"http://" + front.Listener.Addr().String()}})
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
 	}
@@ -171,8 +176,8 @@ func newStackDeps(t testing.TB, deps func(*Deps), mod ...func(*Config)) *stack {
 		t.Fatalf("frontend.New: %v", err)
 	}
 	t.Cleanup(f.Close)
-	front := httptest.NewServer(f)
-	t.Cleanup(front.Close)
+	front.Config.Handler = f
+	front.Start()
 	return &stack{t: t, emulator: em, admin: admin, gateway: gw, front: front, logs: logs, cfg: cfg}
 }
 

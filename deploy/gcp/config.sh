@@ -67,6 +67,19 @@ NODE_SA="${NODE_SA_NAME}@${PROJECT_ID}.iam.gserviceaccount.com"
 GATEWAY_NAMESPACE=istio-ingress
 GATEWAY_SECRET=api-gateway-mtls
 
+# The backend's Kubernetes service account, whose Workload Identity
+# Federation principal reads users in Identity Platform (its revocation
+# check). Fixed, not settings: deploy/kubernetes/backend names them.
+BACKEND_NAMESPACE=api
+BACKEND_KSA=backend
+# Custom roles, each with the one Identity Platform permission its holder
+# uses (https://cloud.google.com/identity-platform/docs/access-control):
+# the backend looks users up (accounts:lookup, firebaseauth.users.get), the
+# frontend revokes their refresh tokens at sign-out (accounts:update,
+# firebaseauth.users.update).
+BACKEND_ROLE="${BACKEND_ROLE:-apiUserReader}"
+FRONTEND_ROLE="${FRONTEND_ROLE:-frontendSessionRevoker}"
+
 # Images, pushed by ko through skaffold.
 AR_REPO="${AR_REPO:-acme}"
 IMAGE_REPO="${REGION}-docker.pkg.dev/${PROJECT_ID}/${AR_REPO}"
@@ -109,6 +122,6 @@ SETTINGS=(
 	REGION ZONE VPC_EGRESS NETWORK GKE_SUBNET GKE_SUBNET_RANGE PODS_RANGE_NAME PODS_RANGE
 	SERVICES_RANGE_NAME SERVICES_RANGE CONTROL_PLANE_RANGE CONNECTOR CONNECTOR_RANGE RUN_SUBNET
 	RUN_SUBNET_RANGE ROUTER NAT GATEWAY_ADDRESS_NAME GATEWAY_IP WEBHOOK_FIREWALL CLUSTER NODE_SA_NAME
-	AR_REPO FRONTEND_SERVICE FRONTEND_SA_NAME CERTS_DIR API_KEY_NAME FIREBASE_API_KEY TEST_USER_EMAIL
+	AR_REPO FRONTEND_SERVICE FRONTEND_SA_NAME BACKEND_ROLE FRONTEND_ROLE CERTS_DIR API_KEY_NAME FIREBASE_API_KEY TEST_USER_EMAIL
 	TEST_USER_SECRET
 )

@@ -167,6 +167,46 @@ idp PATCH "admin/v2/projects/${PROJECT_ID}/config?updateMask=signIn.email.enable
 	--data "{\"signIn\":{\"email\":{\"enabled\":true,\"passwordRequired\":true}},
 	         \"authorizedDomains\":[\"localhost\",\"${PROJECT_ID}.firebaseapp.com\",\"${PROJECT_ID}.web.app\",\"${FRONTEND_HOST}\"]}" >/dev/null
 
+step "Identity Platform access: the backend looks users up, the frontend revokes sessions"
+# A custom role per holder, with exactly the permission of the one call it
+# makes (https://cloud.google.com/identity-platform/docs/access-control):
+# roles/firebaseauth.viewer would also read the project and its sign-in
+# configuration, roles/firebaseauth.admin would also create and delete users
+# and change that configuration. A role teardown.sh deleted can be undeleted
+# for 7 days (no binding to it works meanwhile), and
+# its id cannot be reused until it is purged, so a later run undeletes it
+# (https://cloud.google.com/iam/docs/reference/rest/v1/projects.roles/delete).
+role() { # ID PERMISSION TITLE: create, undelete or converge the custom role
+	local id="$1" permission="$2" title="$3"
+	if ! exists gcloud iam roles describe "${id}" --project="${PROJECT_ID}"; then
+		gcloud iam roles create "${id}" --project="${PROJECT_ID}" --stage=GA \
+			--title="${title}" --permissions="${permission}" >/dev/null
+		return
+	fi
+	if [ "$(gcloud iam roles describe "${id}" --project="${PROJECT_ID}" --format='value(deleted)')" = True ]; then
+		gcloud iam roles undelete "${id}" --project="${PROJECT_ID}" >/dev/null
+	fi
+	gcloud iam roles update "${id}" --project="${PROJECT_ID}" --permissions="${permission}" --quiet >/dev/null
+}
+role "${BACKEND_ROLE}" firebaseauth.users.get "API: look users up (revocation check)"
+role "${FRONTEND_ROLE}" firebaseauth.users.update "Frontend: revoke a user's sessions at sign-out"
+# The backend looks each user up at most once every 30 s (its revocation
+# check) with Application Default Credentials. On GKE those come from the GKE metadata
+# server as its Kubernetes service account, through Workload Identity
+# Federation for GKE (the cluster's --workload-pool): the account is granted
+# roles by its principal, with no Google service account to impersonate and
+# no key (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+# The backend names its project itself (GOOGLE_CLOUD_PROJECT in its
+# Deployment), so it asks the metadata server only for tokens.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}" \
+	--role="projects/${PROJECT_ID}/roles/${BACKEND_ROLE}" >/dev/null
+# Sign-out revokes the user's refresh tokens (the Admin SDK's
+# RevokeRefreshTokens, accounts:update) as the frontend's service account.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${FRONTEND_SA}" \
+	--role="projects/${PROJECT_ID}/roles/${FRONTEND_ROLE}" >/dev/null
+
 step "browser API key ${API_KEY_NAME} (public by design, restricted to Identity Toolkit)"
 key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
 if [ -z "${key_id}" ]; then

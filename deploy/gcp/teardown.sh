@@ -18,6 +18,7 @@ step() { printf '\n== %s\n' "$*"; }
 exists() { "$@" >/dev/null 2>&1; }
 
 gcloud config set project "${PROJECT_ID}" >/dev/null
+PROJECT_NUMBER="$(gcloud projects describe "${PROJECT_ID}" --format='value(projectNumber)')"
 
 step "Cloud Run service ${FRONTEND_SERVICE}"
 if exists gcloud run services describe "${FRONTEND_SERVICE}" --region="${REGION}"; then
@@ -77,6 +78,22 @@ if exists gcloud iam service-accounts describe "${NODE_SA}"; then
 			--member="serviceAccount:${NODE_SA}" --role="${role}" >/dev/null 2>&1 || true
 	done
 fi
+# The backend's principal and the frontend's account lose their Identity
+# Platform roles, which go too (undeletable for 7 days; setup.sh undeletes
+# them if run again meanwhile).
+gcloud projects remove-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}" \
+	--role="projects/${PROJECT_ID}/roles/${BACKEND_ROLE}" >/dev/null 2>&1 || true
+gcloud projects remove-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${FRONTEND_SA}" \
+	--role="projects/${PROJECT_ID}/roles/${FRONTEND_ROLE}" >/dev/null 2>&1 || true
+for role in "${BACKEND_ROLE}" "${FRONTEND_ROLE}"; do
+	# Empty for a live role; True once deleted, "gone" once purged.
+	deleted="$(gcloud iam roles describe "${role}" --project="${PROJECT_ID}" --format='value(deleted)' 2>/dev/null || echo gone)"
+	if [ -z "${deleted}" ]; then
+		gcloud iam roles delete "${role}" --project="${PROJECT_ID}" --quiet >/dev/null
+	fi
+done
 for sa in "${FRONTEND_SA}" "${NODE_SA}"; do
 	if exists gcloud iam service-accounts describe "${sa}"; then
 		gcloud iam service-accounts delete "${sa}" --quiet
