@@ -184,7 +184,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.extAuthz[name] = x
 		g.log.Info("gateway: CUSTOM provider", "name", name, "service", x.target, "address", cfg.ExtAuthz[x.target],
-			"timeout", x.timeout.String(), "fail_open", x.failOpen, "status_on_error", x.statusOnError)
+			"timeout", x.timeout.String(), "failOpen", x.failOpen, "statusOnError", x.statusOnError)
 	}
 	g.transport = cfg.Transport
 	if g.transport == nil {
