@@ -276,7 +276,6 @@ func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 		}
 		req := func(project, path, email string) authz.Request {
 			return authz.Request{Method: "GET", Host: "api.internal.example", Path: path, Port: 443,
-				Headers:          http.Header{"X-Jwt-Claim-Email-Verified": {"true"}},
 				Principal:        "acme.internal/ns/frontend/sa/frontend",
 				RequestPrincipal: "https://securetoken.google.com/" + project + "/uid",
 				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email, "email_verified": true},
