@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/stack"
 )
@@ -125,7 +126,9 @@ func runMain(m *testing.M) int {
 		FrontendAddr: "127.0.0.1:0",
 		DemoEmail:    "e2e-demo@example.com",
 		DemoPassword: password,
-		Logger:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// As devstack logs: Cloud Logging's shape, with each request's
+		// trace, request id and component on its lines.
+		Logger: logging.New(logs, slog.LevelDebug, "demo-acme"),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: starting the local stack: %v\nits logs:\n%s", err, logs.String())

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
@@ -91,7 +92,7 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		CredentialDir: o.credentialDir,
 		Upstream:      o.upstream,
 		JWKSOrigin:    o.jwksOrigin,
-		Logger:        slog.New(slog.NewJSONHandler(logTo, nil)),
+		Logger:        logging.New(logTo, slog.LevelInfo, st.ProjectID),
 		Listener:      ln,
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
@@ -146,7 +147,8 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 		ResponseHeaderTimeout: b.timeout,
 	}
 	client := &http.Client{
-		Transport: transport,
+		// The gateway's access line shares this request's trace and id.
+		Transport: middleware.Transport(transport),
 		Timeout:   b.timeout,
 		// The API does not redirect; if something does, it is an answer,
 		// not a place to send the user's token.
@@ -297,9 +299,10 @@ func (b *Backend) Close() {
 	b.pool.Load().client.CloseIdleConnections()
 }
 
-// Get sends GET path to the gateway with the bearer token (may be empty) and
-// the request id, within the per-request timeout. The caller closes the body.
-func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*http.Response, error) {
+// Get sends GET path to the gateway with the bearer token (may be empty),
+// within the per-request timeout; the request id and trace of ctx go with it
+// (middleware.Transport). The caller closes the body.
+func (b *Backend) Get(ctx context.Context, path, idToken string) (*http.Response, error) {
 	u := b.base.JoinPath(path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -311,9 +314,6 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	req.Header.Set("Accept", "application/json")
 	if idToken != "" {
 		req.Header.Set("Authorization", "Bearer "+idToken)
-	}
-	if requestID != "" {
-		req.Header.Set("X-Request-Id", requestID)
 	}
 	var reused atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -370,8 +370,8 @@ type SecureMessage struct {
 
 // SecureMessage fetches /api/secure.json as the user whose ID token is given.
 // Failures wrap ErrUnauthorized, ErrForbidden or ErrUnavailable.
-func (b *Backend) SecureMessage(ctx context.Context, idToken, requestID string) (SecureMessage, error) {
-	resp, err := b.Get(ctx, "/api/secure.json", idToken, requestID)
+func (b *Backend) SecureMessage(ctx context.Context, idToken string) (SecureMessage, error) {
+	resp, err := b.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
 		return SecureMessage{}, err
 	}

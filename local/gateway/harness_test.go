@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
@@ -130,7 +131,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath},
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       slog.New(slog.DiscardHandler),
-		AccessLog:    slog.New(slog.NewJSONHandler(accessLog, nil)),
+		AccessLog:    logging.New(accessLog, slog.LevelInfo, projectID),
 		Listener:     ln,
 	})
 	if err != nil {
