@@ -1,15 +1,12 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -27,45 +24,19 @@ func TestLogStoryOfOneSignedInPage(t *testing.T) {
 	requireLocal(t, "it reads the local stack's logs")
 	tk := userTokens(t) // signed in at the emulator with the page's API key
 
-	// Sign in as the sign-in module does: the page's CSRF token and cookie,
-	// then POST /session with the ID token.
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 10 * time.Second, Jar: jar}
-	cfg, err := fetchAppConfig(hc, env.frontendURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]string{"idToken": tk.valid})
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, env.frontendURL+"/session", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Origin", env.frontendURL)
-	req.Header.Set("X-CSRF-Token", cfg.CSRFToken)
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("POST /session answered %s; want 2xx", resp.Status)
-	}
-	u, _ := url.Parse(env.frontendURL)
-	credentials := map[string]string{"the ID token": tk.valid, "the API key": cfg.APIKey, "the CSRF token": cfg.CSRFToken}
-	for _, c := range jar.Cookies(u) {
-		credentials["the "+c.Name+" cookie"] = c.Value
-	}
+	session := boundSession(t, env.frontendURL, tk.valid)
+	credentials := map[string]string{"the ID token": tk.valid, "the session cookie": session.Value, "the API key": pageConfig(t).APIKey}
 
 	// The page load, with the trace Cloud Run's front end starts, and a
 	// request id a client chose, which a public edge must not adopt.
 	var b [16]byte
 	rand.Read(b[:])
 	traceID := hex.EncodeToString(b[:])
-	req, _ = http.NewRequestWithContext(t.Context(), http.MethodGet, env.frontendURL+"/", nil)
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, env.frontendURL+"/", nil)
+	req.AddCookie(session)
 	req.Header.Set("X-Cloud-Trace-Context", traceID+"/1;o=1")
 	req.Header.Set("X-Request-Id", "chosen-by-the-client")
-	resp, err = hc.Do(req)
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,6 +110,8 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 		Logger:    s.log,
 		// The public edge: a client must not choose the id support searches for.
 		TrustRequestID: middleware.TrustNone,
+		// Cloud Run's startup probe (deploy/cloudrun/frontend.yaml).
+		QuietPaths: []string{"/healthz"},
 	})...)
 	e.Use(securityHeaders(contentSecurityPolicy(cfg)))
 	s.routes(e)
