@@ -53,7 +53,7 @@ func requestPath(h Hops, now time.Time) *components.RequestPath {
 	}
 	p.Timings = append(p.Timings, components.HopTiming{Hop: "Frontend → backend, round trip", Source: "measured by the frontend", Dur: h.Call})
 	if h.HasGateway {
-		p.Timings = append(p.Timings, components.HopTiming{Hop: "Gateway → backend", Source: "x-envoy-upstream-service-time", Dur: h.Gateway})
+		p.Timings = append(p.Timings, components.HopTiming{Hop: "Gateway → backend", Source: "x-envoy-upstream-service-time", Dur: h.Gateway, Whole: true})
 	}
 	if h.HasBackend {
 		p.Timings = append(p.Timings, components.HopTiming{Hop: "Backend", Source: "its Server-Timing", Dur: h.Backend})

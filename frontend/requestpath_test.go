@@ -34,7 +34,7 @@ func TestSignedInPageTellsTheBrowserEachHopsTime(t *testing.T) {
 		t.Fatalf("the signed-in page has no #request-path panel")
 	}
 	text := htmltest.Text(panel)
-	for _, want := range []string{"Gateway → backend", "1.0 ms", "Not reported by the backend.", "Not reported by the gateway."} {
+	for _, want := range []string{"Gateway → backend", "1 ms", "Not reported by the backend.", "Not reported by the gateway."} {
 		if !strings.Contains(text, want) {
 			t.Errorf("panel %q: want %q", text, want)
 		}

@@ -5,5 +5,5 @@ package web
 // Content-hashed names of the built assets in static/dist.
 const (
 	signInScript = "signin-cf619be1ced9ad10.js"
-	stylesheet   = "app-5235a9df5160fc8d.css"
+	stylesheet   = "app-93db60eec203fc49.css"
 )

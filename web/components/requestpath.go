@@ -35,6 +35,9 @@ type HopTiming struct {
 	Hop    string // "Frontend → gateway → backend"
 	Source string // "measured by the frontend", "x-envoy-upstream-service-time", …
 	Dur    time.Duration
+	// Whole is set when the source counts whole milliseconds
+	// (x-envoy-upstream-service-time), so no decimals are invented.
+	Whole bool
 }
 
 // shortHash shows a long hex digest by its ends, the full value in a title.
@@ -45,9 +48,19 @@ func shortHash(h string) string {
 	return h[:8] + "…" + h[len(h)-8:]
 }
 
-// millis renders a duration the way devtools shows Server-Timing.
-func millis(d time.Duration) string {
-	ms := float64(d) / float64(time.Millisecond)
+// millis renders a duration the way devtools shows Server-Timing, or as
+// the whole milliseconds its source counted.
+func millis(t HopTiming) string {
+	if t.Whole {
+		if t.Dur < time.Millisecond {
+			return "< 1 ms"
+		}
+		return fmt.Sprintf("%d ms", t.Dur.Milliseconds())
+	}
+	ms := float64(t.Dur) / float64(time.Millisecond)
+	if ms < 0.05 {
+		return "< 0.1 ms"
+	}
 	if ms < 10 {
 		return fmt.Sprintf("%.1f ms", ms)
 	}

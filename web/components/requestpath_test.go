@@ -17,7 +17,9 @@ func TestRequestPathPanelShowsOnlyWhatTheHopsReported(t *testing.T) {
 		Token:      &TokenFact{Issuer: "https://securetoken.google.com/demo-acme", Subject: "uid-<b>1</b>", Audience: "demo-acme", Expires: exp, Left: 42*time.Minute + 10*time.Second},
 		Timings: []HopTiming{
 			{Hop: "Frontend → backend, round trip", Source: "measured by the frontend", Dur: 12345 * time.Microsecond},
-			{Hop: "Gateway → backend", Source: "x-envoy-upstream-service-time", Dur: 3 * time.Millisecond},
+			{Hop: "Gateway → backend", Source: "x-envoy-upstream-service-time", Dur: 3 * time.Millisecond, Whole: true},
+			{Hop: "Backend", Source: "its Server-Timing", Dur: 300 * time.Microsecond},
+			{Hop: "Cache", Source: "its Server-Timing", Dur: 20 * time.Microsecond},
 		},
 	}
 	tests := []struct {
@@ -37,7 +39,7 @@ func TestRequestPathPanelShowsOnlyWhatTheHopsReported(t *testing.T) {
 				"path-aud":  "demo-acme",
 				"path-exp":  "42 min left",
 			},
-			contains: []string{"4f1c0ad2…0b0a0908", "12 ms", "3.0 ms", "x-envoy-upstream-service-time", "How this request reached the backend"},
+			contains: []string{"4f1c0ad2…0b0a0908", "12 ms", "3 ms", "0.3 ms", "< 0.1 ms", "x-envoy-upstream-service-time", "How this request reached the backend"},
 		},
 		{
 			name:      "facts no hop reported read 'not reported' instead of a guess",
