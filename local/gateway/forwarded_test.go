@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -58,7 +59,7 @@ func TestXFCCIsTheGatewaysOwn(t *testing.T) {
 	}
 }
 
-func readLeaf(t *testing.T, path string) *x509.Certificate {
+func readLeaf(t testing.TB, path string) *x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -115,5 +116,19 @@ func TestUpstreamServiceTimeIsTheGatewaysMeasure(t *testing.T) {
 				t.Fatalf("x-envoy-upstream-service-time %q: want whole milliseconds: %v (%d)", v[0], err, ms)
 			}
 		})
+	}
+}
+
+// BenchmarkSanitizeSetXFCC is the per-request cost of describing the
+// client certificate (SHA-256, PEM, URL-escaping). Run:
+//
+//	go test ./local/gateway -run '^$' -bench SanitizeSetXFCC
+func BenchmarkSanitizeSetXFCC(b *testing.B) {
+	leaf := readLeaf(b, filepath.Join(devPKI(b).FrontendDir, "tls.crt"))
+	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
+	h := http.Header{headerXFCC: {"URI=spiffe://evil"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		sanitizeSetXFCC(h, cs)
 	}
 }
