@@ -53,6 +53,10 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 	if err != nil {
 		t.Fatalf("loading istio/: %v", err)
 	}
+	mesh, err := gateway.LoadMeshConfig(filepath.Join(root, "deploy", "istio", "operator.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if o.timeout > 0 {
 		// Only this test's copy of the resources: the shape of the route is
 		// istio/'s, the timeout short enough for a test.
@@ -94,6 +98,8 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		JWKSOrigin:    o.jwksOrigin,
 		Logger:        logging.New(logTo, slog.LevelInfo, st.ProjectID),
 		Listener:      ln,
+		MeshConfig:    mesh,
+		ExtAuthz:      st.APIKeysAddr,
 	})
 	if err != nil {
 		cancel()

@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-cf619be1ced9ad10.js"
-	stylesheet   = "app-93db60eec203fc49.css"
+	signInScript = "signin-f68de444b8dda24d.js"
+	stylesheet   = "app-cfe2997f600a6c7d.css"
 )

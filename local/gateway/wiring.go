@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Local is how one machine stands in for the cluster around the gateway.
@@ -23,6 +25,11 @@ type Local struct {
 	// every jwksUri: the Identity Platform emulator serves Google's key paths
 	// on its own host, so only the origin differs.
 	JWKSOrigin string
+	// MeshConfig is the mesh config (LoadMeshConfig), and ExtAuthz the
+	// local gRPC address of the decision service: every envoyExtAuthzGrpc
+	// provider goes there, as on one machine there is one.
+	MeshConfig *meshv1alpha1.MeshConfig
+	ExtAuthz   string
 	Logger     *slog.Logger
 	Listener   net.Listener
 }
@@ -43,6 +50,13 @@ func LocalConfig(rs *Resources, l Local) (Config, error) {
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       l.Logger,
 		Listener:     l.Listener,
+		MeshConfig:   l.MeshConfig,
+		ExtAuthz:     map[string]string{},
+	}
+	for _, p := range l.MeshConfig.GetExtensionProviders() {
+		if g := p.GetEnvoyExtAuthzGrpc(); g != nil && l.ExtAuthz != "" {
+			cfg.ExtAuthz[net.JoinHostPort(g.GetService(), strconv.Itoa(int(g.GetPort())))] = l.ExtAuthz
+		}
 	}
 	for _, g := range rs.Gateways {
 		for _, s := range g.Spec.GetServers() {
