@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"firebase.google.com/go/v4/auth"
 	"github.com/acme/cloudrun-istio-gke/internal/hopfacts"
 	"github.com/labstack/echo/v4"
 )
@@ -26,7 +27,12 @@ func (s *Server) serverTiming(next echo.HandlerFunc) echo.HandlerFunc {
 // how the request was let in.
 func (s *Server) reportVerified(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		tok := userToken(c)
+		// Only a person's Identity Platform token is reported; another kind
+		// of caller (a workload, issue 15) passes unreported.
+		tok, ok := c.Get(ctxToken).(*auth.Token)
+		if !ok || tok == nil {
+			return next(c)
+		}
 		hopfacts.Report{
 			Token: hopfacts.Token{
 				Issuer:   tok.Issuer,
