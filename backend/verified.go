@@ -28,7 +28,7 @@ func (s *Server) serverTiming(next echo.HandlerFunc) echo.HandlerFunc {
 func (s *Server) reportVerified(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		// Only a person's Identity Platform token is reported; another kind
-		// of caller (a workload, issue 15) passes unreported.
+		// of caller (a workload with a Google ID token) passes unreported.
 		tok, ok := c.Get(ctxToken).(*auth.Token)
 		if !ok || tok == nil {
 			return next(c)
