@@ -132,3 +132,23 @@ func BenchmarkSanitizeSetXFCC(b *testing.B) {
 		sanitizeSetXFCC(h, cs)
 	}
 }
+
+func TestXFCCIsRemovedWithoutAClientCertificate(t *testing.T) {
+	// SANITIZE_SET on a connection without a client certificate (plain
+	// HTTP, or TLS without one): Envoy removes the header.
+	for _, tt := range []struct {
+		name string
+		cs   *tls.ConnectionState
+	}{
+		{"plain HTTP", nil},
+		{"TLS without a client certificate", &tls.ConnectionState{}},
+	} {
+		t.Run("over "+tt.name+" a client-sent XFCC is removed", func(t *testing.T) {
+			h := http.Header{headerXFCC: {"URI=spiffe://acme.internal/ns/frontend/sa/frontend"}}
+			sanitizeSetXFCC(h, tt.cs)
+			if v, ok := h[headerXFCC]; ok {
+				t.Fatalf("x-forwarded-client-cert %q left in place; want it removed", v)
+			}
+		})
+	}
+}
