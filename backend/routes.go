@@ -16,7 +16,7 @@ func (s *Server) routes(e *echo.Echo) {
 	e.Use(securityHeaders)
 
 	e.GET(pathHealthz, s.healthz)
-	e.GET("/api/secure.json", s.secure, s.partnerOrUser) // partner.go
+	e.GET("/api/secure.json", s.reportVerified(s.secure), s.serverTiming, s.partnerOrUser) // partner.go, verified.go
 }
 
 const pathHealthz = "/api/healthz"

@@ -393,11 +393,14 @@ type SecureMessage struct {
 	Message string `json:"message"`
 	UID     string `json:"uid"`
 	Email   string `json:"email"`
+	// Hops is what the hops reported of this call (requestpath.go).
+	Hops Hops `json:"-"`
 }
 
 // SecureMessage fetches /api/secure.json as the user whose ID token is given.
 // Failures wrap ErrUnauthorized, ErrForbidden or ErrUnavailable.
 func (b *Backend) SecureMessage(ctx context.Context, idToken string) (SecureMessage, error) {
+	start := time.Now()
 	resp, err := b.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
 		return SecureMessage{}, err
@@ -414,6 +417,7 @@ func (b *Backend) SecureMessage(ctx context.Context, idToken string) (SecureMess
 	if err := json.Unmarshal(body, &m); err != nil {
 		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
 	}
+	m.Hops = readHops(resp.Header, time.Since(start))
 	return m, nil
 }
 

@@ -61,7 +61,8 @@ func (s *server) secret(c echo.Context, idToken string) (components.Secret, erro
 	id := middleware.RequestID(ctx)
 	m, err := s.backend.SecureMessage(ctx, idToken)
 	if err == nil {
-		return components.Secret{Message: m.Message}, nil
+		setServerTiming(c, m.Hops)
+		return components.Secret{Message: m.Message, Path: requestPath(m.Hops, s.now())}, nil
 	}
 	s.log.WarnContext(ctx, "fetching the secret message failed", middleware.KeyError, err)
 	p := &components.Problem{RequestID: id}

@@ -193,9 +193,10 @@ func New(cfg Config) (*Gateway, error) {
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: g.rewrite,
 		// The backend's access line shares the request's trace and id.
-		Transport:    middleware.Transport(g.transport),
-		ErrorHandler: g.upstreamError,
-		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		Transport:      middleware.Transport(g.transport),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.upstreamError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		// Zero still streams what must stream: ReverseProxy flushes at once
 		// for a response of unknown length or text/event-stream. A response
 		// of known length goes out in one write instead of a flush per copy
@@ -378,6 +379,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Before the gateway adds a header of its own: the codec judged the
 	// request as it came.
 	refused := refusedBeforeFilters(r)
+	// The connection manager rewrites XFCC before any filter, so policies
+	// and the backend see only the gateway's own (forwarded.go).
+	r = r.WithContext(r.Context())
+	r.Header = r.Header.Clone()
+	sanitizeSetXFCC(r.Header, r.TLS)
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
@@ -516,6 +522,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // call is what the proxy's Rewrite and ErrorHandler need of one request.
 type call struct {
+	sent    time.Time // when the request went upstream
 	outcome *outcome
 	route   *route
 	dest    *destination
@@ -547,6 +554,15 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set("X-Envoy-External-Address", ip)
 	}
 	out.Header.Set("X-Forwarded-Proto", c.facts.scheme)
+	c.sent = time.Now()
+}
+
+// modifyResponse adds what Envoy's router adds to an upstream's response.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if c, ok := resp.Request.Context().Value(callKey{}).(*call); ok {
+		setUpstreamServiceTime(resp.Header, c.sent)
+	}
+	return nil
 }
 
 // upstreamError is the router's answer when the backend gives none: 504 on
