@@ -1,0 +1,210 @@
+package deploy
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/encoding/protojson"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
+)
+
+// The decision service (cmd/apikeys, deploy/kubernetes/apikeys) as the gke
+// overlay deploys it.
+const (
+	apikeysName     = "apikeys"
+	apikeysProvider = "apikeys" // meshConfig.extensionProviders[].name
+	apikeysGRPCPort = 9191
+)
+
+// extensionProvider reads the provider named name from the repository's
+// IstioOperator. meshConfig is decoded into Istio's own MeshConfig message
+// with protojson, which refuses unknown fields, so a misspelt provider
+// field (say failopen) is an error here rather than a default istiod
+// silently applies.
+func extensionProvider(t *testing.T, name string) *meshv1alpha1.MeshConfig_ExtensionProvider {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, istioOperatorFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var op struct {
+		Spec struct {
+			MeshConfig json.RawMessage `json:"meshConfig"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &op); err != nil {
+		t.Fatalf("%s: %v", istioOperatorFile, err)
+	}
+	var mc meshv1alpha1.MeshConfig
+	if err := protojson.Unmarshal(op.Spec.MeshConfig, &mc); err != nil {
+		t.Fatalf("%s: meshConfig is not a valid Istio MeshConfig: %v", istioOperatorFile, err)
+	}
+	for _, p := range mc.GetExtensionProviders() {
+		if p.GetName() == name {
+			return p
+		}
+	}
+	t.Fatalf("%s: meshConfig.extensionProviders has no %q", istioOperatorFile, name)
+	return nil
+}
+
+func envOf(c corev1.Container) map[string]string {
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	return env
+}
+
+// TestDecisionServiceOnGKE checks the decision service the gke overlay
+// deploys against what the gateway expects of it: the address of the
+// extension provider, fail-closed behaviour that makes it part of every API
+// request's path (hence replicas and a disruption budget), the project id
+// and the image skaffold builds, and a mesh policy that lets only the
+// gateway ask it about keys.
+func TestDecisionServiceOnGKE(t *testing.T) {
+	m := render(t, overlays["gke"])
+	dep := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, apikeysName)
+	pod := dep.Spec.Template
+	c := pod.Spec.Containers[0]
+	provider := extensionProvider(t, apikeysProvider)
+	grpc := provider.GetEnvoyExtAuthzGrpc()
+
+	t.Run("the provider is an ext_authz gRPC provider that fails closed with 403", func(t *testing.T) {
+		// https://istio.io/latest/docs/reference/config/istio.mesh.v1alpha1/#MeshConfig-ExtensionProvider-EnvoyExternalAuthorizationGrpcProvider:
+		// failOpen false denies when the provider cannot be reached;
+		// statusOnError is the status then returned.
+		if grpc == nil {
+			t.Fatalf("provider %q is %T, want envoyExtAuthzGrpc", apikeysProvider, provider.GetProvider())
+		}
+		if grpc.GetFailOpen() || grpc.GetStatusOnError() != "403" {
+			t.Errorf("failOpen %v, statusOnError %q: want false and \"403\" (an API request is refused while the service is down)", grpc.GetFailOpen(), grpc.GetStatusOnError())
+		}
+	})
+	t.Run("the provider's host and port are the gRPC port of the apikeys Service", func(t *testing.T) {
+		want := apikeysName + "." + apiNamespace + ".svc.cluster.local"
+		if grpc.GetService() != want || grpc.GetPort() != apikeysGRPCPort {
+			t.Fatalf("provider at %s:%d, want %s:%d", grpc.GetService(), grpc.GetPort(), want, apikeysGRPCPort)
+		}
+		svc := find[corev1.Service](t, m, "Service", apiNamespace, apikeysName)
+		serviceSelectsDeploymentPods(t, dep, svc)
+		i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == apikeysGRPCPort })
+		if i < 0 {
+			t.Fatalf("Service ports %+v: none is %d", svc.Spec.Ports, apikeysGRPCPort)
+		}
+		sp := svc.Spec.Ports[i]
+		// Istio picks the protocol from the port name's prefix ("grpc" or
+		// "grpc-..."): https://istio.io/latest/docs/ops/configuration/traffic-management/protocol-selection/
+		if sp.Name != "grpc" && !strings.HasPrefix(sp.Name, "grpc-") {
+			t.Errorf("Service port %d is named %q: want grpc[-suffix] so Istio treats it as gRPC", sp.Port, sp.Name)
+		}
+		j := slices.IndexFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == sp.TargetPort.String() })
+		if j < 0 {
+			t.Fatalf("Service port %d targets %q, which is no container port of %+v", sp.Port, sp.TargetPort.String(), c.Ports)
+		}
+		if got, want := envOf(c)["GRPC_ADDR"], fmt.Sprintf(":%d", c.Ports[j].ContainerPort); got != want {
+			t.Errorf("GRPC_ADDR = %q, want %q (the container port the Service targets)", got, want)
+		}
+	})
+	t.Run("it runs at least two replicas, and a drain leaves one: it fails closed", func(t *testing.T) {
+		pdb := find[policyv1.PodDisruptionBudget](t, m, "PodDisruptionBudget", apiNamespace, apikeysName)
+		if !labels.SelectorFromSet(pdb.Spec.Selector.MatchLabels).Matches(labels.Set(pod.Labels)) {
+			t.Errorf("PodDisruptionBudget selector %v does not match the pods %v", pdb.Spec.Selector.MatchLabels, pod.Labels)
+		}
+		replicas := 1 // the API server's default
+		if dep.Spec.Replicas != nil {
+			replicas = int(*dep.Spec.Replicas)
+		}
+		if replicas < 2 {
+			t.Errorf("replicas %d, want at least 2", replicas)
+		}
+		if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() < 1 || replicas <= pdb.Spec.MinAvailable.IntValue() {
+			t.Errorf("replicas %d, minAvailable %v: want at least one kept, and more replicas than that, or a drain blocks", replicas, pdb.Spec.MinAvailable)
+		}
+	})
+	t.Run("it runs skaffold's image, unprivileged, for this project, with its shared store", func(t *testing.T) {
+		checkUnprivileged(t, m, pod.Spec, apiNamespace, apikeysName)
+		if c.Image != apikeysName {
+			t.Errorf("image %q, want the skaffold artifact name %q", c.Image, apikeysName)
+		}
+		env := envOf(c)
+		if want := projectID(t); env["GOOGLE_CLOUD_PROJECT"] != want {
+			t.Errorf("GOOGLE_CLOUD_PROJECT = %q, want %q from istio/project.env", env["GOOGLE_CLOUD_PROJECT"], want)
+		}
+		// More than one replica must share keys and quota counters.
+		host, port, ok := strings.Cut(env["REDIS_ADDR"], ":")
+		name, ns, _ := strings.Cut(strings.TrimSuffix(host, ".svc.cluster.local"), ".")
+		if !ok {
+			t.Fatalf("REDIS_ADDR = %q, want host:port of the shared store", env["REDIS_ADDR"])
+		}
+		redis := find[corev1.Service](t, m, "Service", ns, name)
+		if !slices.ContainsFunc(redis.Spec.Ports, func(p corev1.ServicePort) bool { return strconv.Itoa(int(p.Port)) == port }) {
+			t.Errorf("REDIS_ADDR port %s is not a port of Service %s/%s: %+v", port, ns, name, redis.Spec.Ports)
+		}
+	})
+	t.Run("the gateway's CUSTOM policy names the provider", func(t *testing.T) {
+		var custom []string
+		for _, o := range m.objects {
+			if ap, ok := o.Obj.(*istiosec.AuthorizationPolicy); ok && ap.Spec.GetAction().String() == "CUSTOM" {
+				custom = append(custom, o.Namespace+"/"+ap.Spec.GetProvider().GetName())
+			}
+		}
+		if !slices.Equal(custom, []string{ingressNamespace + "/" + apikeysProvider}) {
+			t.Errorf("CUSTOM policies (namespace/provider) %v, want the one in %s naming %q", custom, ingressNamespace, apikeysProvider)
+		}
+	})
+	t.Run("in the mesh only the gateway's identity may reach the gRPC port", func(t *testing.T) {
+		gw := find[appsv1.Deployment](t, m, "Deployment", ingressNamespace, gatewayName)
+		// A workload's mesh identity: cluster.local/ns/<namespace>/sa/<service account>,
+		// https://istio.io/latest/docs/reference/config/security/authorization-policy/#Source
+		gwPrincipal := "cluster.local/ns/" + ingressNamespace + "/sa/" + gw.Spec.Template.Spec.ServiceAccountName
+		// With any ALLOW policy selecting a workload, a request that no rule
+		// of them matches is denied:
+		// https://istio.io/latest/docs/reference/config/security/authorization-policy/
+		var rules []string
+		for _, o := range m.objects {
+			ap, ok := o.Obj.(*istiosec.AuthorizationPolicy)
+			if !ok || o.Namespace != apiNamespace || ap.Spec.GetAction().String() != "ALLOW" ||
+				!labels.SelectorFromSet(ap.Spec.GetSelector().GetMatchLabels()).Matches(labels.Set(pod.Labels)) {
+				continue
+			}
+			for _, r := range ap.Spec.GetRules() {
+				if len(r.GetWhen()) > 0 {
+					t.Errorf("%s has a when condition; this test reads only from and to", o)
+				}
+				var from, ports []string
+				for _, f := range r.GetFrom() {
+					s := f.GetSource()
+					if len(s.GetNamespaces())+len(s.GetRequestPrincipals())+len(s.GetIpBlocks())+len(s.GetNotPrincipals()) > 0 {
+						t.Errorf("%s: source %v: want principals only", o, s)
+					}
+					from = append(from, s.GetPrincipals()...)
+				}
+				for _, to := range r.GetTo() {
+					ports = append(ports, to.GetOperation().GetPorts()...)
+				}
+				if slices.Contains(ports, strconv.Itoa(apikeysGRPCPort)) || len(ports) == 0 {
+					rules = append(rules, fmt.Sprintf("%s from %v", o.Name, from))
+					if !slices.Equal(from, []string{gwPrincipal}) {
+						t.Errorf("%s admits %v to the gRPC port: want only the gateway's %s", o, from, gwPrincipal)
+					}
+				}
+			}
+		}
+		if len(rules) == 0 {
+			t.Errorf("no ALLOW policy in %s selects the apikeys pods %v: every workload of the mesh could query keys", apiNamespace, pod.Labels)
+		}
+	})
+}
