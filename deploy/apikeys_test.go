@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+	istionet "istio.io/client-go/pkg/apis/networking/v1"
 	istiosec "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -207,4 +209,96 @@ func TestDecisionServiceOnGKE(t *testing.T) {
 			t.Errorf("no ALLOW policy in %s selects the apikeys pods %v: every workload of the mesh could query keys", apiNamespace, pod.Labels)
 		}
 	})
+}
+
+// TestGatewayMayReachEveryRoutedPort checks each VirtualService route
+// against the mesh policies of the pods it leads to: where ALLOW policies
+// select those pods, one rule must admit the gateway's identity on the
+// container port the route arrives at (an operation's ports are the
+// destination port of the connection, which at the pod's sidecar is the
+// container port:
+// https://istio.io/latest/docs/reference/config/security/authorization-policy/#Operation).
+// Otherwise istiod's configuration is valid and the route still answers
+// 403 "RBAC: access denied" on GKE.
+func TestGatewayMayReachEveryRoutedPort(t *testing.T) {
+	m := render(t, overlays["gke"])
+	gw := find[appsv1.Deployment](t, m, "Deployment", ingressNamespace, gatewayName)
+	gwPrincipal := "cluster.local/ns/" + ingressNamespace + "/sa/" + gw.Spec.Template.Spec.ServiceAccountName
+	vs := find[istionet.VirtualService](t, m, "VirtualService", ingressNamespace, "api")
+	for _, h := range vs.Spec.Http {
+		for _, r := range h.Route {
+			t.Run("the gateway may reach the pods of route "+h.Name, func(t *testing.T) {
+				name, ns, _ := strings.Cut(strings.TrimSuffix(r.Destination.Host, ".svc.cluster.local"), ".")
+				svc := find[corev1.Service](t, m, "Service", ns, name)
+				i := slices.IndexFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return uint32(p.Port) == r.Destination.Port.GetNumber() })
+				if i < 0 {
+					t.Fatalf("Service %s/%s has no port %d", ns, name, r.Destination.Port.GetNumber())
+				}
+				dep, port := routedContainerPort(t, m, svc, svc.Spec.Ports[i])
+				podLabels := labels.Set(dep.Spec.Template.Labels)
+				selected, admitted := false, false
+				for _, o := range m.objects {
+					ap, ok := o.Obj.(*istiosec.AuthorizationPolicy)
+					if !ok || o.Namespace != ns || ap.Spec.GetAction().String() != "ALLOW" ||
+						!labels.SelectorFromSet(ap.Spec.GetSelector().GetMatchLabels()).Matches(podLabels) {
+						continue
+					}
+					selected = true
+					for _, rule := range ap.Spec.GetRules() {
+						if ruleAdmits(rule.GetFrom(), rule.GetTo(), gwPrincipal, port) && len(rule.GetWhen()) == 0 {
+							admitted = true
+						}
+					}
+				}
+				if selected && !admitted {
+					t.Errorf("route %s reaches %s/%s on container port %d, but no rule of the ALLOW policies selecting %v admits %s there",
+						h.Name, ns, dep.Name, port, podLabels, gwPrincipal)
+				}
+			})
+		}
+	}
+}
+
+// routedContainerPort finds the Deployment behind svc and the container
+// port its service port targets.
+func routedContainerPort(t *testing.T, m manifests, svc *corev1.Service, sp corev1.ServicePort) (*appsv1.Deployment, int32) {
+	t.Helper()
+	for _, o := range m.objects {
+		dep, ok := o.Obj.(*appsv1.Deployment)
+		if !ok || o.Namespace != svc.Namespace || !labels.SelectorFromSet(svc.Spec.Selector).Matches(labels.Set(dep.Spec.Template.Labels)) {
+			continue
+		}
+		if sp.TargetPort.IntValue() != 0 {
+			return dep, int32(sp.TargetPort.IntValue())
+		}
+		for _, c := range dep.Spec.Template.Spec.Containers {
+			for _, p := range c.Ports {
+				if p.Name == sp.TargetPort.String() {
+					return dep, p.ContainerPort
+				}
+			}
+		}
+		t.Fatalf("Service %s/%s port %d targets %q, which no container of %s names", svc.Namespace, svc.Name, sp.Port, sp.TargetPort.String(), dep.Name)
+	}
+	t.Fatalf("Service %s/%s selects no Deployment's pods", svc.Namespace, svc.Name)
+	return nil, 0
+}
+
+// ruleAdmits reports whether a rule's from and to admit principal on port,
+// for the fields this repository's policies use (principals, ports).
+func ruleAdmits(from []*securityv1beta1.Rule_From, to []*securityv1beta1.Rule_To, principal string, port int32) bool {
+	okFrom := len(from) == 0
+	for _, f := range from {
+		if slices.Contains(f.GetSource().GetPrincipals(), principal) || slices.Contains(f.GetSource().GetPrincipals(), "*") {
+			okFrom = true
+		}
+	}
+	okTo := len(to) == 0
+	for _, tt := range to {
+		ports := tt.GetOperation().GetPorts()
+		if len(ports) == 0 || slices.Contains(ports, strconv.Itoa(int(port))) {
+			okTo = true
+		}
+	}
+	return okFrom && okTo
 }
