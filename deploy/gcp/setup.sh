@@ -201,6 +201,13 @@ role "${FRONTEND_ROLE}" firebaseauth.users.update "Frontend: revoke a user's ses
 gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
 	--member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}" \
 	--role="projects/${PROJECT_ID}/roles/${BACKEND_ROLE}" >/dev/null
+# The API-key decision service (deploy/kubernetes/apikeys) gets no grant and
+# no Google resource here: it only verifies users' ID tokens against
+# Google's public keys, and keeps apps, hashed keys and quota counters in the
+# in-cluster Redis that skaffold's gke profile deploys beside it (its image
+# comes from Docker Hub through the Cloud NAT above). Memorystore for Redis,
+# the production choice, is described in docs/tutorial.md; this script does
+# not create one.
 # Sign-out revokes the user's refresh tokens (the Admin SDK's
 # RevokeRefreshTokens, accounts:update) as the frontend's service account.
 gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \

@@ -54,7 +54,9 @@ if [ -n "${key_id}" ]; then
 	gcloud services api-keys delete "${key_id}" --quiet
 fi
 
-step "GKE cluster ${CLUSTER} (with Istio, the gateway and its load balancer)"
+# The cluster takes the API-key decision service and its in-cluster Redis
+# with it: every app and key created on the developers' page is gone.
+step "GKE cluster ${CLUSTER} (with Istio, the gateway, its load balancer and the API-key service)"
 if exists gcloud container clusters describe "${CLUSTER}" --zone="${ZONE}"; then
 	# Deleting the gateway Service first lets GKE remove the internal load
 	# balancer it created, which would otherwise hold on to the subnet.
