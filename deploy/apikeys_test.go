@@ -41,17 +41,9 @@ func extensionProvider(t *testing.T, name string) *meshv1alpha1.MeshConfig_Exten
 	if err != nil {
 		t.Fatal(err)
 	}
-	var op struct {
-		Spec struct {
-			MeshConfig json.RawMessage `json:"meshConfig"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(b, &op); err != nil {
+	mc, err := meshConfig(b)
+	if err != nil {
 		t.Fatalf("%s: %v", istioOperatorFile, err)
-	}
-	var mc meshv1alpha1.MeshConfig
-	if err := protojson.Unmarshal(op.Spec.MeshConfig, &mc); err != nil {
-		t.Fatalf("%s: meshConfig is not a valid Istio MeshConfig: %v", istioOperatorFile, err)
 	}
 	for _, p := range mc.GetExtensionProviders() {
 		if p.GetName() == name {
@@ -60,6 +52,52 @@ func extensionProvider(t *testing.T, name string) *meshv1alpha1.MeshConfig_Exten
 	}
 	t.Fatalf("%s: meshConfig.extensionProviders has no %q", istioOperatorFile, name)
 	return nil
+}
+
+// meshConfig decodes an IstioOperator's spec.meshConfig strictly.
+func meshConfig(operator []byte) (*meshv1alpha1.MeshConfig, error) {
+	var op struct {
+		Spec struct {
+			MeshConfig json.RawMessage `json:"meshConfig"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(operator, &op); err != nil {
+		return nil, err
+	}
+	var mc meshv1alpha1.MeshConfig
+	if err := protojson.Unmarshal(op.Spec.MeshConfig, &mc); err != nil {
+		return nil, fmt.Errorf("meshConfig is not a valid Istio MeshConfig: %w", err)
+	}
+	return &mc, nil
+}
+
+// TestMeshConfigDecodesStrictly shows the decoding above refusing what
+// istiod would silently default: copies of the repository's operator file
+// with one provider field broken.
+func TestMeshConfigDecodesStrictly(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, istioOperatorFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ name, old, new, want string }{
+		{"a misspelt failOpen is refused", "failOpen:", "failopen:", `unknown field "failopen"`},
+		{"a port that is not a number is refused", "port: 9191", "port: grpc", "port"},
+		{"a provider kind Istio does not have is refused", "envoyExtAuthzGrpc:", "envoyExtAuthzGRPC:", `unknown field "envoyExtAuthzGRPC"`},
+	}
+	if _, err := meshConfig(b); err != nil {
+		t.Fatalf("the repository's own file: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(string(b), tt.old) {
+				t.Fatalf("%s has no %q to break", istioOperatorFile, tt.old)
+			}
+			_, err := meshConfig([]byte(strings.Replace(string(b), tt.old, tt.new, 1)))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("with %q for %q: got error %v, want one containing %q", tt.new, tt.old, err, tt.want)
+			}
+		})
+	}
 }
 
 func envOf(c corev1.Container) map[string]string {
@@ -301,4 +339,34 @@ func ruleAdmits(from []*securityv1beta1.Rule_From, to []*securityv1beta1.Rule_To
 		}
 	}
 	return okFrom && okTo
+}
+
+func TestRuleAdmits(t *testing.T) {
+	const gw = "cluster.local/ns/istio-ingress/sa/internal-ingressgateway"
+	from := func(p ...string) []*securityv1beta1.Rule_From {
+		return []*securityv1beta1.Rule_From{{Source: &securityv1beta1.Source{Principals: p}}}
+	}
+	to := func(p ...string) []*securityv1beta1.Rule_To {
+		return []*securityv1beta1.Rule_To{{Operation: &securityv1beta1.Operation{Ports: p}}}
+	}
+	tests := []struct {
+		name string
+		from []*securityv1beta1.Rule_From
+		to   []*securityv1beta1.Rule_To
+		port int32
+		want bool
+	}{
+		{"the gateway on a named port is admitted", from(gw), to("9191"), 9191, true},
+		{"the gateway on another port is not", from(gw), to("9191"), 8080, false},
+		{"another principal is not", from("cluster.local/ns/api/sa/backend"), to("8080"), 8080, false},
+		{"a rule without ports admits every port", from(gw), nil, 8080, true},
+		{"a rule without sources admits every caller", nil, to("8080"), 8080, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ruleAdmits(tt.from, tt.to, gw, tt.port); got != tt.want {
+				t.Errorf("ruleAdmits(%v, %v, %s, %d) = %v, want %v", tt.from, tt.to, gw, tt.port, got, tt.want)
+			}
+		})
+	}
 }
