@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -35,6 +37,10 @@ type skaffoldConfig struct {
 				Main      string   `json:"main"`
 				FromImage string   `json:"fromImage"`
 				Flags     []string `json:"flags"`
+				// The files whose change makes skaffold dev rebuild.
+				Dependencies struct {
+					Paths []string `json:"paths"`
+				} `json:"dependencies"`
 			} `json:"ko"`
 		} `json:"artifacts"`
 	} `json:"build"`
@@ -291,4 +297,55 @@ func TestLocalClusterForwardsTheFrontendAndTheGateway(t *testing.T) {
 	if !maps.Equal(got, want) {
 		t.Errorf("forwards to local ports %v, want %v", got, want)
 	}
+}
+
+// TestSkaffoldRebuildsWhenAnImportedPackageChanges checks each artifact's
+// dependencies.paths against what its main really imports from this module
+// (go list -deps): a package outside them would leave skaffold dev running
+// a stale image after an edit there.
+func TestSkaffoldRebuildsWhenAnImportedPackageChanges(t *testing.T) {
+	var cfg skaffoldConfig
+	if err := json.Unmarshal(readSkaffold(t), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	module := strings.TrimSpace(goCmd(t, "list", "-m"))
+	for _, a := range cfg.Build.Artifacts {
+		t.Run("the "+a.Image+" artifact watches every package of this module it imports", func(t *testing.T) {
+			if a.Ko == nil {
+				t.Skipf("%s is not built with ko", a.Image)
+			}
+			paths := a.Ko.Dependencies.Paths
+			for _, f := range []string{"go.mod", "go.sum"} {
+				if !slices.Contains(paths, f) {
+					t.Errorf("dependencies %v lack %s", paths, f)
+				}
+			}
+			deps := goCmd(t, "list", "-tags="+buildTags, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", a.Ko.Main)
+			for _, pkg := range strings.Fields(deps) {
+				dir, ok := strings.CutPrefix(pkg, module+"/")
+				if !ok {
+					continue
+				}
+				if !slices.ContainsFunc(paths, func(p string) bool { return dir == p || strings.HasPrefix(dir, p+"/") }) {
+					t.Errorf("%s imports %s, which no dependency path of %v covers", a.Ko.Main, dir, paths)
+				}
+			}
+		})
+	}
+}
+
+// goCmd runs the go command at the repository root.
+func goCmd(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = repoRoot
+	out, err := cmd.Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, stderr)
+	}
+	return string(out)
 }
