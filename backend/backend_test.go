@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	firebase "firebase.google.com/go/v4"
 	"firebase.google.com/go/v4/auth"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
 	"github.com/acme/cloudrun-istio-gke/backend"
+	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
@@ -32,11 +34,19 @@ const project = "demo-acme"
 type stack struct {
 	em       *identity.Emulator
 	verifier *idtoken.Firebase
+	host     string       // the emulator's host:port
+	admin    *auth.Client // the Admin SDK, as an operator uses it
 }
 
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	em, err := identity.New(identity.Config{ProjectID: project, StateDir: t.TempDir(), PasswordHashCost: 10})
+	return startStackAt(t, nil)
+}
+
+// startStackAt runs the emulator on the clock now (nil: the real one).
+func startStackAt(t testing.TB, now func() time.Time) *stack {
+	t.Helper()
+	em, err := identity.New(identity.Config{ProjectID: project, StateDir: t.TempDir(), PasswordHashCost: 10, Now: now})
 	if err != nil {
 		t.Fatalf("starting the identity emulator: %v", err)
 	}
@@ -48,17 +58,36 @@ func startStack(t testing.TB) *stack {
 	if err != nil {
 		t.Fatalf("idtoken.New: %v", err)
 	}
-	return &stack{em: em, verifier: v}
+	app, err := firebase.NewApp(context.Background(), &firebase.Config{ProjectID: project})
+	if err != nil {
+		t.Fatalf("firebase.NewApp: %v", err)
+	}
+	admin, err := app.Auth(context.Background())
+	if err != nil {
+		t.Fatalf("app.Auth: %v", err)
+	}
+	return &stack{em: em, verifier: v, host: host, admin: admin}
 }
 
-// signIn returns a user's uid and a token issued age ago. The clock is read
-// after the user exists: the emulator, like Identity Platform, refuses tokens
-// issued before the account's validSince second.
+// signIn returns a user's uid and a token issued age ago; the user's email is
+// verified, as the API requires. The clock is read after the user exists:
+// the emulator, like Identity Platform, refuses tokens issued before the
+// account's validSince second.
 func (s *stack) signIn(t testing.TB, email string, age time.Duration) (uid, token string) {
+	t.Helper()
+	return s.signInAs(t, email, age, true)
+}
+
+func (s *stack) signInAs(t testing.TB, email string, age time.Duration, emailVerified bool) (uid, token string) {
 	t.Helper()
 	uid, err := s.em.EnsureUser(context.Background(), email, "correct horse battery staple")
 	if err != nil {
 		t.Fatalf("EnsureUser: %v", err)
+	}
+	if emailVerified {
+		if _, err := s.admin.UpdateUser(context.Background(), uid, (&auth.UserToUpdate{}).EmailVerified(true)); err != nil {
+			t.Fatalf("verifying %s's email with the Admin SDK: %v", email, err)
+		}
 	}
 	token, err = s.em.IDTokenFor(context.Background(), uid, time.Now().Add(-age))
 	if err != nil {
@@ -78,7 +107,7 @@ func logLines(t *testing.T, b *logtest.Buffer) []map[string]any {
 }
 
 func testConfig() backend.Config {
-	return backend.Config{Addr: "127.0.0.1:0", ProjectID: project, Grace: 5 * time.Second}
+	return backend.Config{Addr: "127.0.0.1:0", ProjectID: project, Grace: 5 * time.Second, RevocationCheck: idtoken.DefaultRevocationCheck}
 }
 
 func newBackend(t *testing.T, v idtoken.Verifier) (*backend.Server, *httptest.Server, *logtest.Buffer) {
@@ -128,6 +157,7 @@ func TestAPI(t *testing.T) {
 	_, ts, logs := newBackend(t, st.verifier)
 	uid, valid := st.signIn(t, "alice@example.com", 0)
 	_, expired := st.signIn(t, "bob@example.com", 2*time.Hour)
+	_, unverified := st.signInAs(t, "ceo@acme.test", 0, false)
 	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +173,8 @@ func TestAPI(t *testing.T) {
 	}
 
 	unauthenticated := map[string]any{"error": "unauthenticated", "message": "A valid ID token is required."}
+	invalidRequest := map[string]any{"error": "invalid_request",
+		"message": "Send the ID token once, in a single Authorization: Bearer header, and never in the query string."}
 	tests := []struct {
 		name       string
 		method     string
@@ -173,6 +205,25 @@ func TestAPI(t *testing.T) {
 			401, unauthenticated, nil},
 		{"garbage is refused like any other", "GET", "/api/secure.json", bearer("garbage"),
 			401, unauthenticated, nil},
+		{"a valid token whose email is not verified is forbidden, with a body that says why", "GET", "/api/secure.json", bearer(unverified),
+			403, map[string]any{"error": "email_not_verified",
+				"message": "Verify your email address first: follow the link in the email you were sent, then sign in again."}, nil},
+		// RFC 6750 sections 2 and 3.1: one method, one token; anything more is invalid_request.
+		{"two Authorization headers are refused, even both valid", "GET", "/api/secure.json",
+			http.Header{"Authorization": {"Bearer " + valid, "Bearer " + valid}}, 400, invalidRequest,
+			map[string]string{"WWW-Authenticate": `Bearer realm="api", error="invalid_request"`}},
+		{"a lowercase bearer header before the gateway's Bearer one is refused", "GET", "/api/secure.json",
+			http.Header{"Authorization": {"bearer " + valid, "Bearer " + string(forged)}}, 400, invalidRequest, nil},
+		{"a valid header with an access_token query parameter is refused", "GET", "/api/secure.json?access_token=x", bearer(valid),
+			400, invalidRequest, nil},
+		{"an access_token parameter with an escaped name is refused", "GET", "/api/secure.json?a=1&access%5Ftoken=x", bearer(valid),
+			400, invalidRequest, nil},
+		{"an access_token parameter whose value is bad escaping is refused", "GET", "/api/secure.json?access_token=%zz", bearer(valid),
+			400, invalidRequest, nil},
+		{"a token only in the query is refused as a second method, not ignored", "GET", "/api/secure.json?access_token=" + valid, nil,
+			400, invalidRequest, nil},
+		{"another query parameter is harmless", "GET", "/api/secure.json?x_access_token=1", bearer(valid),
+			200, map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}, nil},
 		{"an unknown path is a JSON 404", "GET", "/api/nothing", bearer(valid),
 			404, map[string]any{"error": "not_found", "message": "No such resource."}, nil},
 		{"a write to the secure message is a JSON 405", "POST", "/api/secure.json", bearer(valid),
@@ -200,7 +251,7 @@ func TestAPI(t *testing.T) {
 
 	t.Run("no token reaches the logs", func(t *testing.T) {
 		out := logs.String()
-		for name, tok := range map[string]string{"valid": valid, "expired": expired, "forged": string(forged)} {
+		for name, tok := range map[string]string{"valid": valid, "expired": expired, "forged": string(forged), "unverified": unverified} {
 			// The signature alone is enough to replay nothing, but a log
 			// must not even hold a token's signed part.
 			parts := strings.Split(tok, ".")
@@ -209,6 +260,56 @@ func TestAPI(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestASignedOutUserIsRefusedWithinTheRevocationBound shows the promise the
+// backend makes (Config.RevocationCheck, 30 s by default): once a user's
+// tokens are revoked, as sign-out does, the token they hold is refused no
+// later than the bound, although it is valid for most of an hour more. The
+// backend's clock is a fake one; the emulator runs ten minutes behind the
+// Admin SDK, so that the revocation, stamped by the SDK's clock, postdates
+// the token without the test sleeping.
+func TestASignedOutUserIsRefusedWithinTheRevocationBound(t *testing.T) {
+	const bound = idtoken.DefaultRevocationCheck
+	st := startStackAt(t, func() time.Time { return time.Now().Add(-10 * time.Minute) })
+	clock := clocktest.New(time.Now())
+	v, err := idtoken.New(t.Context(), idtoken.Config{ProjectID: project, EmulatorHost: st.host,
+		Now: clock.Now, RevocationCheck: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ts, _ := newBackend(t, v)
+	uid, tok := st.signIn(t, "alice@example.com", 10*time.Minute)
+	served := map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}
+	refused := map[string]any{"error": "unauthenticated", "message": "A valid ID token is required."}
+
+	steps := []struct {
+		name       string
+		do         func(t *testing.T)
+		wantStatus int
+		wantBody   map[string]any
+	}{
+		{"before sign-out the user is served", nil, 200, served},
+		{"sign-out revokes the user's tokens", func(t *testing.T) {
+			if err := st.admin.RevokeRefreshTokens(t.Context(), uid); err != nil {
+				t.Fatal(err)
+			}
+		}, 200, served},
+		{"just inside the bound the earlier check still stands", func(*testing.T) { clock.Advance(bound - time.Second) }, 200, served},
+		{"at the bound the token is refused", func(*testing.T) { clock.Advance(time.Second) }, 401, refused},
+		{"and stays refused", func(*testing.T) { clock.Advance(time.Hour) }, 401, refused},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			if s.do != nil {
+				s.do(t)
+			}
+			a := get(t, "GET", ts.URL+"/api/secure.json", bearer(tok))
+			if a.status != s.wantStatus || !equalJSON(a.body, s.wantBody) {
+				t.Fatalf("got %d %v; want %d %v", a.status, a.body, s.wantStatus, s.wantBody)
+			}
+		})
+	}
 }
 
 // equalJSON compares decoded JSON objects.
@@ -430,17 +531,20 @@ func TestParseConfig(t *testing.T) {
 	}{
 		{"PORT makes the backend listen on every interface, as Cloud Run and GKE expect",
 			nil, map[string]string{"PORT": "8080", "GOOGLE_CLOUD_PROJECT": "demo-acme"},
-			backend.Config{Addr: ":8080", ProjectID: "demo-acme", Grace: 8 * time.Second}, ""},
+			backend.Config{Addr: ":8080", ProjectID: "demo-acme", Grace: 8 * time.Second, RevocationCheck: 30 * time.Second}, ""},
 		{"without PORT the backend stays on loopback",
 			[]string{"-project", "demo-acme"}, nil,
-			backend.Config{Addr: backend.DefaultAddr, ProjectID: "demo-acme", Grace: 8 * time.Second}, ""},
+			backend.Config{Addr: backend.DefaultAddr, ProjectID: "demo-acme", Grace: 8 * time.Second, RevocationCheck: 30 * time.Second}, ""},
 		{"flags win over the environment",
 			[]string{"-project", "flag-project", "-log-level", "DEBUG", "-addr", "127.0.0.1:9000"},
 			map[string]string{"GOOGLE_CLOUD_PROJECT": "env-project", "LOG_LEVEL": "ERROR", "PORT": "8080"},
-			backend.Config{Addr: "127.0.0.1:9000", ProjectID: "flag-project", LogLevel: slog.LevelDebug, Grace: 8 * time.Second}, ""},
+			backend.Config{Addr: "127.0.0.1:9000", ProjectID: "flag-project", LogLevel: slog.LevelDebug, Grace: 8 * time.Second, RevocationCheck: 30 * time.Second}, ""},
 		{"the emulator host comes from the variable the SDK reads",
 			[]string{"-project", "demo-acme"}, map[string]string{"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"},
-			backend.Config{Addr: backend.DefaultAddr, ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: 8 * time.Second}, ""},
+			backend.Config{Addr: backend.DefaultAddr, ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: 8 * time.Second, RevocationCheck: 30 * time.Second}, ""},
+		{"the revocation check period can be set", []string{"-project", "p"}, map[string]string{"REVOCATION_CHECK": "10s"},
+			backend.Config{Addr: backend.DefaultAddr, ProjectID: "p", Grace: 8 * time.Second, RevocationCheck: 10 * time.Second}, ""},
+		{"a revocation check of zero is refused", []string{"-project", "p", "-revocation-check", "0s"}, nil, backend.Config{}, "RevocationCheck 0s must be positive"},
 		{"a missing project is named", nil, nil, backend.Config{}, "ProjectID is required"},
 		{"a bad address is named", []string{"-project", "p", "-addr", "nowhere"}, nil, backend.Config{}, `Addr "nowhere"`},
 		{"a bad log level is named", []string{"-project", "p"}, map[string]string{"LOG_LEVEL": "LOUD"}, backend.Config{}, "LOG_LEVEL"},
@@ -463,14 +567,14 @@ func TestParseConfig(t *testing.T) {
 
 func TestConfigPrintsEveryFieldAndNoSecret(t *testing.T) {
 	var buf bytes.Buffer
-	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second, Drain: 3 * time.Second}
+	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second, Drain: 3 * time.Second, RevocationCheck: 30 * time.Second}
 	logging.New(&buf, slog.LevelInfo, "").Info("config", "config", cfg)
 	var line struct{ Config map[string]string }
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"addr": ":8080", "projectId": "demo-acme",
-		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s", "drain": "3s"}
+		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s", "drain": "3s", "revocationCheck": "30s"}
 	if !equalStrings(line.Config, want) {
 		t.Fatalf("config logged as %v, want %v", line.Config, want)
 	}
@@ -489,13 +593,19 @@ func equalStrings(a, b map[string]string) bool {
 }
 
 // BenchmarkSecureJSON measures GET /api/secure.json through the handler with
-// the real verifier against the real emulator: RS256 check against the
-// cached JWKS, the SDK's claim checks, and (emulator mode) the SDK's user
-// lookup over loopback.
+// the real verifier against the real emulator, as a repeat request of one
+// user costs: the token and the user's revocation state from their caches.
 func BenchmarkSecureJSON(b *testing.B) {
 	st := startStack(b)
 	_, tok := st.signIn(b, "alice@example.com", 0)
-	srv := backend.New(testConfig(), st.verifier, slog.New(slog.DiscardHandler))
+	// As cmd/backend builds it: with the revocation check, whose per-user
+	// lookup is made once here, the benchmark being shorter than 30 s.
+	v, err := idtoken.New(b.Context(), idtoken.Config{ProjectID: project, EmulatorHost: st.host,
+		RevocationCheck: idtoken.DefaultRevocationCheck})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := backend.New(testConfig(), v, slog.New(slog.DiscardHandler))
 	h := srv.Handler()
 	req := httptest.NewRequest("GET", "/api/secure.json", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)

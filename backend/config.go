@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/config"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 )
 
 // Config is everything the backend is configured with. It holds no secrets:
@@ -32,6 +33,11 @@ type Config struct {
 	// Drain keeps serving (with readiness failing) this long after SIGTERM
 	// before the listener closes, so Kubernetes removes the endpoint first.
 	Drain time.Duration
+	// RevocationCheck is the longest a user keeps access to the API after
+	// their tokens were revoked (sign-out) or they were disabled or
+	// deleted: each user is looked up in Identity Platform at most once per
+	// this period (idtoken.Config.RevocationCheck).
+	RevocationCheck time.Duration
 }
 
 // DefaultAddr is where the backend listens when neither -addr nor PORT says
@@ -49,10 +55,13 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
 	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
+	fs.DurationVar(&c.RevocationCheck, "revocation-check", idtoken.DefaultRevocationCheck,
+		"longest a signed-out, disabled or deleted user keeps access (one Identity Platform lookup per user per period)")
 	err := config.Parse(fs, args, getenv, map[string]string{
-		"project":   "GOOGLE_CLOUD_PROJECT",
-		"log-level": "LOG_LEVEL",
-		"drain":     "DRAIN",
+		"project":          "GOOGLE_CLOUD_PROJECT",
+		"log-level":        "LOG_LEVEL",
+		"drain":            "DRAIN",
+		"revocation-check": "REVOCATION_CHECK",
 	})
 	if err != nil {
 		return Config{}, err
@@ -75,6 +84,9 @@ func (c Config) Validate() error {
 	if c.Drain < 0 {
 		errs = append(errs, fmt.Errorf("backend: Drain %v must not be negative", c.Drain))
 	}
+	if c.RevocationCheck <= 0 {
+		errs = append(errs, fmt.Errorf("backend: RevocationCheck %v must be positive: without it a signed-out user keeps access until the token expires (an hour)", c.RevocationCheck))
+	}
 	if c.Grace <= 0 {
 		errs = append(errs, fmt.Errorf("backend: Grace %v must be positive", c.Grace))
 	}
@@ -95,5 +107,6 @@ func (c Config) LogValue() slog.Value {
 		slog.String("logLevel", c.LogLevel.String()),
 		slog.String("grace", c.Grace.String()),
 		slog.String("drain", c.Drain.String()),
+		slog.String("revocationCheck", c.RevocationCheck.String()),
 	)
 }

@@ -11,12 +11,14 @@ import (
 // Error codes in the JSON body of every error answer: stable, documented,
 // and free of detail.
 const (
-	codeUnauthenticated = "unauthenticated" // 401: no valid ID token
-	codeUnavailable     = "unavailable"     // 503: the token could not be checked right now
-	codeNotFound        = "not_found"
-	codeMethod          = "method_not_allowed"
-	codeBadRequest      = "bad_request"
-	codeInternal        = "internal"
+	codeUnauthenticated  = "unauthenticated"    // 401: no valid ID token
+	codeInvalidRequest   = "invalid_request"    // 400: more than one credential (RFC 6750 section 3.1)
+	codeEmailNotVerified = "email_not_verified" // 403: a valid token, but the email is not verified
+	codeUnavailable      = "unavailable"        // 503: the token could not be checked right now
+	codeNotFound         = "not_found"
+	codeMethod           = "method_not_allowed"
+	codeBadRequest       = "bad_request"
+	codeInternal         = "internal"
 )
 
 // ErrorBody is the JSON body of every error answer.
@@ -26,12 +28,14 @@ type ErrorBody struct {
 }
 
 var messages = map[string]string{
-	codeUnauthenticated: "A valid ID token is required.",
-	codeUnavailable:     "The request could not be authenticated right now; try again.",
-	codeNotFound:        "No such resource.",
-	codeMethod:          "Method not allowed.",
-	codeBadRequest:      "Bad request.",
-	codeInternal:        "Internal error.",
+	codeUnauthenticated:  "A valid ID token is required.",
+	codeInvalidRequest:   "Send the ID token once, in a single Authorization: Bearer header, and never in the query string.",
+	codeEmailNotVerified: "Verify your email address first: follow the link in the email you were sent, then sign in again.",
+	codeUnavailable:      "The request could not be authenticated right now; try again.",
+	codeNotFound:         "No such resource.",
+	codeMethod:           "Method not allowed.",
+	codeBadRequest:       "Bad request.",
+	codeInternal:         "Internal error.",
 }
 
 // apiError is what handlers and middleware return for an expected failure:

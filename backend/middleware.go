@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -97,6 +98,10 @@ var errNoBearer = errors.New("no bearer token in Authorization")
 // tells an attacker nothing; the reason is logged.
 func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if err := oneCredential(c.Request()); err != nil {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
+			return &apiError{status: http.StatusBadRequest, code: codeInvalidRequest, cause: err}
+		}
 		raw, ok := bearerToken(c.Request().Header.Get("Authorization"))
 		if !ok {
 			// RFC 6750 section 3: a 401 names the scheme it wants, and
@@ -114,9 +119,58 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			// not a reason to let it in.
 			return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
 		}
+		if verified, _ := tok.Claims["email_verified"].(bool); !verified {
+			// Sign-up is open: anyone can make an account for any address,
+			// so an unverified email proves nothing about who this is. The
+			// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
+			c.Set(ctxToken, tok) // the access log names the user
+			return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
+		}
 		c.Set(ctxToken, tok)
 		return next(c)
 	}
+}
+
+var errEmailNotVerified = errors.New("the token's email_verified claim is not true")
+
+var (
+	errManyAuthorization = errors.New("more than one Authorization value")
+	errQueryToken        = errors.New("an access_token query parameter")
+)
+
+// oneCredential refuses a request that could name two users: more than one
+// Authorization header, or a token in the query (RFC 6750 section 2: "Clients
+// MUST NOT use more than one method to transmit the token in each request";
+// section 3.1: such a request is invalid_request, 400). The gateway reads the
+// token only from Authorization, and Envoy joins repeated Authorization
+// headers into one value in which it finds "Bearer " anywhere, so the user it
+// authenticated and the user this server would take from the first value
+// could differ (issue 13). Refusing both shapes leaves exactly one token,
+// the one the gateway checked.
+func oneCredential(r *http.Request) error {
+	if len(r.Header.Values("Authorization")) > 1 {
+		return errManyAuthorization
+	}
+	if hasQueryParam(r.URL.RawQuery, "access_token") {
+		return errQueryToken
+	}
+	return nil
+}
+
+// hasQueryParam reports whether any pair of rawQuery is named name, however
+// its key is escaped, and even when a value is not valid escaping (which
+// url.ParseQuery would drop without a word).
+func hasQueryParam(rawQuery, name string) bool {
+	for pair := range strings.SplitSeq(rawQuery, "&") {
+		key, _, _ := strings.Cut(pair, "=")
+		if k, err := url.QueryUnescape(key); err == nil {
+			key = k
+		}
+		if key == name {
+			return true
+		}
+	}
+	return false
 }
 
 // userToken is the token requireUser verified.

@@ -310,6 +310,7 @@ func newIsolatedIssuer(t *testing.T) *isolatedIssuer {
 		t.Fatal(err)
 	}
 	jwks := newBreakableJWKS(t, emu.Handler())
+	verifyEmailAt(t, jwks.srv.URL, uid) // istio/ admits verified emails only
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"sub":%q}`, r.Header.Get("X-Jwt-Claim-Sub"))

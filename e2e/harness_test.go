@@ -143,6 +143,11 @@ func runMain(m *testing.M) int {
 		local:             st,
 		logs:              logs,
 	}
+	// The gateway and the backend serve verified emails only (issue 13).
+	if err := verifyEmailOf(st.DemoEmail); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
 
 	code := m.Run()
 

@@ -28,16 +28,18 @@ import (
 
 // Documentation the hostile rows follow, beyond those in gateway_test.go.
 const (
-	docGoHeaders    = "net/http Server.MaxHeaderBytes (64 KiB in internal/serve): 431 Request Header Fields Too Large"
-	docSmuggling    = "RFC 9112 section 6.3 (a message with both Transfer-Encoding and Content-Length, or differing Content-Lengths, may be rejected or must be framed by Transfer-Encoding); net/http refuses differing Content-Lengths with 400 and lets Transfer-Encoding win over Content-Length"
-	docJWTHeaders   = "local/gateway/authn: keys come from the JWKS only; jku, x5u and jwk headers are never followed; crit is refused"
-	docClockSkew    = "jwt_verify_lib kClockSkewInSecond = 60 for nbf and exp; Envoy does not check iat (the backend's Firebase SDK does)"
-	docMultiToken   = "local/gateway/authn: when a request carries several tokens, every one must verify (stricter than Envoy)"
-	docOutputClaims = "https://istio.io/latest/docs/reference/config/security/jwt/#ClaimToHeader (client-sent copies of output headers are replaced)"
-	docCSRF         = "frontend/csrf.go: Origin (or Sec-Fetch-Site same-origin) and a double-submit token, both required"
-	docEnumeration  = "https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection (INVALID_LOGIN_CREDENTIALS for both)"
-	docEmulatorBody = "local/identity: request bodies are bounded at 64 KiB (413 INVALID_ARGUMENT) and must be one JSON value"
-	docBackendAuth  = "backend: every refusal is 401 {\"error\":\"unauthenticated\"}; it verifies on its own, whatever stands in front"
+	docGoHeaders     = "net/http Server.MaxHeaderBytes (64 KiB in internal/serve): 431 Request Header Fields Too Large"
+	docSmuggling     = "RFC 9112 section 6.3 (a message with both Transfer-Encoding and Content-Length, or differing Content-Lengths, may be rejected or must be framed by Transfer-Encoding); net/http refuses differing Content-Lengths with 400 and lets Transfer-Encoding win over Content-Length"
+	docJWTHeaders    = "local/gateway/authn: keys come from the JWKS only; jku, x5u and jwk headers are never followed; crit is refused"
+	docClockSkew     = "jwt_verify_lib kClockSkewInSecond = 60 for nbf and exp; Envoy does not check iat (the backend's Firebase SDK does)"
+	docMultiToken    = "envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc: when a request carries several tokens, every one must verify"
+	docOutputClaims  = "https://istio.io/latest/docs/reference/config/security/jwt/#ClaimToHeader (client-sent copies of output headers are replaced)"
+	docCSRF          = "frontend/csrf.go: Origin (or Sec-Fetch-Site same-origin) and a double-submit token, both required"
+	docEnumeration   = "https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection (INVALID_LOGIN_CREDENTIALS for both)"
+	docEmulatorBody  = "local/identity: request bodies are bounded at 64 KiB (413 INVALID_ARGUMENT) and must be one JSON value"
+	docEmailVerified = "istio/authorizationpolicy-gateway.yaml (x-jwt-claim-email-verified must be \"true\"; Istio matches only string claims: https://istio.io/latest/docs/reference/config/security/conditions/); backend/middleware.go (email_verified must be the boolean true)"
+	docEnvoyCodec    = "local/gateway/codec.go: envoyproxy/envoy conn_manager_utility.cc maybeNormalizePath (a fragment is rejected, 400), http1 codec (headers over max_request_headers_kb, default 60 KiB: 431)"
+	docBackendAuth   = "backend: every refusal is 401 {\"error\":\"unauthenticated\"}; it verifies on its own, whatever stands in front"
 )
 
 // exchange is one request and what came back.
@@ -195,6 +197,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 	const nulHeader = "GET /api/healthz HTTP/1.1\r\nHost: %s\r\nX-A: a\x00b\r\n\r\n"
 	gwName := env.gatewayServerName
 	unauth := map[string]string{"error": "unauthenticated"}
+	invalidRequest := map[string]string{"error": "invalid_request"}
 	// net/http's own refusals, written before any handler runs (the local
 	// gateway's codec is net/http's too; Envoy's wording differs).
 	const body400 = "400 Bad Request"
@@ -277,18 +280,44 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 				}
 				return signed(t, map[string]any{"bomb": v, "iat": "not a number"})
 			}), wantStatus: 401, wantBody: "Jwt payload [iat] field is not an integer"},
-		// ---- Gateway: tokens in two places ----
-		{name: "gateway: a valid header token does not carry a forged query token", doc: docMultiToken,
+		// ---- Gateway: tokens in two places (issue 13: one token, in one place) ----
+		{name: "gateway: a forged query token beside a valid header token is not read by the gateway and makes the backend refuse", doc: docOneToken,
 			send:       gw("/api/secure.json?access_token=not-a-jwt", func(t *testing.T) http.Header { return bearer(tk.valid) }),
-			wantStatus: 401, wantBody: bodyBadFormat},
+			wantStatus: 400, wantJSON: invalidRequest, check: wantHeader("Www-Authenticate", `Bearer realm="api", error="invalid_request"`)},
 		{name: "gateway: a valid query token does not carry a forged header token", doc: docMultiToken,
 			send: gw("/api/secure.json?access_token="+url.QueryEscape(tk.valid), func(t *testing.T) http.Header {
 				return bearer(withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"}))))
 			}), wantStatus: 401, wantBody: bodyBadSig},
-		{name: "gateway: two Authorization headers, the second forged, are refused", doc: docMultiToken,
+		{name: "gateway: a valid query token alone is no token: only the Authorization header is read", doc: docOneToken,
+			send:       gw("/api/secure.json?access_token="+url.QueryEscape(tk.valid), nil),
+			wantStatus: 403, wantBody: bodyRBACDenied},
+		{name: "gateway: two Authorization headers, the second forged, are one joined value whose token is malformed", doc: docJoined,
 			send: gw("/api/secure.json", func(t *testing.T) http.Header {
 				return http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer not-a-jwt"}}
+			}), wantStatus: 401, wantBody: "Jwt signature is an invalid Base64url encoded"},
+		{name: "gateway: two valid Authorization headers are refused as one malformed token", doc: docJoined,
+			send: gw("/api/secure.json", func(t *testing.T) http.Header {
+				return http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer " + tk.valid}}
 			}), wantStatus: 401, wantBody: bodyBadFormat},
+		{name: "gateway: a lowercase bearer header before a Bearer one passes the gateway on the second and the backend refuses both", doc: docJoined + "; " + docOneToken,
+			send: gw("/api/secure.json", func(t *testing.T) http.Header {
+				return http.Header{"Authorization": {"bearer " + tk.valid, "Bearer " + tk.valid}}
+			}), wantStatus: 400, wantJSON: invalidRequest},
+		// ---- Gateway: only verified emails (issue 13: sign-up is open, so an unverified address proves nothing) ----
+		{name: "gateway: a well-signed token whose email is not verified is denied", doc: docEmailVerified,
+			send:       gwToken(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": false}) }),
+			wantStatus: 403, wantBody: bodyRBACDenied},
+		{name: "gateway: a well-signed token without email_verified is denied", doc: docEmailVerified,
+			send: gwToken(func(t *testing.T) string {
+				c := tk.withClaims(nil)
+				delete(c, "email_verified")
+				return signLocally(t, c)
+			}), wantStatus: 403, wantBody: bodyRBACDenied},
+		{name: "gateway: a client's own x-jwt-claim-email-verified: true does not stand in for the claim", doc: docEmailVerified,
+			send: gw("/api/secure.json", func(t *testing.T) http.Header {
+				return http.Header{"Authorization": {"Bearer " + signed(t, map[string]any{"email_verified": false})},
+					"X-Jwt-Claim-Email-Verified": {"true"}}
+			}), wantStatus: 403, wantBody: bodyRBACDenied},
 		// ---- Gateway: time ----
 		{name: "gateway: nbf ten minutes ahead is not yet valid", doc: docClockSkew,
 			send:       gwToken(func(t *testing.T) string { return signed(t, map[string]any{"nbf": now + 600}) }),
@@ -341,6 +370,18 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: smuggle(gwAddr, true, fmt.Sprintf(teTE, gwName)), wantStatus: 501, wantBody: "Unsupported transfer encoding"},
 		{name: "gateway: whitespace before the colon of Transfer-Encoding is refused", doc: docSmuggling,
 			send: smuggle(gwAddr, true, fmt.Sprintf(teSpace, gwName)), wantStatus: 400, wantBody: "400 Bad Request: invalid header name"},
+		// ---- Gateway: what Envoy refuses before any filter (issue 13 item 6) ----
+		{name: "gateway: a # in the request line is Envoy's 400 with an empty body, not a %23 in the backend's path", doc: docEnvoyCodec,
+			send:       smuggle(gwAddr, true, "GET /api/healthz#/../secure.json HTTP/1.1\r\nHost: "+gwName+"\r\nConnection: close\r\n\r\n"),
+			wantStatus: 400, check: func(t *testing.T, got exchange) {
+				if got.body != "" {
+					t.Errorf("body %q; want Envoy's empty local reply", got.body)
+				}
+			}},
+		{name: "gateway: 61 KiB of headers is Envoy's 431, under net/http's own limit", doc: docEnvoyCodec,
+			send: gw("/api/healthz", func(t *testing.T) http.Header {
+				return http.Header{"X-Filler": {strings.Repeat("a", 61<<10)}}
+			}), wantStatus: 431, wantBody: "Request Header Fields Too Large"},
 		{name: "gateway: an encoded CRLF in the path cannot inject a header", doc: docNormalization,
 			send:       gw("/api/secure.json%0d%0aX-Jwt-Claim-Sub:%20admin", nil),
 			wantStatus: 403, wantBody: bodyRBACDenied},
@@ -381,10 +422,22 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, st.BackendURL+"/api/secure.json", http.Header{"Authorization": {"Basic " + tk.valid}}, "")
 			}, wantStatus: 401, wantJSON: unauth},
-		{name: "backend: a token in the query string is not read", doc: docBackendAuth,
+		{name: "backend: a token in the query string is refused as a second way to send one", doc: docOneToken,
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, st.BackendURL+"/api/secure.json?access_token="+url.QueryEscape(tk.valid), nil, "")
-			}, wantStatus: 401, wantJSON: unauth},
+			}, wantStatus: 400, wantJSON: invalidRequest},
+		{name: "backend: two Authorization headers are refused, even both valid", doc: docOneToken,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, st.BackendURL+"/api/secure.json",
+					http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer " + tk.valid}}, "")
+			}, wantStatus: 400, wantJSON: invalidRequest,
+			check: wantHeader("Www-Authenticate", `Bearer realm="api", error="invalid_request"`)},
+		{name: "backend: a valid token whose email is not verified is forbidden, and told why", doc: docEmailVerified,
+			send:       be(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": false}) }, nil),
+			wantStatus: 403, wantJSON: map[string]string{"error": "email_not_verified"}},
+		{name: "backend: a valid token whose email_verified is the string \"true\" is forbidden too", doc: docEmailVerified,
+			send:       be(func(t *testing.T) string { return signed(t, map[string]any{"email_verified": "true"}) }, nil),
+			wantStatus: 403, wantJSON: map[string]string{"error": "email_not_verified"}},
 		{name: "backend: dot-dot out of the health check is not resolved into the secret", doc: docBackendAuth,
 			send:       smuggle(backendHost, false, "GET /api/healthz/../secure.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, wantJSON: map[string]string{"error": "not_found"}},

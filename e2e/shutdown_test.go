@@ -125,6 +125,12 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			if err != nil {
 				t.Fatalf("signing in to devstack's emulator: %v", err)
 			}
+			// Only verified emails get through; a token issued after the
+			// verification carries it.
+			verifyEmailAt(t, urls["identity"], res.LocalID)
+			if res, err = ic.signIn(t.Context(), "demo@acme.test", password); err != nil {
+				t.Fatalf("signing in to devstack's emulator again: %v", err)
+			}
 			bearer := http.Header{"Authorization": {"Bearer " + res.IDToken}}
 			p.targets = []shutdownTarget{
 				{component: "frontend", url: urls["frontend"] + "/api/secure.json", header: http.Header{"Cookie": {"session=" + res.IDToken}}},

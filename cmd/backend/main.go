@@ -39,7 +39,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := logging.New(stdout, cfg.LogLevel, cfg.ProjectID)
 	log.Info("backend starting", "config", cfg)
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost})
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost,
+		RevocationCheck: cfg.RevocationCheck})
 	if err != nil {
 		return err
 	}

@@ -11,9 +11,14 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	firebase "firebase.google.com/go/v4"
+	"firebase.google.com/go/v4/auth"
 
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
@@ -53,22 +58,41 @@ func TestSIGTERMFinishesTheInFlightRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := em.IDTokenFor(t.Context(), uid, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
 	lookupStarted, releaseLookup := make(chan struct{}), make(chan struct{})
+	var holdOnce sync.Once
+	var armed atomic.Bool // set once the test's own setup calls are done
 	emHandler := em.Handler()
 	emSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/accounts:lookup") {
-			close(lookupStarted)
-			<-releaseLookup
+		// Only the first lookup is held; the revocation check looks the
+		// user up once more after it.
+		if strings.HasSuffix(r.URL.Path, "/accounts:lookup") && armed.Load() {
+			holdOnce.Do(func() {
+				close(lookupStarted)
+				<-releaseLookup
+			})
 		}
 		emHandler.ServeHTTP(w, r)
 	}))
 	defer emSrv.Close()
 	host := emSrv.Listener.Addr().String()
 	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", host)
+	// The backend serves only verified emails.
+	app, err := firebase.NewApp(t.Context(), &firebase.Config{ProjectID: "demo-acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := app.Auth(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.UpdateUser(t.Context(), uid, (&auth.UserToUpdate{}).EmailVerified(true)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := em.IDTokenFor(t.Context(), uid, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed.Store(true)
 
 	ctx, stop := signal.NotifyContext(t.Context(), syscall.SIGTERM)
 	defer stop()

@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	cfg.Logger = logging.New(stderr, level, cfg.ProjectID)
+	cfg.Outbox = stdout
 	s, err := stack.Start(ctx, cfg)
 	if err != nil {
 		return err

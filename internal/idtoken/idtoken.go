@@ -11,18 +11,21 @@
 // emulator mode Verify checks the signature against that JWKS first: a forged
 // token is refused on one machine exactly as it is in production.
 //
-// Revocation: Verify calls VerifyIDToken, not VerifyIDTokenAndCheckRevoked.
-// The revocation check is an Identity Toolkit RPC (accounts:lookup) on every
-// call: on the backend's hot path that adds a network round trip to each API
-// request, spends Identity Platform quota per request and ties the API's
-// availability to Identity Platform's. ID tokens live one hour, and the Istio
-// gateway in front of the backend accepts the same token without any
-// revocation check, so a per-call RPC here would not close that window
-// anyway. Where revocation must bite sooner (say, when creating a long-lived
-// session), call the SDK's check there, once. In emulator mode the SDK looks
-// the user up on every verification regardless (that is how it is written),
-// so a disabled or deleted user's token that was not yet verified is refused
-// locally; that RPC stays on loopback.
+// Revocation: Verify calls VerifyIDToken, not VerifyIDTokenAndCheckRevoked,
+// whose check is an Identity Toolkit RPC (accounts:lookup) on every call: on
+// the backend's hot path a network round trip per API request, Identity
+// Platform quota per request, and the API's availability tied to Identity
+// Platform's. Instead Config.RevocationCheck makes the same decision (user
+// disabled, deleted, or tokens revoked, as sign-out does) from a lookup of
+// the user made at most once per that period (revocation.go): a revoked user
+// is refused no later than RevocationCheck after the revocation, and a
+// user's requests within it cost a map lookup. A lookup that fails is an
+// error (callers answer 5xx), never a pass. The Istio gateway checks no
+// revocation at all (a token is good there until its exp), so the backend's
+// check is what bounds a revoked user's access. Without RevocationCheck, in
+// emulator mode the SDK still looks the user up on every verification (that
+// is how it is written), so a disabled or deleted user's token that was not
+// yet verified is refused locally; that RPC stays on loopback.
 //
 // Verified tokens are cached (internal/tokencache), keyed by the exact token:
 // the frontend sends the same ID token on every API call of a session, and
@@ -106,11 +109,23 @@ type Config struct {
 	// CacheSize bounds the verified-token cache (tokens). Zero means
 	// DefaultCacheSize; a negative value disables the cache.
 	CacheSize int
-	// Now is the clock of the token cache and of the emulator's JWKS
-	// refresh. Nil means time.Now. The SDK's own checks (exp, iat) always
-	// use the real clock.
+	// Now is the clock of the token cache, the revocation check and the
+	// emulator's JWKS refresh. Nil means time.Now. The SDK's own checks
+	// (exp, iat) always use the real clock.
 	Now func() time.Time
+	// RevocationCheck, when positive, refuses the tokens of a user who was
+	// disabled, deleted or had their tokens revoked, at most this long after
+	// it happened: each user is looked up at most once per RevocationCheck.
+	// Zero checks nothing beyond the token itself. DefaultRevocationCheck is
+	// the backend's choice.
+	RevocationCheck time.Duration
 }
+
+// DefaultRevocationCheck bounds how long a revoked user keeps access to the
+// API: 30 s, so that sign-out is effective within half a minute while an
+// active user costs the backend one Identity Platform lookup per 30 s, not
+// one per request.
+const DefaultRevocationCheck = 30 * time.Second
 
 func (c Config) validate() error {
 	var errs []error
@@ -121,6 +136,9 @@ func (c Config) validate() error {
 		errs = append(errs, fmt.Errorf("EmulatorHost is %q but %s is %q: the Admin SDK reads only the "+
 			"process environment and would verify tokens in the other mode; set both or neither",
 			c.EmulatorHost, emulatorHostEnv, env))
+	}
+	if c.RevocationCheck < 0 {
+		errs = append(errs, fmt.Errorf("RevocationCheck %v must not be negative", c.RevocationCheck))
 	}
 	if c.EmulatorHost != "" {
 		if _, _, err := net.SplitHostPort(c.EmulatorHost); err != nil {
@@ -138,6 +156,8 @@ type Firebase struct {
 	keys  *keySet
 	cache *tokencache.Cache[*auth.Token] // nil when disabled
 	now   func() time.Time
+	// revoked is nil unless Config.RevocationCheck is set.
+	revoked *revocations
 }
 
 // New returns a verifier for cfg. It performs no network I/O in emulator
@@ -179,6 +199,9 @@ func New(ctx context.Context, cfg Config) (*Firebase, error) {
 	case cfg.CacheSize > 0:
 		f.cache = tokencache.New[*auth.Token](cfg.CacheSize)
 	}
+	if cfg.RevocationCheck > 0 {
+		f.revoked = newRevocations(client, cfg.RevocationCheck, DefaultCacheSize)
+	}
 	if cfg.EmulatorHost != "" {
 		hc := cfg.HTTPClient
 		if hc == nil {
@@ -202,7 +225,7 @@ func (f *Firebase) Verify(ctx context.Context, idToken string) (*auth.Token, err
 	}
 	now := f.now()
 	if tok, ok := f.cache.Get(idToken, now); ok {
-		return tok, nil
+		return f.checkRevoked(ctx, tok, now)
 	}
 	if f.keys != nil {
 		// Before the SDK: it would look the user up over the network first,
@@ -223,6 +246,18 @@ func (f *Firebase) Verify(ctx context.Context, idToken string) (*auth.Token, err
 		until = exp
 	}
 	f.cache.Put(idToken, tok, until)
+	return f.checkRevoked(ctx, tok, now)
+}
+
+// checkRevoked returns tok unless the revocation check (when configured)
+// refuses it.
+func (f *Firebase) checkRevoked(ctx context.Context, tok *auth.Token, now time.Time) (*auth.Token, error) {
+	if f.revoked == nil {
+		return tok, nil
+	}
+	if err := f.revoked.check(ctx, tok, now); err != nil {
+		return nil, err
+	}
 	return tok, nil
 }
 

@@ -530,14 +530,16 @@ func BenchmarkVerify(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	verifier := func(cacheSize int) *Firebase {
-		v, err := New(b.Context(), Config{ProjectID: project, EmulatorHost: host, CacheSize: cacheSize})
+	verifier := func(cacheSize int, revocationCheck time.Duration) *Firebase {
+		v, err := New(b.Context(), Config{ProjectID: project, EmulatorHost: host, CacheSize: cacheSize, RevocationCheck: revocationCheck})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return v
 	}
-	uncached, cached := verifier(-1), verifier(0)
+	// The check period is longer than the benchmark, as 30 s is longer than
+	// the gap between one user's requests: the user is looked up once.
+	uncached, cached, checked := verifier(-1, 0), verifier(0, 0), verifier(0, time.Hour)
 
 	b.Run("signature against cached JWKS", func(b *testing.B) {
 		b.ReportAllocs()
@@ -550,7 +552,11 @@ func BenchmarkVerify(b *testing.B) {
 	for _, bm := range []struct {
 		name string
 		v    *Firebase
-	}{{"Verify with the emulator user lookup", uncached}, {"Verify again from the token cache", cached}} {
+	}{
+		{"Verify with the emulator user lookup", uncached},
+		{"Verify again from the token cache", cached},
+		{"Verify again from the token cache with the revocation check", checked},
+	} {
 		b.Run(bm.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {

@@ -12,6 +12,12 @@ import (
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
+// docEmailVerified is what the email-verified rows follow: istio/ copies the
+// boolean claim into a header (Envoy writes it "true"/"false") and requires
+// "true" there, since Istio matches only string claims.
+const docEmailVerified = "https://istio.io/latest/docs/reference/config/security/conditions/ (request.auth.claims: string or list of string only; request.headers); " +
+	"envoyproxy/envoy jwt_authn authenticator.cc addJWTClaimToHeader (a bool claim becomes \"true\" or \"false\")"
+
 // TestConformance runs requests through the gateway serving the repository's
 // istio/ (rendered for demo-acme) with real mTLS and real signed tokens, and
 // checks Istio's answer: status, body and headers. Each row cites the Istio
@@ -37,6 +43,9 @@ func TestConformance(t *testing.T) {
 		return tok
 	}
 	otherIssuer := sign(map[string]any{"iss": "https://securetoken.google.com/someone-else"})
+	unverified := sign(map[string]any{"email": "ceo@acme.test", "email_verified": false})
+	noEmailVerified := sign(map[string]any{"email": "ceo@acme.test"})
+	verifiedAsString := sign(map[string]any{"email": "ceo@acme.test", "email_verified": "true"})
 	otherAudience := sign(map[string]any{"aud": "someone-else"})
 	// A key the gateway's JWKS does not have: another emulator's.
 	stranger, err := identity.New(identity.Config{ProjectID: projectID, StateDir: filepath.Join(t.TempDir(), "other"), PasswordHashCost: 10})
@@ -73,6 +82,27 @@ func TestConformance(t *testing.T) {
 		{
 			name: "a valid token and the frontend certificate reach the backend", doc: "https://istio.io/latest/docs/tasks/security/authentication/authn-policy/#end-user-authentication",
 			path: "/api/secure.json", header: bearer(valid), wantStatus: 200, wantPath: "/api/secure.json",
+		},
+		{
+			name: "a valid token whose email is not verified is denied by authorization", doc: docEmailVerified,
+			path: "/api/secure.json", header: bearer(unverified), wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a valid token without email_verified is denied", doc: docEmailVerified,
+			path: "/api/secure.json", header: bearer(noEmailVerified), wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "an unverified user's own x-jwt-claim-email-verified: true is removed before authorization", doc: docEmailVerified + "; https://istio.io/latest/docs/reference/config/security/jwt/#ClaimToHeader",
+			path: "/api/secure.json", header: http.Header{"Authorization": {"Bearer " + unverified}, "X-Jwt-Claim-Email-Verified": {"true"}},
+			wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "the string \"true\" in email_verified passes, as Envoy writes a string claim as it is", doc: docEmailVerified,
+			path: "/api/secure.json", header: bearer(verifiedAsString), wantStatus: 200, wantPath: "/api/secure.json",
+		},
+		{
+			name: "healthz stays open to a user whose email is not verified", doc: docEmailVerified,
+			path: "/api/healthz", header: bearer(unverified), wantStatus: 200, wantPath: "/api/healthz",
 		},
 		{
 			name: "no token is refused by authorization, not authentication", doc: "https://istio.io/latest/docs/tasks/security/authorization/authz-jwt/ (403 RBAC: access denied without a request principal)",

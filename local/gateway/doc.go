@@ -7,11 +7,18 @@
 // (package authz), routing per VirtualService, Istio's default path
 // normalization, and Envoy's status codes and bodies.
 //
-// One difference is known and kept: HTTP/1 framing is net/http's, so a
-// request with both Content-Length and Transfer-Encoding, which Envoy answers
-// 400, is read as chunked, answered by its route, and its connection closed
-// (internal/serve does that for every server of the project, and says why it
-// is as safe).
+// What Envoy's codecs refuse before any filter and net/http lets through is
+// refused first, with Envoy's answer (codec.go): headers over 60 KiB, a "#"
+// in the path, an HTTP/2 :path in absolute form.
+//
+// Differences known and kept, all in net/http's codec: a request with both
+// Content-Length and Transfer-Encoding, which Envoy answers 400, is read as
+// chunked, answered by its route, and its connection closed (internal/serve
+// does that for every server of the project, and says why it is as safe);
+// headers beyond net/http's own limit (64 KiB) get net/http's 431 body, and
+// over HTTP/2 a 431 where Envoy resets the stream; an obs-folded header line
+// is unfolded with one space, where Envoy keeps the continuation's
+// whitespace.
 //
 // The engines decide; this package only translates their decisions into HTTP.
 // It is a conformance-tested stand-in for local runs and tests, not a

@@ -10,8 +10,9 @@ import (
 
 // FuzzPolicyOnPaths drives any request path through normalization, the real
 // istio/ authorization policy and the real routes, and checks the promises
-// the policy makes: without credentials only /api/healthz itself is open;
-// with them exactly the /api/ subtree is; and a path is routed to the
+// the policy makes: without credentials, or with a token whose email is not
+// verified, only /api/healthz itself is open; with them exactly the /api/
+// subtree is; and a path is routed to the
 // backend exactly when it is under /api/. A path trick that slipped past
 // normalization would break the first property.
 func FuzzPolicyOnPaths(f *testing.F) {
@@ -40,13 +41,21 @@ func FuzzPolicyOnPaths(f *testing.F) {
 		if anonymous.Allow && p != "/api/healthz" {
 			t.Fatalf("%q normalized to %q is open without credentials (%s)", raw, p, anonymous.Reason)
 		}
-		signedIn := engine.Decide(authz.Request{Method: "GET", Host: gatewayHost, Path: p, Headers: http.Header{}, Port: DefaultPort,
-			Principal:        "acme.internal/ns/frontend/sa/frontend",
-			RequestPrincipal: "https://securetoken.google.com/" + projectID + "/uid",
-			Claims:           map[string]any{"iss": "https://securetoken.google.com/" + projectID, "sub": "uid"},
-		})
-		if under := strings.HasPrefix(p, "/api/"); signedIn.Allow != under {
-			t.Fatalf("%q normalized to %q: signed-in decision %v (%s), want %v", raw, p, signedIn.Allow, signedIn.Reason, under)
+		signedIn := func(emailVerified string) authz.Decision {
+			// The headers as the gateway's authentication leaves them:
+			// x-jwt-claim-email-verified copied from the verified token.
+			return engine.Decide(authz.Request{Method: "GET", Host: gatewayHost, Path: p, Port: DefaultPort,
+				Headers:          http.Header{"X-Jwt-Claim-Email-Verified": {emailVerified}},
+				Principal:        "acme.internal/ns/frontend/sa/frontend",
+				RequestPrincipal: "https://securetoken.google.com/" + projectID + "/uid",
+				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + projectID, "sub": "uid", "email_verified": emailVerified == "true"},
+			})
+		}
+		if d, under := signedIn("true"), strings.HasPrefix(p, "/api/"); d.Allow != under {
+			t.Fatalf("%q normalized to %q: signed-in decision %v (%s), want %v", raw, p, d.Allow, d.Reason, under)
+		}
+		if d := signedIn("false"); d.Allow && p != "/api/healthz" {
+			t.Fatalf("%q normalized to %q is open to a user whose email is not verified (%s)", raw, p, d.Reason)
 		}
 		routed := rt.find(&facts{method: "GET", scheme: "https", authority: gatewayHost, path: p, header: http.Header{}, port: DefaultPort}) != nil
 		if routed != strings.HasPrefix(p, "/api/") {

@@ -336,6 +336,7 @@ type outcome struct {
 	route, upstream  string
 	principal        string
 	requestPrincipal string
+	reset            bool // the HTTP/2 stream was reset: no status at all
 	// peerSerial and peerNotAfter are the client certificate's, as Envoy's
 	// %DOWNSTREAM_PEER_SERIAL% and %DOWNSTREAM_PEER_CERT_V_END% log them:
 	// which certificate a request came with shows when a rotated one is
@@ -347,6 +348,9 @@ type outcome struct {
 // (connection manager), jwt_authn, rbac, then the router.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	// Before the gateway adds a header of its own: the codec judged the
+	// request as it came.
+	refused := refusedBeforeFilters(r)
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
@@ -365,7 +369,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	path := "" // logged normalized, never with the query (it may hold a token)
 	defer func() {
-		if o.status == 0 {
+		if o.status == 0 && !o.reset {
 			o.status = sw.status()
 		}
 		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
@@ -384,6 +388,20 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
 		)
 	}()
+
+	if c := refused; c != nil {
+		o.reason = c.reason
+		if c.status == 0 {
+			o.reset = true
+			// net/http resets an HTTP/2 stream whose handler aborts.
+			panic(http.ErrAbortHandler)
+		}
+		if c.close {
+			sw.Header().Set("Connection", "close")
+		}
+		localReply(sw, c.status, c.body, o)
+		return
+	}
 
 	norm, err := NormalizePath(rawPath(r))
 	if err != nil {

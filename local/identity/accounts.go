@@ -35,6 +35,18 @@ type account struct {
 	LastRefreshAt     int64  `json:"lastRefreshAt,omitempty"`
 	// ValidSince revokes: tokens issued before this Unix second are dead.
 	ValidSince int64 `json:"validSince"`
+	// Providers are linked federated identities (linkProviderUserInfo, or
+	// imported); the password and phone providers follow from the fields above.
+	Providers []providerInfo  `json:"providers,omitempty"`
+	MFA       []mfaEnrollment `json:"mfaInfo,omitempty"`
+}
+
+// mfaEnrollment is a second factor as the API spells it (mfaInfo).
+type mfaEnrollment struct {
+	MFAEnrollmentID string `json:"mfaEnrollmentId"`
+	DisplayName     string `json:"displayName,omitempty"`
+	PhoneInfo       string `json:"phoneInfo,omitempty"`
+	EnrolledAt      string `json:"enrolledAt,omitempty"` // RFC 3339
 }
 
 func newAccount(uid string, now time.Time) *account {
@@ -45,6 +57,7 @@ func newAccount(uid string, now time.Time) *account {
 // commits it only once it is safely on disk, so a failed change changes nothing.
 type accountSet struct {
 	byID map[string]*account
+	max  int // most accounts insert admits; 0 means no bound
 }
 
 func (s *accountSet) byEmail(email string) (*account, bool) {
@@ -69,12 +82,28 @@ var (
 	errEmailExists = errors.New("EMAIL_EXISTS")
 	errUIDExists   = errors.New("DUPLICATE_LOCAL_ID")
 	errPhoneExists = errors.New("PHONE_NUMBER_EXISTS")
+	// FEDERATED_USER_ID_ALREADY_LINKED: what linking an identity another
+	// account holds answers (the Admin SDK's IsProviderAlreadyInUse... family).
+	errFederatedExists = errors.New("FEDERATED_USER_ID_ALREADY_LINKED")
 )
 
-// insert adds a, refusing duplicates of the unique fields.
+func (a *account) hasProvider(providerID, rawID string) bool {
+	for _, p := range a.Providers {
+		if p.ProviderID == providerID && p.RawID == rawID {
+			return true
+		}
+	}
+	return false
+}
+
+// insert adds a, refusing duplicates of the unique fields and an account
+// beyond the store's bound.
 func (s *accountSet) insert(a *account) error {
 	if _, ok := s.byID[a.LocalID]; ok {
 		return errUIDExists
+	}
+	if s.max > 0 && len(s.byID) >= s.max {
+		return errTooManyAccounts
 	}
 	if err := s.checkUnique(a); err != nil {
 		return err
@@ -83,21 +112,36 @@ func (s *accountSet) insert(a *account) error {
 	return nil
 }
 
-// checkUnique reports whether a's email or phone belongs to another account.
+// checkUnique reports whether a's email (compared without letter case, as
+// Identity Platform compares them) or phone number belongs to another
+// account. Every account is looked at: stopping at the first holder of the
+// email would, in map order, sometimes find a itself and miss the other.
 func (s *accountSet) checkUnique(a *account) error {
-	if o, ok := s.byEmail(a.Email); ok && a.Email != "" && o.LocalID != a.LocalID {
-		return errEmailExists
-	}
-	if o, ok := s.byPhone(a.PhoneNumber); ok && a.PhoneNumber != "" && o.LocalID != a.LocalID {
-		return errPhoneExists
+	for _, o := range s.byID {
+		if o.LocalID == a.LocalID {
+			continue
+		}
+		if a.Email != "" && strings.EqualFold(o.Email, a.Email) {
+			return errEmailExists
+		}
+		if a.PhoneNumber != "" && o.PhoneNumber == a.PhoneNumber {
+			return errPhoneExists
+		}
+		for _, p := range a.Providers {
+			if o.hasProvider(p.ProviderID, p.RawID) {
+				return errFederatedExists
+			}
+		}
 	}
 	return nil
 }
 
 func (s *accountSet) clone() *accountSet {
-	c := &accountSet{byID: make(map[string]*account, len(s.byID))}
+	c := &accountSet{byID: make(map[string]*account, len(s.byID)), max: s.max}
 	for id, a := range s.byID {
 		cp := *a
+		// Deep, so that a change to a copy never reaches the committed table.
+		cp.Providers, cp.MFA = slices.Clone(a.Providers), slices.Clone(a.MFA)
 		c.byID[id] = &cp
 	}
 	return c
@@ -119,30 +163,97 @@ type accountsOnDisk struct {
 	Accounts []*account `json:"accounts"`
 }
 
-func loadAccounts(dir string) (*accountStore, error) {
-	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}}}
+// loadAccounts reads the saved accounts. Accounts that break uniqueness (two
+// holding one email or phone number, two with one localId: state written
+// before a bug was fixed, or edited by hand) are set aside rather than
+// refused: the stack still starts, every other user keeps working, and the
+// returned notice names the file they were moved to and what to do. None of
+// the conflicting accounts is kept live, because which one is the rightful
+// owner cannot be known; locking them out is the safe failure, a takeover is not.
+func loadAccounts(dir string, now time.Time, max int) (*accountStore, []string, error) {
+	st := &accountStore{path: filepath.Join(dir, accountsFile), set: &accountSet{byID: map[string]*account{}, max: max}}
 	if err := removeAtomicLeftovers(st.path); err != nil {
-		return nil, fmt.Errorf("reading accounts: %w", err)
+		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	b, err := os.ReadFile(st.path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		st.reindex()
-		return st, nil
+		return st, nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading accounts: %w", err)
+		return nil, nil, fmt.Errorf("reading accounts: %w", err)
 	}
 	var disk accountsOnDisk
 	if err := json.Unmarshal(b, &disk); err != nil {
-		return nil, fmt.Errorf("reading accounts %s: %w", st.path, err)
+		return nil, nil, fmt.Errorf("reading accounts %s: %w (move the file aside to start with no users)", st.path, err)
 	}
-	for _, a := range disk.Accounts {
-		if err := st.set.insert(a); err != nil {
-			return nil, fmt.Errorf("reading accounts %s: account %s: %w", st.path, a.LocalID, err)
-		}
+	keep, conflicts, reasons := splitConflicts(disk.Accounts)
+	for _, a := range keep {
+		st.set.byID[a.LocalID] = a
 	}
 	st.reindex()
-	return st, nil
+	if len(conflicts) == 0 {
+		return st, nil, nil
+	}
+	// The set-aside copy is written before the live file loses them, so a
+	// crash in between leaves them in both places, never in neither.
+	aside := filepath.Join(dir, "accounts.conflict-"+now.UTC().Format("20060102T150405.000Z")+".json")
+	ab, err := json.MarshalIndent(accountsOnDisk{Accounts: conflicts}, "", "  ")
+	if err != nil {
+		return nil, nil, fmt.Errorf("setting aside conflicting accounts: %w", err)
+	}
+	if err := writeFileAtomic(aside, ab, 0o600); err != nil {
+		return nil, nil, fmt.Errorf("setting aside conflicting accounts in %s: %w", aside, err)
+	}
+	if err := st.save(st.set); err != nil {
+		return nil, nil, err
+	}
+	notice := make([]string, 0, len(reasons)+1)
+	for _, r := range reasons {
+		notice = append(notice, r+": these accounts were moved from "+st.path+" to "+aside)
+	}
+	notice = append(notice, "to restore one, copy it from "+aside+" into the \"accounts\" list of "+
+		st.path+" (keeping its email and phone number unique) and restart; to drop them, delete "+aside)
+	return st, notice, nil
+}
+
+// splitConflicts separates the accounts whose localId, email (without letter
+// case) or phone number another account also holds, and says why for each.
+func splitConflicts(all []*account) (keep, conflicts []*account, reasons []string) {
+	type key struct{ kind, value string }
+	holders := map[key][]string{}
+	for _, a := range all {
+		holders[key{"localId", a.LocalID}] = append(holders[key{"localId", a.LocalID}], a.LocalID)
+		if a.Email != "" {
+			k := key{"email", strings.ToLower(a.Email)}
+			holders[k] = append(holders[k], a.LocalID)
+		}
+		if a.PhoneNumber != "" {
+			k := key{"phone number", a.PhoneNumber}
+			holders[k] = append(holders[k], a.LocalID)
+		}
+	}
+	bad := map[string]bool{}
+	keys := slices.SortedFunc(maps.Keys(holders), func(x, y key) int {
+		return strings.Compare(x.kind+"\x00"+x.value, y.kind+"\x00"+y.value)
+	})
+	for _, k := range keys {
+		if ids := holders[k]; len(ids) > 1 {
+			reasons = append(reasons, fmt.Sprintf("%d accounts share the %s %s (localIds %s)",
+				len(ids), k.kind, k.value, strings.Join(ids, ", ")))
+			for _, id := range ids {
+				bad[id] = true
+			}
+		}
+	}
+	for _, a := range all {
+		if bad[a.LocalID] {
+			conflicts = append(conflicts, a)
+		} else {
+			keep = append(keep, a)
+		}
+	}
+	return keep, conflicts, reasons
 }
 
 func (st *accountStore) reindex() {
@@ -182,7 +293,7 @@ func (st *accountStore) byEmailAddr(email string) (account, bool) {
 }
 
 // find returns copies of the accounts matching any of the identifiers.
-func (st *accountStore) find(uids, emails, phones []string) []account {
+func (st *accountStore) find(uids, emails, phones []string, federated []providerKey) []account {
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	seen := map[string]bool{}
@@ -204,7 +315,20 @@ func (st *accountStore) find(uids, emails, phones []string) []account {
 	for _, p := range phones {
 		add(st.set.byPhone(p))
 	}
+	for _, f := range federated {
+		for _, a := range st.set.byID {
+			if a.hasProvider(f.ProviderID, f.RawID) {
+				add(a, true)
+			}
+		}
+	}
 	return out
+}
+
+// providerKey names a federated identity: lookup's federatedUserId.
+type providerKey struct {
+	ProviderID string `json:"providerId"`
+	RawID      string `json:"rawId"`
 }
 
 // page returns up to n accounts in localId order, starting after the

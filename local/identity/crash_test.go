@@ -182,9 +182,9 @@ func tempFiles(t *testing.T, dir string) []string {
 // that every answered sign-up is in it under the uid that was answered.
 func checkStored(t *testing.T, dir, after string, answered map[string]string) {
 	t.Helper()
-	st, err := loadAccounts(dir)
-	if err != nil {
-		t.Fatalf("after %s the accounts do not load: %v", after, err)
+	st, notice, err := loadAccounts(dir, time.Now(), 0)
+	if err != nil || notice != nil {
+		t.Fatalf("after %s the accounts do not load cleanly: %v, %q", after, err, notice)
 	}
 	var missing []string
 	for email, uid := range answered {

@@ -27,15 +27,20 @@ const testProject = "demo-acme"
 // password hash (tests measure behaviour, the benchmarks measure cost).
 func newTestEmulator(t testing.TB, mod ...func(*Config)) (*Emulator, *httptest.Server) {
 	t.Helper()
-	cfg := Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: minPasswordHashCost}
+	// Unstarted first, so that BaseURL can name the listener's address.
+	srv := httptest.NewUnstartedServer(nil)
+	cfg := Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: minPasswordHashCost,
+		BaseURL: "http://" + srv.Listener.Addr().String()}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	e, err := New(cfg)
 	if err != nil {
+		srv.Close()
 		t.Fatalf("New: %v", err)
 	}
-	srv := httptest.NewServer(e.Handler())
+	srv.Config.Handler = e.Handler()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	return e, srv
 }
@@ -253,7 +258,7 @@ func TestBadRequestsGetGoogleErrorsAndChangeNothing(t *testing.T) {
 		{"an oversized refresh form is 413", "POST", tokenPath, "grant_type=refresh_token&refresh_token=" + strings.Repeat("a", 2*maxBody), 413},
 		{"GET on a POST method is 405", "GET", signUpPath, nil, 405},
 		{"PUT on the reset is 405", "PUT", "/emulator/v1/projects/" + testProject + "/accounts", nil, 405},
-		{"an unknown route is 404", "POST", "/identitytoolkit.googleapis.com/v1/accounts:signInWithCustomToken?key=k", `{}`, 404},
+		{"an unknown route is 404", "POST", "/identitytoolkit.googleapis.com/v1/accounts:signInWithGameCenter?key=k", `{}`, 404},
 		{"a client call without an API key is 403", "POST", strings.TrimSuffix(signUpPath, "?key=k"),
 			map[string]any{"email": "x@example.com", "password": "123456"}, 403},
 		{"a refresh without an API key is 403", "POST", strings.TrimSuffix(tokenPath, "?key=k"),
@@ -291,8 +296,8 @@ func TestBadRequestsGetGoogleErrorsAndChangeNothing(t *testing.T) {
 }
 
 func TestCORSLetsTheSDKCallFromAnotherOrigin(t *testing.T) {
-	_, srv := newTestEmulator(t)
 	const origin = "http://127.0.0.1:8081"
+	_, srv := newTestEmulator(t, func(c *Config) { c.AllowedOrigins = []string{origin} })
 
 	t.Run("a preflight with the SDK's headers is allowed", func(t *testing.T) {
 		req, _ := http.NewRequest("OPTIONS", srv.URL+signInPath, nil)
@@ -521,9 +526,9 @@ func TestConcurrentSignUpsAreAllKept(t *testing.T) {
 	if ok != n/2 || e.accounts.len() != n/2 {
 		t.Fatalf("%d sign-ups succeeded and %d accounts exist; want %d each (one per email)", ok, e.accounts.len(), n/2)
 	}
-	reloaded, err := loadAccounts(filepath.Dir(e.accounts.path))
-	if err != nil || reloaded.len() != n/2 {
-		t.Fatalf("accounts on disk: %v, %d; want %d", err, reloaded.len(), n/2)
+	reloaded, notice, err := loadAccounts(filepath.Dir(e.accounts.path), time.Now(), 0)
+	if err != nil || notice != nil || reloaded.len() != n/2 {
+		t.Fatalf("accounts on disk: %v, %q, %d; want %d and no notice", err, notice, reloaded.len(), n/2)
 	}
 }
 
@@ -555,7 +560,7 @@ func TestEnsureUserIsIdempotent(t *testing.T) {
 func TestResetDeletesEveryAccount(t *testing.T) {
 	e, srv := newTestEmulator(t)
 	out := signUp(t, srv, "ada@example.com", "correct horse")
-	code, r := call(t, srv, "DELETE", "/emulator/v1/projects/"+testProject+"/accounts", nil)
+	code, r := call(t, srv, "DELETE", "/emulator/v1/projects/"+testProject+"/accounts", nil, "Authorization", "Bearer owner")
 	if code != 200 || e.accounts.len() != 0 {
 		t.Fatalf("reset = %d %v with %d accounts left; want 200 and none", code, r, e.accounts.len())
 	}

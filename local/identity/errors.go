@@ -77,7 +77,7 @@ func (e *Emulator) handleError(err error, c echo.Context) {
 		ae = &apiError{code: he.Code, message: http.StatusText(he.Code)}
 		switch he.Code {
 		case http.StatusNotFound:
-			ae.message, ae.status = "Not Found: no such method on this API", "NOT_FOUND"
+			ae = methodNotFound(c).(*apiError)
 		case http.StatusMethodNotAllowed:
 			ae.message, ae.status = "Method Not Allowed: this path does not take "+c.Request().Method, "INVALID_ARGUMENT"
 		}

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -30,6 +31,13 @@ var fuzzEndpoints = []struct{ method, path string }{
 	{http.MethodPost, adminPath + "/accounts:delete"},
 	{http.MethodGet, adminPath + "/accounts:batchGet"},
 	{http.MethodPost, toolkitPrefix + "/accounts:signInWithCustomToken"},
+	{http.MethodPost, toolkitPrefix + "/accounts:sendOobCode"},
+	{http.MethodPost, toolkitPrefix + "/accounts:resetPassword"},
+	{http.MethodPost, toolkitPrefix + "/accounts:signInWithEmailLink"},
+	{http.MethodPost, adminPath + "/accounts:batchCreate"},
+	{http.MethodPost, adminPath + "/accounts:batchDelete"},
+	{http.MethodPost, adminPath + ":createSessionCookie"},
+	{http.MethodPatch, "/identitytoolkit.googleapis.com/v2/projects/" + testProject + "/config"},
 }
 
 const toolkitPrefix = "/identitytoolkit.googleapis.com/v1"
@@ -118,7 +126,7 @@ func stateOf(t *testing.T, e *Emulator) emulatorState {
 }
 
 func (s emulatorState) equal(o emulatorState) bool {
-	return maps.Equal(s.files, o.files) && maps.Equal(s.accounts, o.accounts) &&
+	return maps.Equal(s.files, o.files) && maps.EqualFunc(s.accounts, o.accounts, func(a, b account) bool { return reflect.DeepEqual(a, b) }) &&
 		maps.EqualFunc(s.sessions, o.sessions, func(a, b session) bool {
 			return a.uid == b.uid && a.authTime.Equal(b.authTime) && a.issued.Equal(b.issued)
 		})

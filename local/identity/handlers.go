@@ -11,12 +11,46 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 )
+
+// decodeKnown is decode that refuses a field v does not name, in Google's
+// words for an unknown field, rather than answer 200 having changed nothing.
+func decodeKnown(c echo.Context, v any) error {
+	var raw map[string]json.RawMessage
+	if err := decode(c, &raw); err != nil {
+		return err
+	}
+	known := jsonFields(v)
+	for k := range raw {
+		if !known[k] {
+			return &apiError{code: http.StatusBadRequest, status: "INVALID_ARGUMENT",
+				message: "Invalid JSON payload received. Unknown name " + strconv.Quote(k) + ": this emulator does not support the field."}
+		}
+	}
+	b, _ := json.Marshal(raw)
+	if err := json.Unmarshal(b, v); err != nil {
+		return bodyError(err)
+	}
+	return nil
+}
+
+// jsonFields lists the JSON names of the struct v points to.
+func jsonFields(v any) map[string]bool {
+	t := reflect.TypeOf(v).Elem()
+	out := map[string]bool{}
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		out[name] = true
+	}
+	return out
+}
 
 // decode reads a JSON body of at most maxBody bytes into v. An empty body is
 // an empty request, as on Google's APIs.
@@ -88,6 +122,9 @@ func (e *Emulator) signUp(c echo.Context) error {
 	case req.Password == "":
 		return badRequest("MISSING_PASSWORD")
 	}
+	if err := checkCredentials(req.Email, req.Password); err != nil {
+		return err
+	}
 	email, err := normalizeEmail(req.Email)
 	if err != nil {
 		return badRequest(err.Error())
@@ -147,6 +184,10 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 	if req.Password == "" {
 		return badRequest("MISSING_PASSWORD")
 	}
+	// Throttled before any hashing, so a guessing loop costs no CPU.
+	if !e.throttle.allowed(email, e.now()) {
+		return badRequest(tooManyAttempts)
+	}
 	ctx := c.Request().Context()
 	a, found := e.accounts.byEmailAddr(email)
 	stored := a.PasswordHash
@@ -159,6 +200,11 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if found && ok {
+		e.throttle.succeeded(email)
+	} else {
+		e.throttle.failed(email, e.now())
+	}
 	switch {
 	case !found && e.reveal:
 		return badRequest("EMAIL_NOT_FOUND")
@@ -170,7 +216,7 @@ func (e *Emulator) signInWithPassword(c echo.Context) error {
 		return badRequest("USER_DISABLED")
 	}
 	now := e.now()
-	e.accounts.touch(a.LocalID, now, time.Time{})
+	e.accounts.touch(a.LocalID, now, now) // a sign-in is also a refresh (lastRefreshAt)
 	resp := map[string]any{
 		"kind": "identitytoolkit#VerifyPasswordResponse", "localId": a.LocalID, "email": a.Email,
 		"displayName": a.DisplayName, "registered": true,
@@ -247,7 +293,7 @@ func (e *Emulator) refresh(c echo.Context) error {
 		return badRequest("TOKEN_EXPIRED")
 	}
 	now := e.now()
-	id, err := e.idToken(a, s.authTime, now)
+	id, err := e.idTokenAs(a, s.authTime, now, cmpOr(s.provider, "password"), s.claims)
 	if err != nil {
 		return err
 	}
@@ -273,10 +319,12 @@ func cmpOr(a, b string) string {
 // storeError turns a failed change into its API error.
 func storeError(err error) error {
 	switch {
-	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists):
+	case errors.Is(err, errEmailExists), errors.Is(err, errUIDExists), errors.Is(err, errPhoneExists), errors.Is(err, errFederatedExists):
 		return badRequest(err.Error())
 	case errors.Is(err, ErrUserNotFound):
 		return badRequest("USER_NOT_FOUND")
+	case errors.Is(err, errTooManyAccounts):
+		return badRequest(err.Error())
 	default:
 		return err
 	}
@@ -288,21 +336,23 @@ var redacted = base64.StdEncoding.EncodeToString([]byte("REDACTED"))
 
 // userInfo is an account as accounts:lookup returns it.
 type userInfo struct {
-	LocalID           string         `json:"localId"`
-	Email             string         `json:"email,omitempty"`
-	EmailVerified     bool           `json:"emailVerified"`
-	DisplayName       string         `json:"displayName,omitempty"`
-	PhotoURL          string         `json:"photoUrl,omitempty"`
-	PhoneNumber       string         `json:"phoneNumber,omitempty"`
-	PasswordHash      string         `json:"passwordHash,omitempty"`
-	PasswordUpdatedAt int64          `json:"passwordUpdatedAt,omitempty"`
-	ProviderUserInfo  []providerInfo `json:"providerUserInfo"`
-	ValidSince        string         `json:"validSince"`
-	Disabled          bool           `json:"disabled,omitempty"`
-	LastLoginAt       string         `json:"lastLoginAt,omitempty"`
-	CreatedAt         string         `json:"createdAt"`
-	LastRefreshAt     string         `json:"lastRefreshAt,omitempty"`
-	CustomAttributes  string         `json:"customAttributes,omitempty"`
+	LocalID           string          `json:"localId"`
+	Email             string          `json:"email,omitempty"`
+	EmailVerified     bool            `json:"emailVerified"`
+	DisplayName       string          `json:"displayName,omitempty"`
+	PhotoURL          string          `json:"photoUrl,omitempty"`
+	PhoneNumber       string          `json:"phoneNumber,omitempty"`
+	PasswordHash      string          `json:"passwordHash,omitempty"`
+	PasswordUpdatedAt int64           `json:"passwordUpdatedAt,omitempty"`
+	ProviderUserInfo  []providerInfo  `json:"providerUserInfo,omitempty"`
+	Salt              string          `json:"salt,omitempty"`
+	MFAInfo           []mfaEnrollment `json:"mfaInfo,omitempty"`
+	ValidSince        string          `json:"validSince"`
+	Disabled          bool            `json:"disabled,omitempty"`
+	LastLoginAt       string          `json:"lastLoginAt,omitempty"`
+	CreatedAt         string          `json:"createdAt"`
+	LastRefreshAt     string          `json:"lastRefreshAt,omitempty"`
+	CustomAttributes  string          `json:"customAttributes,omitempty"`
 }
 
 type providerInfo struct {
@@ -319,7 +369,7 @@ func infoOf(a account) userInfo {
 	u := userInfo{
 		LocalID: a.LocalID, Email: a.Email, EmailVerified: a.EmailVerified, DisplayName: a.DisplayName,
 		PhotoURL: a.PhotoURL, PhoneNumber: a.PhoneNumber, Disabled: a.Disabled,
-		CustomAttributes: a.CustomAttributes, ProviderUserInfo: []providerInfo{},
+		CustomAttributes: a.CustomAttributes, MFAInfo: a.MFA,
 		ValidSince: strconv.FormatInt(a.ValidSince, 10), CreatedAt: strconv.FormatInt(a.CreatedAt, 10),
 	}
 	if a.LastLoginAt != 0 {
@@ -340,6 +390,7 @@ func infoOf(a account) userInfo {
 			ProviderID: "phone", RawID: a.PhoneNumber, PhoneNumber: a.PhoneNumber,
 		})
 	}
+	u.ProviderUserInfo = append(u.ProviderUserInfo, a.Providers...)
 	return u
 }
 
@@ -347,10 +398,11 @@ func infoOf(a account) userInfo {
 // any by localId, email or phoneNumber. No match is a 200 without "users".
 func (e *Emulator) lookup(c echo.Context) error {
 	var req struct {
-		IDToken     string   `json:"idToken"`
-		LocalID     []string `json:"localId"`
-		Email       []string `json:"email"`
-		PhoneNumber []string `json:"phoneNumber"`
+		IDToken     string        `json:"idToken"`
+		LocalID     []string      `json:"localId"`
+		Email       []string      `json:"email"`
+		PhoneNumber []string      `json:"phoneNumber"`
+		Federated   []providerKey `json:"federatedUserId"`
 	}
 	if err := decode(c, &req); err != nil {
 		return err
@@ -364,7 +416,7 @@ func (e *Emulator) lookup(c echo.Context) error {
 		}
 		found = []account{a}
 	} else {
-		found = e.accounts.find(req.LocalID, req.Email, req.PhoneNumber)
+		found = e.accounts.find(req.LocalID, req.Email, req.PhoneNumber, req.Federated)
 	}
 	if len(found) > 0 {
 		users := make([]userInfo, len(found))
@@ -379,20 +431,26 @@ func (e *Emulator) lookup(c echo.Context) error {
 // updateRequest is the body of accounts:update. Pointers tell "unset" from
 // "set to the zero value".
 type updateRequest struct {
-	IDToken           string      `json:"idToken"`
-	LocalID           string      `json:"localId"`
-	Email             *string     `json:"email"`
-	Password          *string     `json:"password"`
-	DisplayName       *string     `json:"displayName"`
-	PhotoURL          *string     `json:"photoUrl"`
-	PhoneNumber       *string     `json:"phoneNumber"`
-	EmailVerified     *bool       `json:"emailVerified"`
-	DisableUser       *bool       `json:"disableUser"`
-	CustomAttributes  *string     `json:"customAttributes"`
-	ValidSince        json.Number `json:"validSince"`
-	DeleteAttribute   []string    `json:"deleteAttribute"`
-	DeleteProvider    []string    `json:"deleteProvider"`
-	ReturnSecureToken bool        `json:"returnSecureToken"`
+	IDToken           string        `json:"idToken"`
+	LocalID           string        `json:"localId"`
+	Email             *string       `json:"email"`
+	Password          *string       `json:"password"`
+	DisplayName       *string       `json:"displayName"`
+	PhotoURL          *string       `json:"photoUrl"`
+	PhoneNumber       *string       `json:"phoneNumber"`
+	EmailVerified     *bool         `json:"emailVerified"`
+	DisableUser       *bool         `json:"disableUser"`
+	CustomAttributes  *string       `json:"customAttributes"`
+	ValidSince        json.Number   `json:"validSince"`
+	DeleteAttribute   []string      `json:"deleteAttribute"`
+	DeleteProvider    []string      `json:"deleteProvider"`
+	ReturnSecureToken bool          `json:"returnSecureToken"`
+	OobCode           string        `json:"oobCode"`
+	LinkProvider      *providerInfo `json:"linkProviderUserInfo"`
+	MFA               *struct {
+		Enrollments []mfaEnrollment `json:"enrollments"`
+	} `json:"mfa"`
+	TenantID string `json:"tenantId"`
 }
 
 // update changes an account: the caller's own (by idToken: profile, email,
@@ -400,24 +458,47 @@ type updateRequest struct {
 // custom claims and revocation).
 func (e *Emulator) update(c echo.Context) error {
 	var req updateRequest
-	if err := decode(c, &req); err != nil {
+	if err := decodeKnown(c, &req); err != nil {
 		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
+	}
+	if req.OobCode != "" {
+		return e.applyOobCode(c, req.OobCode)
 	}
 	admin := isAdmin(c.Request()) && req.IDToken == ""
 	uid := req.LocalID
 	if !admin {
-		a, aerr := e.verifyIDToken(req.IDToken)
+		verify := e.verifyIDToken
+		if req.Password != nil || req.Email != nil {
+			verify = e.verifyRecentIDToken
+		}
+		a, aerr := verify(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}
 		uid = a.LocalID
-		if req.EmailVerified != nil || req.DisableUser != nil || req.CustomAttributes != nil || req.ValidSince != "" {
+		if req.EmailVerified != nil || req.DisableUser != nil || req.CustomAttributes != nil || req.ValidSince != "" ||
+			req.LinkProvider != nil || req.MFA != nil {
 			return &apiError{code: http.StatusBadRequest, message: "INSUFFICIENT_PERMISSION"}
+		}
+		// A phone number is a sign-in method: a user gets one only by
+		// proving they hold it (a verification code), which this emulator
+		// does not offer; the admin may set one.
+		if req.PhoneNumber != nil {
+			return badRequest("INSUFFICIENT_PERMISSION : a user's phone number is set by verifying it, not by accounts:update")
 		}
 	} else if uid == "" {
 		return badRequest("MISSING_LOCAL_ID")
 	}
 
+	if err := checkSizes(req.DisplayName, req.PhotoURL, req.PhoneNumber); err != nil {
+		return err
+	}
+	if err := checkCredentials(deref(req.Email), deref(req.Password)); err != nil {
+		return err
+	}
 	// Validate and hash before taking the store's lock.
 	var hash string
 	if req.Password != nil {
@@ -437,19 +518,20 @@ func (e *Emulator) update(c echo.Context) error {
 			return badRequest(err.Error())
 		}
 		email = em
+		// With email enumeration protection on (the default here, as for
+		// projects created since September 2023), "users cannot change their
+		// email address without first verifying the new address": a user's
+		// plain update is refused and the change goes through
+		// accounts:sendOobCode VERIFY_AND_CHANGE_EMAIL (verifyBeforeUpdateEmail)
+		// instead. An administrator may still change it.
+		// https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection
+		if !admin && !e.reveal {
+			return badRequest("OPERATION_NOT_ALLOWED : Please verify the new email before changing email.")
+		}
 	}
 	if req.CustomAttributes != nil && *req.CustomAttributes != "" {
-		var claims map[string]any
-		if err := json.Unmarshal([]byte(*req.CustomAttributes), &claims); err != nil {
-			return badRequest("INVALID_CLAIMS")
-		}
-		if len(*req.CustomAttributes) > 1000 {
-			return badRequest("CLAIMS_TOO_LARGE")
-		}
-		for k := range claims {
-			if reservedClaims[k] {
-				return badRequest("FORBIDDEN_CLAIM : " + k)
-			}
+		if msg := checkClaims(*req.CustomAttributes); msg != "" {
+			return badRequest(msg)
 		}
 	}
 	var validSince int64
@@ -462,11 +544,44 @@ func (e *Emulator) update(c echo.Context) error {
 	}
 
 	now := e.now()
+	var mfa []mfaEnrollment
+	if req.MFA != nil {
+		m, err := checkMFA(req.MFA.Enrollments, now)
+		if err != nil {
+			return err
+		}
+		mfa = m
+	}
+	if p := req.LinkProvider; p != nil {
+		switch {
+		case p.ProviderID == "":
+			return badRequest("MISSING_PROVIDER_ID")
+		case p.RawID == "":
+			return badRequest("MISSING_RAW_ID")
+		case p.ProviderID == "password" || p.ProviderID == "phone":
+			return badRequest("INVALID_PROVIDER_ID : " + p.ProviderID + " is linked by setting the email and password, or the phone number")
+		}
+		if err := checkSizes(&p.DisplayName, &p.PhotoURL, &p.PhoneNumber); err != nil {
+			return err
+		}
+	}
 	var updated account
 	err := e.accounts.mutate(func(s *accountSet) error {
 		a, ok := s.byID[uid]
 		if !ok {
 			return ErrUserNotFound
+		}
+		if req.MFA != nil {
+			a.MFA = mfa
+		}
+		if p := req.LinkProvider; p != nil {
+			kept := []providerInfo{}
+			for _, q := range a.Providers {
+				if q.ProviderID != p.ProviderID {
+					kept = append(kept, q)
+				}
+			}
+			a.Providers = append(kept, *p)
 		}
 		if req.Email != nil && !strings.EqualFold(email, a.Email) {
 			a.Email = email
@@ -504,6 +619,7 @@ func (e *Emulator) update(c echo.Context) error {
 			if p == "phone" {
 				a.PhoneNumber = ""
 			}
+			a.Providers = slices.DeleteFunc(slices.Clone(a.Providers), func(q providerInfo) bool { return q.ProviderID == p })
 		}
 		if err := s.checkUnique(a); err != nil {
 			return err
@@ -531,6 +647,43 @@ func (e *Emulator) update(c echo.Context) error {
 	return c.JSON(http.StatusOK, resp)
 }
 
+// exportHash returns a stored hash's key and salt in base64.
+func exportHash(stored string) (hash, salt string) {
+	if _, s, k, ok := parseHash(stored); ok {
+		return base64.URLEncoding.EncodeToString(k), base64.URLEncoding.EncodeToString(s)
+	}
+	if h, ok := parseImported(stored); ok {
+		return base64.URLEncoding.EncodeToString(h.Hash), base64.URLEncoding.EncodeToString(h.Salt)
+	}
+	return redacted, ""
+}
+
+// checkClaims validates custom claims as Google does: a JSON object of at
+// most 1000 bytes that sets none of the reserved claims. It returns the
+// error code, or "".
+func checkClaims(attrs string) string {
+	var claims map[string]any
+	if err := json.Unmarshal([]byte(attrs), &claims); err != nil {
+		return "INVALID_CLAIMS"
+	}
+	if len(attrs) > 1000 {
+		return "CLAIMS_TOO_LARGE"
+	}
+	for k := range claims {
+		if reservedClaims[k] {
+			return "FORBIDDEN_CLAIM : " + k
+		}
+	}
+	return ""
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
 func setIf(dst *string, v *string) {
 	if v != nil {
 		*dst = *v
@@ -549,7 +702,7 @@ func (e *Emulator) deleteAccount(c echo.Context) error {
 	}
 	uid := req.LocalID
 	if req.IDToken != "" || !isAdmin(c.Request()) {
-		a, aerr := e.verifyIDToken(req.IDToken)
+		a, aerr := e.verifyRecentIDToken(req.IDToken)
 		if aerr != nil {
 			return aerr
 		}
@@ -574,16 +727,27 @@ func (e *Emulator) deleteAccount(c echo.Context) error {
 // createAccount is the Admin SDK's CreateUser: any fields, password optional.
 func (e *Emulator) createAccount(c echo.Context) error {
 	var req struct {
-		LocalID       string `json:"localId"`
-		Email         string `json:"email"`
-		Password      string `json:"password"`
-		DisplayName   string `json:"displayName"`
-		PhotoURL      string `json:"photoUrl"`
-		PhoneNumber   string `json:"phoneNumber"`
-		EmailVerified bool   `json:"emailVerified"`
-		Disabled      bool   `json:"disabled"`
+		LocalID       string          `json:"localId"`
+		Email         string          `json:"email"`
+		Password      string          `json:"password"`
+		DisplayName   string          `json:"displayName"`
+		PhotoURL      string          `json:"photoUrl"`
+		PhoneNumber   string          `json:"phoneNumber"`
+		EmailVerified bool            `json:"emailVerified"`
+		Disabled      bool            `json:"disabled"`
+		MFAInfo       []mfaEnrollment `json:"mfaInfo"`
+		TenantID      string          `json:"tenantId"`
 	}
-	if err := decode(c, &req); err != nil {
+	if err := decodeKnown(c, &req); err != nil {
+		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
+	}
+	if err := checkSizes(&req.DisplayName, &req.PhotoURL, &req.PhoneNumber); err != nil {
+		return err
+	}
+	if err := checkCredentials(req.Email, req.Password); err != nil {
 		return err
 	}
 	now := e.now()
@@ -610,6 +774,11 @@ func (e *Emulator) createAccount(c echo.Context) error {
 	}
 	a.DisplayName, a.PhotoURL, a.PhoneNumber = req.DisplayName, req.PhotoURL, req.PhoneNumber
 	a.EmailVerified, a.Disabled = req.EmailVerified, req.Disabled
+	mfa, err := checkMFA(req.MFAInfo, now)
+	if err != nil {
+		return err
+	}
+	a.MFA = mfa
 	if err := e.accounts.mutate(func(s *accountSet) error { return s.insert(a) }); err != nil {
 		return storeError(err)
 	}
@@ -633,6 +802,11 @@ func (e *Emulator) listAccounts(c echo.Context) error {
 	users := make([]userInfo, len(page))
 	for i, a := range page {
 		users[i] = infoOf(a)
+		// The download is for migrating users out: like Google, it gives
+		// the admin the hash and salt themselves (bytes, in base64).
+		if a.PasswordHash != "" {
+			users[i].PasswordHash, users[i].Salt = exportHash(a.PasswordHash)
+		}
 	}
 	resp := map[string]any{"kind": "identitytoolkit#DownloadAccountResponse", "users": users}
 	if more {
@@ -652,6 +826,7 @@ func (e *Emulator) reset(c echo.Context) error {
 		return err
 	}
 	e.sessions.clear()
+	e.oobs.clear()
 	return c.JSON(http.StatusOK, map[string]any{})
 }
 
@@ -682,12 +857,17 @@ func (e *Emulator) x509(c echo.Context) error {
 	return c.JSON(http.StatusOK, m)
 }
 
-// discovery is the OpenID configuration of the issuer, pointing at this host's JWKS.
+// discovery is the OpenID configuration of the issuer, pointing at this
+// emulator's JWKS at Config.BaseURL: never at the request's Host, which a
+// DNS-rebinding or misdirected request chooses.
 func (e *Emulator) discovery(c echo.Context) error {
-	base := "http://" + c.Request().Host
+	if e.baseURL == "" {
+		return &apiError{code: http.StatusNotFound, status: "NOT_FOUND",
+			message: "The discovery document needs identity.Config.BaseURL, the address clients reach this emulator at."}
+	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"issuer":                                e.issuer,
-		"jwks_uri":                              base + JWKSPath,
+		"jwks_uri":                              e.baseURL + JWKSPath,
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},

@@ -27,6 +27,11 @@
 // and a restart of the emulator signs everyone out (their next refresh fails
 // with INVALID_REFRESH_TOKEN and the SDK asks them to sign in again).
 //
+// Email action links (verification, email change, password reset) are not
+// mailed: their single-use codes stay in memory, are listed as the Firebase
+// emulator lists them (GET /emulator/v1/projects/{p}/oobCodes) and are handed
+// to Config.OnOobCode, which devstack prints.
+//
 // Passwords, tokens and keys are never logged.
 package identity
 
@@ -37,7 +42,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +86,35 @@ type Config struct {
 	// By default both answer INVALID_LOGIN_CREDENTIALS, like a project created
 	// since September 2023, so a caller cannot probe which emails have accounts.
 	RevealUnknownEmails bool
+	// ActionURL is where email action links point (verification, password
+	// reset, sign-in links), like a project's custom email action handler;
+	// the link adds mode, oobCode, apiKey, continueUrl and lang. Empty means
+	// the emulator's own page at /emulator/action, which applies
+	// verification links.
+	ActionURL string
+	// BaseURL is where clients reach the emulator, e.g.
+	// "http://127.0.0.1:9099": the discovery document's jwks_uri and the
+	// default action links point there, never at a Host a request names.
+	// Empty means the discovery document is not served.
+	BaseURL string
+	// AllowedOrigins are the browser origins (scheme://host:port) that may
+	// call the emulator, the frontend's; a request carrying any other Origin
+	// is refused, so a page on another site cannot drive it.
+	AllowedOrigins []string
+	// AllowedHosts are host names, besides loopback ones, that requests may
+	// name in Host; "*" admits any. Loopback only by default, so that a DNS
+	// rebinding page cannot reach the emulator under its own name.
+	AllowedHosts []string
+	// MaxAccounts bounds how many accounts sign-up and the Admin API may
+	// create; 0 means DefaultMaxAccounts. Saved accounts beyond it still load.
+	MaxAccounts int
+	// AuthorizedDomains are hosts, besides localhost, loopback addresses and
+	// the project's firebaseapp.com and web.app, that email action links may
+	// continue to (continueUrl).
+	AuthorizedDomains []string
+	// OnOobCode, if set, is called with every out-of-band code the emulator
+	// would have emailed, so that devstack can print the link. It must not block.
+	OnOobCode func(OobCode)
 }
 
 func (c *Config) validate() error {
@@ -91,8 +127,26 @@ func (c *Config) validate() error {
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("identity: Config.StateDir is required"))
 	}
+	if c.MaxAccounts < 0 {
+		errs = append(errs, fmt.Errorf("identity: Config.MaxAccounts %d is negative", c.MaxAccounts))
+	}
 	if c.KeyGrace < 0 {
 		errs = append(errs, fmt.Errorf("identity: Config.KeyGrace %v is negative", c.KeyGrace))
+	}
+	if c.ActionURL != "" {
+		if u, err := url.Parse(c.ActionURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("identity: Config.ActionURL %q is not an http(s) URL", c.ActionURL))
+		}
+	}
+	if c.BaseURL != "" {
+		if u, err := url.Parse(c.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			errs = append(errs, fmt.Errorf("identity: Config.BaseURL %q is not an http(s) origin", c.BaseURL))
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			errs = append(errs, fmt.Errorf("identity: Config.AllowedOrigins: %q is not an origin (scheme://host:port)", o))
+		}
 	}
 	if c.PasswordHashCost != 0 && (c.PasswordHashCost < minPasswordHashCost || c.PasswordHashCost > maxPasswordHashCost) {
 		errs = append(errs, fmt.Errorf("identity: Config.PasswordHashCost %d is outside %d..%d",
@@ -112,6 +166,18 @@ type Emulator struct {
 	accounts *accountStore
 	keys     *keyRing
 	sessions *sessionStore
+
+	notice []string // see Notices
+
+	actionURL string
+	baseURL   string
+	origins   map[string]bool
+	hosts     map[string]bool
+	domains   map[string]bool
+	onOob     func(OobCode)
+	oobs      *oobStore
+	throttle  *throttle
+	config    projectConfig
 
 	decoyOnce sync.Once
 	decoy     string // see decoyHash
@@ -135,6 +201,9 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.PasswordHashCost == 0 {
 		cfg.PasswordHashCost = DefaultPasswordHashCost
 	}
+	if cfg.MaxAccounts == 0 {
+		cfg.MaxAccounts = DefaultMaxAccounts
+	}
 	// 0700: the directory holds private keys and password hashes.
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("identity: creating state dir: %w", err)
@@ -143,7 +212,7 @@ func New(cfg Config) (*Emulator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	accounts, err := loadAccounts(cfg.StateDir)
+	accounts, notice, err := loadAccounts(cfg.StateDir, cfg.Now(), cfg.MaxAccounts)
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
@@ -157,11 +226,38 @@ func New(cfg Config) (*Emulator, error) {
 		accounts: accounts,
 		keys:     keys,
 		sessions: newSessionStore(),
+		notice:   notice,
+
+		actionURL: cfg.ActionURL,
+		baseURL:   strings.TrimSuffix(cfg.BaseURL, "/"),
+		origins:   map[string]bool{},
+		hosts:     map[string]bool{},
+		domains:   map[string]bool{},
+		onOob:     cfg.OnOobCode,
+		oobs:      newOobStore(),
+		throttle:  newThrottle(),
+	}
+	for _, o := range cfg.AllowedOrigins {
+		e.origins[strings.ToLower(o)] = true
+	}
+	for _, d := range cfg.AuthorizedDomains {
+		e.domains[strings.ToLower(d)] = true
+	}
+	for _, h := range cfg.AllowedHosts {
+		e.hosts[strings.ToLower(h)] = true
+	}
+	for _, n := range notice {
+		e.log.Warn("identity state: "+n, "stateDir", cfg.StateDir)
 	}
 	e.log.Info("identity emulator state loaded", "project", e.project, "stateDir", cfg.StateDir,
 		"accounts", accounts.len(), "kid", keys.currentKID(), "nextKid", keys.nextKID())
 	return e, nil
 }
+
+// Notices are what New had to repair in the saved state (accounts set aside
+// because they broke uniqueness), each a sentence saying what to do, for the
+// caller to show where a developer looks; nil when the state was sound.
+func (e *Emulator) Notices() []string { return slices.Clone(e.notice) }
 
 // Issuer is the iss claim of every ID token: https://securetoken.google.com/<project>.
 func (e *Emulator) Issuer() string { return e.issuer }
@@ -169,8 +265,9 @@ func (e *Emulator) Issuer() string { return e.issuer }
 // ProjectID is the project the emulator serves; it is the aud claim of every ID token.
 func (e *Emulator) ProjectID() string { return e.project }
 
-// EnsureUser makes sure an account with email exists and signs in with
-// password, creating it or resetting its password as needed, and returns its
+// EnsureUser makes sure an account with email exists, signs in with
+// password and has a verified email (a seeded user has no inbox to verify
+// from), creating it or resetting its password as needed, and returns its
 // uid. devstack calls it at every start to seed the demo user.
 func (e *Emulator) EnsureUser(ctx context.Context, email, password string) (string, error) {
 	email, err := normalizeEmail(email)
@@ -180,24 +277,28 @@ func (e *Emulator) EnsureUser(ctx context.Context, email, password string) (stri
 	if err := checkPassword(password); err != nil {
 		return "", fmt.Errorf("identity: seeding user %s: %w", email, err)
 	}
-	if a, ok := e.accounts.byEmailAddr(email); ok && e.hasher.verify(ctx, a.PasswordHash, password) {
+	a, found := e.accounts.byEmailAddr(email)
+	hash := a.PasswordHash
+	if !found || !e.hasher.verify(ctx, a.PasswordHash, password) {
+		if hash, err = e.hasher.hash(ctx, password); err != nil {
+			return "", fmt.Errorf("identity: seeding user %s: %w", email, err)
+		}
+	} else if a.EmailVerified {
 		return a.LocalID, nil
-	}
-	hash, err := e.hasher.hash(ctx, password)
-	if err != nil {
-		return "", fmt.Errorf("identity: seeding user %s: %w", email, err)
 	}
 	now := e.now()
 	var uid string
 	err = e.accounts.mutate(func(s *accountSet) error {
 		if a, ok := s.byEmail(email); ok {
-			a.PasswordHash = hash
-			a.PasswordUpdatedAt = now.UnixMilli()
+			if a.PasswordHash != hash {
+				a.PasswordHash, a.PasswordUpdatedAt = hash, now.UnixMilli()
+			}
+			a.EmailVerified = true
 			uid = a.LocalID
 			return nil
 		}
 		a := newAccount(newUID(), now)
-		a.Email, a.PasswordHash, a.PasswordUpdatedAt = email, hash, now.UnixMilli()
+		a.Email, a.PasswordHash, a.PasswordUpdatedAt, a.EmailVerified = email, hash, now.UnixMilli(), true
 		uid = a.LocalID
 		return s.insert(a)
 	})
@@ -265,8 +366,10 @@ type sessionStore struct {
 
 type session struct {
 	uid      string
-	authTime time.Time // when the user signed in with their password
-	issued   time.Time // when this refresh token was issued
+	authTime time.Time      // when the user signed in with their password
+	issued   time.Time      // when this refresh token was issued
+	provider string         // the sign-in method: "password", "custom"
+	claims   map[string]any // a custom token's developer claims, kept for every refresh
 }
 
 func newSessionStore() *sessionStore {

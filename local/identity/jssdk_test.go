@@ -52,6 +52,10 @@ type jsStep struct {
 	IsAnonymous    bool     `json:"isAnonymous"`
 	Providers      []string `json:"providers"`
 	CurrentUser    *string  `json:"currentUser"`
+	Mode           string   `json:"mode"`
+	ContinueURL    string   `json:"continueUrl"`
+	EmailVerified  bool     `json:"emailVerified"`
+	Claim          any      `json:"claim"`
 }
 
 func TestFirebaseJSSDK(t *testing.T) {
@@ -92,8 +96,9 @@ func TestFirebaseJSSDK(t *testing.T) {
 		if !up.OK || up.UID == "" || up.Email != "jssdk@example.com" {
 			t.Fatalf("signUp = %+v; want a user jssdk@example.com", up)
 		}
-		if a, ok := e.accounts.byUID(up.UID); !ok || a.Email != up.Email {
-			t.Fatalf("the emulator has %+v for uid %s; want the signed-up account", a, up.UID)
+		// Its email was changed by a later step (verifyBeforeUpdateEmail).
+		if _, ok := e.accounts.byUID(up.UID); !ok {
+			t.Fatalf("the emulator has no account for uid %s; want the signed-up account", up.UID)
 		}
 		if _, err := verify(set, up.IDToken, time.Now()); err != nil {
 			t.Fatalf("the SDK's ID token fails verification: %v", err)
@@ -117,6 +122,41 @@ func TestFirebaseJSSDK(t *testing.T) {
 		}
 		if _, err := verify(set, s.IDToken, time.Now()); err != nil {
 			t.Fatalf("the SDK's ID token fails verification: %v", err)
+		}
+	})
+	t.Run("sendEmailVerification leaves a link the SDK parses as verifyEmail", func(t *testing.T) {
+		s := got["sendEmailVerification"]
+		if !s.OK || s.Mode != "VERIFY_EMAIL" || s.ContinueURL != "http://localhost/after-verify" || s.EmailVerified {
+			t.Fatalf("sendEmailVerification = %+v; want a VERIFY_EMAIL link with the continue URL, the user still unverified", s)
+		}
+	})
+	t.Run("applyActionCode verifies the email in the profile and the next token", func(t *testing.T) {
+		s := got["applyActionCode"]
+		if !s.OK || !s.EmailVerified || s.Claim != true {
+			t.Fatalf("applyActionCode = %+v; want emailVerified and the email_verified claim true", s)
+		}
+		tok, err := verify(set, s.IDToken, time.Now())
+		if err != nil {
+			t.Fatalf("the token after verification fails verification: %v", err)
+		}
+		if tok.EmailVerified == nil || !*tok.EmailVerified {
+			t.Fatalf("email_verified in the signed token = %v; want true", tok.EmailVerified)
+		}
+	})
+	t.Run("a used code is auth/invalid-action-code", func(t *testing.T) {
+		if s := got["applyActionCodeAgain"]; s.OK || s.Code != "auth/invalid-action-code" {
+			t.Fatalf("applyActionCodeAgain = %+v; want auth/invalid-action-code", s)
+		}
+	})
+	t.Run("updateEmail without verification is auth/operation-not-allowed", func(t *testing.T) {
+		if s := got["updateEmail"]; s.OK || s.Code != "auth/operation-not-allowed" {
+			t.Fatalf("updateEmail = %+v; want auth/operation-not-allowed (email enumeration protection)", s)
+		}
+	})
+	t.Run("verifyBeforeUpdateEmail changes the email once its link is applied", func(t *testing.T) {
+		s := got["verifyBeforeUpdateEmail"]
+		if !s.OK || s.Mode != "VERIFY_AND_CHANGE_EMAIL" || s.UID != up.UID || s.Email != "renamed@example.com" || !s.EmailVerified {
+			t.Fatalf("verifyBeforeUpdateEmail = %+v; want uid %s signed in as renamed@example.com, verified", s, up.UID)
 		}
 	})
 	t.Run("getIdToken(true) refreshes through the Secure Token API", func(t *testing.T) {

@@ -60,7 +60,12 @@ func (h *passwordHasher) hash(ctx context.Context, password string) (string, err
 func (h *passwordHasher) verify(ctx context.Context, stored, password string) bool {
 	cost, salt, want, ok := parseHash(stored)
 	if !ok {
-		return false
+		imp, ok := parseImported(stored)
+		if !ok || h.acquire(ctx) != nil {
+			return false
+		}
+		defer h.release()
+		return imp.verify(password)
 	}
 	got, err := h.derive(ctx, password, salt, cost)
 	return err == nil && subtle.ConstantTimeCompare(got, want) == 1

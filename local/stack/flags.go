@@ -34,6 +34,7 @@ Flags:
 	fs.StringVar(&c.BackendAddr, "backend-addr", c.BackendAddr, "listen address of the backend")
 	fs.StringVar(&c.GatewayAddr, "gateway-addr", c.GatewayAddr, "listen address of the gateway (HTTPS, mTLS)")
 	fs.StringVar(&c.FrontendAddr, "frontend-addr", c.FrontendAddr, "listen address of the frontend")
+	fs.BoolVar(&c.AllowNonLoopback, "allow-non-loopback", c.AllowNonLoopback, "allow listen addresses beyond loopback (exposes the emulator's admin API and the backend to the network)")
 	fs.StringVar(&c.DemoEmail, "demo-email", c.DemoEmail, "email of the demo user, created if missing")
 	fs.StringVar(&c.DemoPassword, "demo-password", c.DemoPassword, "password of the demo user")
 	fs.TextVar(&level, "log-level", level, "minimum level of the JSON component logs on stderr: DEBUG, INFO, WARN, ERROR")
@@ -58,4 +59,10 @@ func (s *Stack) PrintSummary(w io.Writer) {
 		fmt.Fprintf(w, "local     jwksUri %s (the one difference from istio/)\n", d)
 	}
 	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
+	for _, warning := range s.Warnings {
+		fmt.Fprintf(w, "WARNING   %s\n", warning)
+	}
+	for _, n := range s.IdentityNotices {
+		fmt.Fprintf(w, "WARNING   identity state: %s\n", n)
+	}
 }

@@ -14,10 +14,12 @@ package stack
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -51,6 +53,14 @@ type Config struct {
 	// The demo user, created if missing, its password reset if changed.
 	DemoEmail, DemoPassword string
 	Logger                  *slog.Logger // component logs; nil discards
+	// AllowNonLoopback lets a listen address be other than loopback. Off by
+	// default: the emulator's admin API and the backend are unauthenticated
+	// by design, for this machine only.
+	AllowNonLoopback bool
+	// Outbox gets one line per email the emulator would have sent (a
+	// verification or password-reset link), since no mail leaves this
+	// machine; nil discards. devstack points it at stdout.
+	Outbox io.Writer
 }
 
 // Defaults are the addresses and names devstack uses unless told otherwise.
@@ -94,6 +104,11 @@ type Stack struct {
 	// LocalDifferences are the ways the local gateway departs from istio/:
 	// each jwksUri fetched from the emulator instead ("from → to").
 	LocalDifferences []string
+	// IdentityNotices are what the emulator repaired in its saved state
+	// (accounts set aside for sharing an email), each saying what to do.
+	IdentityNotices []string
+	// Warnings are the listen addresses beyond loopback (AllowNonLoopback).
+	Warnings []string
 
 	group *errgroup.Group
 }
@@ -123,12 +138,23 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("dev PKI in %s: %w", cfg.StateDir, err)
 	}
 
-	// Bind every port before starting anything, so a busy port stops the
-	// stack with one line and nothing half-started.
-	lns, err := listenAll(ctx, map[string]string{
+	addrs := map[string]string{
 		"identity": cfg.IdentityAddr, "backend": cfg.BackendAddr,
 		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr,
-	})
+	}
+	var warnings []string
+	for _, name := range []string{"identity", "backend", "gateway", "frontend"} {
+		w, err := checkBind(name, addrs[name], cfg.AllowNonLoopback)
+		if err != nil {
+			return nil, err
+		}
+		if w != "" {
+			warnings = append(warnings, w)
+		}
+	}
+	// Bind every port before starting anything, so a busy port stops the
+	// stack with one line and nothing half-started.
+	lns, err := listenAll(ctx, addrs)
 	if err != nil {
 		return nil, err
 	}
@@ -151,14 +177,22 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		ProjectID:         cfg.ProjectID,
 		DemoEmail:         cfg.DemoEmail,
 		DemoPassword:      cfg.DemoPassword,
+		Warnings:          warnings,
 	}
 
 	s.Emulator, err = identity.New(identity.Config{
 		ProjectID: cfg.ProjectID, StateDir: filepath.Join(cfg.StateDir, "identity"), Logger: log.With("component", "identity"),
+		OnOobCode: printOob(cfg.Outbox),
+		BaseURL:   s.IdentityURL,
+		// The browser calls the emulator from the frontend's pages, opened
+		// by either loopback name.
+		AllowedOrigins: []string{s.FrontendURL, "http://localhost:" + portOf(lns["frontend"])},
+		AllowedHosts:   hostsBeyondLoopback(cfg.IdentityAddr),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("identity emulator: %w", err)
 	}
+	s.IdentityNotices = s.Emulator.Notices()
 	if _, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword); err != nil {
 		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
 	}
@@ -239,6 +273,68 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s.group = g
 	ok = true
 	return s, nil
+}
+
+// checkBind refuses a listen address beyond loopback unless allow is set,
+// and then returns a warning to print. Only the address is inspected.
+func checkBind(name, addr string, allow bool) (warning string, err error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("%s address %q: %w", name, addr, err)
+	}
+	if isLoopback(host) {
+		return "", nil
+	}
+	where := host
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		where = "every interface"
+	}
+	if !allow {
+		return "", fmt.Errorf("%s address %s listens on %s, beyond this machine: pass -allow-non-loopback to expose it to the network (its APIs trust loopback callers), or use 127.0.0.1", name, addr, where)
+	}
+	return fmt.Sprintf("%s listens on %s (%s), beyond loopback: anyone who can reach this machine can call it", name, where, addr), nil
+}
+
+func isLoopback(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
+// hostsBeyondLoopback are the Host names the emulator must accept when it
+// listens beyond loopback: its own, or any when it listens everywhere.
+func hostsBeyondLoopback(addr string) []string {
+	host, _, _ := net.SplitHostPort(addr)
+	switch ip := net.ParseIP(host); {
+	case isLoopback(host):
+		return nil
+	case host == "" || (ip != nil && ip.IsUnspecified()):
+		return []string{"*"}
+	default:
+		return []string{host}
+	}
+}
+
+func portOf(ln net.Listener) string {
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+// printOob prints each link the emulator would have emailed as one line,
+// serialized: handlers call it from their own goroutines.
+func printOob(w io.Writer) func(identity.OobCode) {
+	if w == nil {
+		return nil
+	}
+	var mu sync.Mutex
+	what := map[string]string{
+		"VERIFY_EMAIL": "verify the email of", "VERIFY_AND_CHANGE_EMAIL": "confirm the new email",
+		"PASSWORD_RESET": "reset the password of", "EMAIL_SIGNIN": "sign in as",
+	}
+	return func(c identity.OobCode) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(w, "email     to %s %s, open %s\n", what[c.RequestType], c.Email, c.OobLink)
+	}
 }
 
 // Wait blocks until every component has stopped and returns the first error.

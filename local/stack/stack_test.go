@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"flag"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,4 +183,111 @@ func TestParseFlagsTakesTheEnvironmentAndRefusesStrays(t *testing.T) {
 	if _, _, err := ParseFlags([]string{"-h"}, func(string) string { return "" }, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("ParseFlags -h: %v, want flag.ErrHelp", err)
 	}
+}
+
+// lockedBuffer is an Outbox the test reads while handlers write to it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestTheDemoUserIsVerifiedAndVerificationLinksArePrinted(t *testing.T) {
+	var out lockedBuffer
+	cfg := testConfig(t)
+	cfg.Outbox = &out
+	s, err := Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Wait() })
+
+	demo := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k",
+		map[string]any{"email": s.DemoEmail, "password": s.DemoPassword, "returnSecureToken": true})
+	look := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:lookup?key=k", map[string]any{"idToken": demo["idToken"]})
+	if users, _ := look["users"].([]any); len(users) != 1 || users[0].(map[string]any)["emailVerified"] != true {
+		t.Fatalf("the demo user = %v; want emailVerified true", look)
+	}
+
+	up := post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:signUp?key=k",
+		map[string]any{"email": "new@acme.test", "password": "a new password", "returnSecureToken": true})
+	post(t, s.IdentityURL+"/identitytoolkit.googleapis.com/v1/accounts:sendOobCode?key=k",
+		map[string]any{"requestType": "VERIFY_EMAIL", "idToken": up["idToken"]})
+	line := out.String()
+	want := "email     to verify the email of new@acme.test, open " + s.IdentityURL + "/emulator/action?"
+	if !strings.HasPrefix(line, want) || !strings.Contains(line, "mode=verifyEmail") || !strings.Contains(line, "oobCode=") {
+		t.Fatalf("outbox = %q; want a line starting %q with mode=verifyEmail and the oobCode", line, want)
+	}
+}
+
+func post(t *testing.T, url string, body any) map[string]any {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST %s = %d %v (%v); want 200", url, resp.StatusCode, out, err)
+	}
+	return out
+}
+
+func TestListenAddressesBeyondLoopbackNeedTheFlag(t *testing.T) {
+	tests := []struct {
+		name, addr  string
+		allow       bool
+		wantErr     string
+		wantWarning string
+	}{
+		{"an IPv4 loopback address is taken silently", "127.0.0.1:9099", false, "", ""},
+		{"another 127/8 address is taken silently", "127.0.0.2:9099", false, "", ""},
+		{"the IPv6 loopback address is taken silently", "[::1]:9099", false, "", ""},
+		{"localhost is taken silently", "localhost:9099", false, "", ""},
+		{"every interface is refused without the flag", "0.0.0.0:9099", false, "-allow-non-loopback", ""},
+		{"an empty host (every interface) is refused without the flag", ":9099", false, "every interface", ""},
+		{"a LAN address is refused without the flag", "192.168.1.10:9099", false, "-allow-non-loopback", ""},
+		{"every interface with the flag is taken with a warning", "0.0.0.0:9099", true, "", "identity listens on every interface"},
+		{"a LAN address with the flag is taken with a warning", "192.168.1.10:9099", true, "", "beyond loopback"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := checkBind("identity", tt.addr, tt.allow)
+			switch {
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("checkBind(%s) = %v; want an error containing %q", tt.addr, err, tt.wantErr)
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("checkBind(%s) = %v; want it accepted", tt.addr, err)
+			case !strings.Contains(w, tt.wantWarning) || (tt.wantWarning == "" && w != ""):
+				t.Fatalf("checkBind(%s) warning = %q; want %q", tt.addr, w, tt.wantWarning)
+			}
+		})
+	}
+	t.Run("Start refuses a non-loopback identity address before binding anything", func(t *testing.T) {
+		cfg := testConfig(t)
+		cfg.IdentityAddr = "0.0.0.0:0"
+		if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "identity address 0.0.0.0:0") {
+			t.Fatalf("Start = %v; want a refusal naming the identity address", err)
+		}
+	})
+	t.Run("the summary prints the warnings", func(t *testing.T) {
+		var buf bytes.Buffer
+		(&Stack{Warnings: []string{"identity listens on every interface"}}).PrintSummary(&buf)
+		if !strings.Contains(buf.String(), "WARNING   identity listens on every interface") {
+			t.Fatalf("summary = %q; want the warning line", buf.String())
+		}
+	})
 }

@@ -11,6 +11,8 @@
 //     demands one), a request with a bad token gets 401;
 //   - token locations from fromHeaders/fromParams/fromCookies, or Envoy's
 //     defaults (Authorization: Bearer, ?access_token=) when none is given;
+//     repeated Authorization headers are one value joined by ",", as Envoy's
+//     header map holds them (extract.go);
 //   - forwardOriginalToken, outputPayloadToHeader, outputClaimToHeaders,
 //     spaceDelimitedClaims (plus "scope" and "permission", always);
 //   - CORS preflight requests bypass JWT checks (BypassCorsPreflight: true).

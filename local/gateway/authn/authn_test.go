@@ -23,6 +23,7 @@ import (
 //	[verify.cc]  envoyproxy/envoy source/common/jwt/verify.cc (kid/alg matching)
 //	[auth.cc]    envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc
 //	[extract.cc] envoyproxy/envoy source/extensions/filters/http/jwt_authn/extractor.cc
+//	[headers]    envoyproxy/envoy source/common/http/header_map_impl.cc insertByKey (inline headers joined)
 //	[filter.cc]  envoyproxy/envoy source/extensions/filters/http/jwt_authn/filter.cc (status code, www-authenticate)
 //	[applier]    istio/istio pilot/pkg/security/authn/policy_applier.go (provider OR allow_missing)
 //	[ra-docs]    https://istio.io/latest/docs/reference/config/security/request_authentication/
@@ -164,6 +165,14 @@ func TestAuthenticateConformance(t *testing.T) {
 				r.Header.Set("Authorization", "Bearer "+good)
 				return r
 			}(), wantSub: "user-1"},
+		{name: "two Authorization headers are one joined value whose token is malformed", source: "[headers] repeated inline headers joined with ','; [extract.cc] the rest after the prefix",
+			req: withAuthorization("Bearer "+good, "Bearer "+good), wantStatus: 401, wantBody: "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"},
+		{name: "a Basic header then a Bearer header is the Bearer token, found inside the joined value", source: "[headers]; [extract.cc] the prefix found anywhere",
+			req: withAuthorization("Basic dXNlcjpwYXNz", "Bearer "+good), wantSub: "user-1"},
+		{name: "a lowercase bearer header then a Bearer header is the second one's token", source: "[headers]; [extract.cc] the prefix is matched case-sensitively",
+			req: withAuthorization("bearer not-a-jwt", "Bearer "+good), wantSub: "user-1"},
+		{name: "two Bearer tokens joined by a comma in one header are malformed", source: "[extract.cc] the rest after the prefix",
+			req: withAuthorization("Bearer " + good + ", Bearer " + good), wantStatus: 401, wantBody: "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections"},
 		{name: "a lowercase bearer prefix carries no token", source: "[extract.cc] the prefix is matched case-sensitively",
 			req: func() *http.Request {
 				r := httptest.NewRequest(http.MethodGet, "https://api.internal.example/api/secure.json", nil)
@@ -523,4 +532,14 @@ func TestInlineJWKS(t *testing.T) {
 	if fail == nil || fail.Body != "Jwt verification fails" {
 		t.Fatalf("got %+v, want 401 %q", fail, "Jwt verification fails")
 	}
+}
+
+// withAuthorization is a request carrying each value as an Authorization
+// header of its own, as a client may send them.
+func withAuthorization(values ...string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "https://api.internal.example/api/secure.json", nil)
+	for _, v := range values {
+		r.Header.Add("Authorization", v)
+	}
+	return r
 }

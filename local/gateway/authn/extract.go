@@ -103,9 +103,33 @@ type found struct {
 	loc   *location
 }
 
+// joinedHeaders are the request headers Envoy keeps "inline" that a token
+// location may name. Envoy's header map appends a repeated inline header to
+// the first one, joined with "," (envoyproxy/envoy
+// source/common/http/header_map_impl.cc HeaderMapImpl::insertByKey,
+// appendToHeader), before any filter runs, in the HTTP/1 and HTTP/2 codecs
+// alike. Authorization is inline in Istio's proxy: filters linked into it
+// register it (RegisterCustomInlineHeader in the oauth2 and cache filters).
+// Every other header keeps one entry per value, which extractor.cc reads one
+// by one.
+var joinedHeaders = map[string]bool{"Authorization": true}
+
+// headerValues is what extractor.cc sees of header name: the values as
+// Envoy's header map holds them.
+func headerValues(h http.Header, name string) []string {
+	vs := h.Values(name)
+	if len(vs) > 1 && joinedHeaders[name] {
+		return []string{strings.Join(vs, ",")}
+	}
+	return vs
+}
+
 // extract finds every token of the request, as extractor.cc does: each value
-// of a header that contains the prefix (anywhere, as Envoy's find() does), the
-// first value of each query parameter, the first cookie of each name.
+// of a header that contains the prefix (anywhere, as Envoy's find() does),
+// after Envoy's header map joined repeated inline headers into one value; the
+// first value of each query parameter, the first cookie of each name. So two
+// Authorization headers are one value "Bearer A,Bearer B", whose token is
+// "A,Bearer B" (malformed), and "Basic x" + "Bearer B" is the token B.
 func extract(locations []*location, r *http.Request) []found {
 	var out []found
 	var query url.Values
@@ -113,7 +137,7 @@ func extract(locations []*location, r *http.Request) []found {
 	for _, l := range locations {
 		switch l.kind {
 		case inHeader:
-			for _, v := range r.Header.Values(l.name) {
+			for _, v := range headerValues(r.Header, l.name) {
 				if l.prefix != "" {
 					pos := strings.Index(v, l.prefix)
 					if pos < 0 {

@@ -19,6 +19,7 @@ const { initializeApp } = require('firebase/app');
 const {
   initializeAuth, inMemoryPersistence, connectAuthEmulator,
   createUserWithEmailAndPassword, signInWithEmailAndPassword, signOut,
+  sendEmailVerification, applyActionCode, parseActionCodeURL, updateEmail, verifyBeforeUpdateEmail,
 } = require('firebase/auth');
 
 const app = initializeApp({ apiKey: 'demo-api-key', projectId: 'demo-acme', appId: '1:1234:web:abcd' });
@@ -62,6 +63,34 @@ await step('signIn', async () => {
     signInProvider: result.signInProvider, idToken: result.token,
   };
 });
+// The newest link the emulator would have mailed to `to`, as its outbox lists it.
+async function lastLink(requestType, to) {
+  const res = await fetch(`${emulatorURL}/emulator/v1/projects/demo-acme/oobCodes`);
+  const { oobCodes } = await res.json();
+  const rec = oobCodes.filter((c) => c.requestType === requestType && c.email === to).pop();
+  if (!rec) throw new Error(`no ${requestType} code for ${to} in ${JSON.stringify(oobCodes)}`);
+  // parseActionCodeURL is how apps read the link: it needs mode, oobCode and apiKey.
+  const parsed = parseActionCodeURL(rec.oobLink);
+  if (!parsed) throw new Error(`the SDK cannot parse ${rec.oobLink}`);
+  return parsed;
+}
+await step('sendEmailVerification', async () => {
+  await sendEmailVerification(auth.currentUser, { url: 'http://localhost/after-verify' });
+  const link = await lastLink('VERIFY_EMAIL', email);
+  out.verifyLink = link;
+  return { mode: link.operation, continueUrl: link.continueUrl, emailVerified: auth.currentUser.emailVerified };
+});
+await step('applyActionCode', async () => {
+  await applyActionCode(auth, out.verifyLink.code);
+  await auth.currentUser.reload();
+  const result = await auth.currentUser.getIdTokenResult(true);
+  return { emailVerified: auth.currentUser.emailVerified, claim: result.claims.email_verified, idToken: result.token };
+});
+await step('applyActionCodeAgain', async () => {
+  await applyActionCode(auth, out.verifyLink.code);
+  return {};
+});
+delete out.verifyLink;
 await step('refresh', async () => {
   const result = await auth.currentUser.getIdTokenResult(true);
   return { uid: auth.currentUser.uid, idToken: result.token, signInProvider: result.signInProvider };
@@ -77,6 +106,19 @@ await step('wrongPassword', async () => {
 await step('unknownUser', async () => {
   await signInWithEmailAndPassword(auth, 'nobody@example.com', password);
   return {};
+});
+
+await step('updateEmail', async () => {
+  await signInWithEmailAndPassword(auth, email, password);
+  await updateEmail(auth.currentUser, 'renamed@example.com');
+  return {};
+});
+await step('verifyBeforeUpdateEmail', async () => {
+  await verifyBeforeUpdateEmail(auth.currentUser, 'renamed@example.com');
+  const link = await lastLink('VERIFY_AND_CHANGE_EMAIL', 'renamed@example.com');
+  await applyActionCode(auth, link.code);
+  const cred = await signInWithEmailAndPassword(auth, 'renamed@example.com', password);
+  return { mode: link.operation, uid: cred.user.uid, email: cred.user.email, emailVerified: cred.user.emailVerified };
 });
 
 console.log(JSON.stringify(out));
