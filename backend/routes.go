@@ -23,7 +23,7 @@ func (s *Server) routes(e *echo.Echo) {
 	)
 
 	e.GET(pathHealthz, s.healthz)
-	e.GET("/api/secure.json", s.secure, s.requireUser)
+	e.GET("/api/secure.json", s.secure, s.requireCaller)
 }
 
 const pathHealthz = "/api/healthz"

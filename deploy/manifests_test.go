@@ -320,6 +320,19 @@ func TestIstioPolicyFitsTheManifests(t *testing.T) {
 		project := projectID(t)
 		ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
 		for _, r := range ra.Spec.JwtRules {
+			if r.Issuer == "https://accounts.google.com" {
+				// Workloads' Google ID tokens: the audience the apiclient job asks for.
+				var jobAudience string
+				for _, e := range readAPIClientJob(t).Spec.Template.Spec.Template.Spec.Containers[0].Env {
+					if e.Name == "API_AUDIENCE" {
+						jobAudience = e.Value
+					}
+				}
+				if !slices.Equal(r.Audiences, []string{jobAudience}) {
+					t.Errorf("Google jwt rule audiences %v, want the apiclient job's API_AUDIENCE %q", r.Audiences, jobAudience)
+				}
+				continue
+			}
 			if r.Issuer != "https://securetoken.google.com/"+project || !slices.Equal(r.Audiences, []string{project}) {
 				t.Errorf("jwt rule issuer %q audiences %v, want the issuer and audience of project %s", r.Issuer, r.Audiences, project)
 			}

@@ -15,30 +15,41 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
+	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
 const (
 	projectID  = "demo-acme"
 	googleJWKS = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+	// googleCerts is the second jwtRule's jwksUri: Google's ID-token keys.
+	googleCerts = "https://www.googleapis.com/oauth2/v3/certs"
+	// apiAudience is API_AUDIENCE in istio/project.env.
+	apiAudience = "https://api.internal.example"
+	// reporter is on the machine rule's allowlist; intruder is a service
+	// account of the same project that is not.
+	reporter   = "reporter@" + projectID + ".iam.gserviceaccount.com"
+	intruder   = "intruder@" + projectID + ".iam.gserviceaccount.com"
 	backendDst = "backend.api.svc.cluster.local:80"
 )
 
 // stack is the gateway between a real frontend client certificate, the
 // Identity Platform emulator signing real tokens, and an upstream.
 type stack struct {
-	idp      *identity.Emulator
-	uid      string
-	gw       *Gateway
-	addr     string
-	pki      *pkiDirs
-	client   *http.Client    // presents the frontend's certificate, SNI api.internal.example
-	log      *logtest.Buffer // the access log
-	upstream *recorder
-	stop     func() // shuts the gateway down and waits for Run; idempotent
+	idp         *identity.Emulator
+	uid         string
+	google      *google.Google // signs service accounts' Google ID tokens
+	googleState string         // its state dir, for a second stand-in with another clock
+	gw          *Gateway
+	addr        string
+	pki         *pkiDirs
+	client      *http.Client    // presents the frontend's certificate, SNI api.internal.example
+	log         *logtest.Buffer // the access log
+	upstream    *recorder
+	stop        func() // shuts the gateway down and waits for Run; idempotent
 }
 
-type pkiDirs struct{ gateway, frontend string }
+type pkiDirs struct{ gateway, frontend, machine string }
 
 // recorder is the upstream: it answers with what it received, as JSON.
 type recorder struct {
@@ -89,6 +100,15 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatalf("EnsureUser: %v", err)
 	}
 	idpSrv := httptest.NewServer(idp.Handler())
+	googleSrv := httptest.NewUnstartedServer(nil)
+	s.googleState = filepath.Join(t.TempDir(), "google")
+	s.google, err = google.New(google.Config{ProjectID: projectID, StateDir: s.googleState,
+		URL: "http://" + googleSrv.Listener.Addr().String(), ServiceAccounts: []string{reporter, intruder}})
+	if err != nil {
+		t.Fatalf("google.New: %v", err)
+	}
+	googleSrv.Config.Handler = s.google.Handler()
+	googleSrv.Start()
 	// istio/ lets only verified emails through, as Identity Platform's
 	// users are after they follow the link they were sent.
 	verifyEmail(t, idpSrv.URL, s.uid)
@@ -109,7 +129,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 
 	b := devPKI(t)
-	s.pki = &pkiDirs{gateway: b.GatewayDir, frontend: b.FrontendDir}
+	s.pki = &pkiDirs{gateway: b.GatewayDir, frontend: b.FrontendDir, machine: b.MachineDir}
 	rs, err := Load(o.istioDir, projectID)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -127,7 +147,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		Resources:    rs,
 		Credentials:  map[string]string{"api-gateway-mtls": b.GatewayDir},
 		Upstreams:    o.upstreams,
-		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath},
+		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath, googleCerts: s.google.CertsURL()},
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       slog.New(slog.DiscardHandler),
 		AccessLog:    slog.New(slog.NewJSONHandler(accessLog, nil)),
@@ -150,6 +170,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		s.client.CloseIdleConnections()
 		up.Close()
 		idpSrv.Close()
+		googleSrv.Close()
 	})
 	return s
 }
@@ -178,6 +199,26 @@ func (s *stack) clientWith(t testing.TB, dir string) *http.Client {
 func (s *stack) token(t testing.TB) string {
 	t.Helper()
 	tok, err := s.idp.IDTokenFor(context.Background(), s.uid, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// serviceAccountToken signs a Google ID token for the service account email
+// and audience, issued at issuedAt, with the stand-in's keys.
+func (s *stack) serviceAccountToken(t testing.TB, email, audience string, issuedAt time.Time) string {
+	t.Helper()
+	g := s.google
+	if !issuedAt.IsZero() {
+		// A second stand-in on the same keys with a clock of its own.
+		var err error
+		if g, err = google.New(google.Config{ProjectID: projectID, StateDir: s.googleState, URL: "http://127.0.0.1:1",
+			ServiceAccounts: []string{reporter, intruder}, Now: func() time.Time { return issuedAt }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := g.SignIDToken(email, audience)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,125 @@
+package backend
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	gidtoken "cloud.google.com/go/auth/credentials/idtoken"
+
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
+)
+
+// GoogleIssuer is the iss of the Google-signed ID tokens workloads call the
+// API with, the issuer of istio/'s second jwtRule. Google's documentation
+// allows "accounts.google.com" too; the gateway accepts only this spelling,
+// so the backend does the same.
+const GoogleIssuer = "https://accounts.google.com"
+
+// machineCacheSize bounds the verified machine tokens kept: a workload reuses
+// one token for most of an hour, so a few per caller suffice.
+const machineCacheSize = 1024
+
+// errNotAllowed is a valid Google ID token for a service account that is not
+// on the allowlist: authenticated, not authorized.
+var (
+	errNotAllowed             = errors.New("the service account is not on the allowlist")
+	errMachineEmailUnverified = errors.New("the service account token's email_verified claim is not true")
+)
+
+// machineVerifier verifies a workload's Google-signed ID token with the
+// unmodified cloud.google.com/go/auth/credentials/idtoken validator, then
+// what that validator leaves out: the issuer (it checks signature, aud and
+// exp only), and email and email_verified, since a service account's sub is
+// a numeric id nobody reviews. The allowlist is checked on every request,
+// the signature once per token (the cache).
+type machineVerifier struct {
+	validator *gidtoken.Validator
+	audience  string
+	allowed   []string
+	cache     *tokencache.Cache[machineCaller]
+	now       func() time.Time
+}
+
+// machineCaller is what a verified machine token says about its caller.
+type machineCaller struct {
+	email string
+}
+
+func newMachineVerifier(cfg Config) (*machineVerifier, error) {
+	if len(cfg.MachineCallers) == 0 {
+		return nil, nil // no workload may call: every Google token is refused
+	}
+	v, err := gidtoken.NewValidator(&gidtoken.ValidatorOptions{
+		Client:        &http.Client{Timeout: 5 * time.Second},
+		RS256CertsURL: cfg.GoogleCertsURL, // "" means Google's
+	})
+	if err != nil {
+		return nil, fmt.Errorf("backend: Google ID token validator: %w", err)
+	}
+	return &machineVerifier{
+		validator: v,
+		audience:  cfg.MachineAudience,
+		allowed:   slices.Clone(cfg.MachineCallers),
+		cache:     tokencache.New[machineCaller](machineCacheSize),
+		now:       time.Now,
+	}, nil
+}
+
+// verify returns the caller of raw. Errors: idtokenInvalid (401),
+// errNotAllowed or errMachineEmailUnverified (403), or another error when the
+// keys could not be fetched (503).
+func (m *machineVerifier) verify(ctx context.Context, raw string) (machineCaller, error) {
+	now := m.now()
+	caller, ok := m.cache.Get(raw, now)
+	if !ok {
+		var err error
+		if caller, err = m.verifySignature(ctx, raw, now); err != nil {
+			return machineCaller{}, err
+		}
+	}
+	// On every request, so that removing an account from the allowlist
+	// takes effect at once, cached token or not.
+	if !slices.Contains(m.allowed, caller.email) {
+		return caller, errNotAllowed
+	}
+	return caller, nil
+}
+
+func (m *machineVerifier) verifySignature(ctx context.Context, raw string, now time.Time) (machineCaller, error) {
+	p, err := m.validator.Validate(ctx, raw, m.audience)
+	if err != nil {
+		var ne net.Error
+		var ue *url.Error
+		if errors.As(err, &ne) || errors.As(err, &ue) {
+			return machineCaller{}, fmt.Errorf("fetching Google's ID token keys: %w", err)
+		}
+		return machineCaller{}, invalidToken{err}
+	}
+	if p.Issuer != GoogleIssuer {
+		return machineCaller{}, invalidToken{fmt.Errorf("issuer %q is not %s", p.Issuer, GoogleIssuer)}
+	}
+	email, _ := p.Claims["email"].(string)
+	if email == "" {
+		// IAM's generateIdToken leaves the email out unless asked
+		// (includeEmail); without it there is nothing to match.
+		return machineCaller{}, invalidToken{errors.New("the token carries no email claim")}
+	}
+	if verified, _ := p.Claims["email_verified"].(bool); !verified {
+		return machineCaller{email: email}, errMachineEmailUnverified
+	}
+	c := machineCaller{email: email}
+	m.cache.Put(raw, c, time.Unix(p.Expires, 0))
+	return c, nil
+}
+
+// invalidToken is a token that does not verify: 401 invalid_token.
+type invalidToken struct{ err error }
+
+func (e invalidToken) Error() string { return "invalid Google ID token: " + e.err.Error() }
+func (e invalidToken) Unwrap() error { return e.err }
