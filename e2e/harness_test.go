@@ -120,12 +120,15 @@ func runMain(m *testing.M) int {
 		ProjectID:    "demo-acme",
 		IstioDir:     filepath.Join(root, "istio"),
 		IdentityAddr: "127.0.0.1:0",
+		GoogleAddr:   "127.0.0.1:0",
 		BackendAddr:  "127.0.0.1:0",
 		GatewayAddr:  "127.0.0.1:0",
 		FrontendAddr: "127.0.0.1:0",
 		DemoEmail:    "e2e-demo@example.com",
 		DemoPassword: password,
-		Logger:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// A service account the policy does not list (e2e/machine_test.go).
+		ExtraServiceAccounts: []string{intruderAccount},
+		Logger:               slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: starting the local stack: %v\nits logs:\n%s", err, logs.String())

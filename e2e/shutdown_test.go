@@ -111,7 +111,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		{"devstack, load on each of its four components", func(t *testing.T) *serverUnderTest {
 			state, password := t.TempDir(), randomString(12)
 			p := startServer(t, bins["devstack"], []string{"-state-dir", state, "-istio-dir", filepath.Join(root, "istio"),
-				"-identity-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0",
+				"-identity-addr", "127.0.0.1:0", "-google-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0",
 				"-frontend-addr", "127.0.0.1:0", "-demo-password", password, "-log-level", "INFO"})
 			urls := map[string]string{}
 			p.waitLine(t, "devstack's ready line", func(l string) bool {

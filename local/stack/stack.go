@@ -22,6 +22,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	// The demo user, created if missing, its password reset if changed.
 	DemoEmail, DemoPassword string
 	Logger                  *slog.Logger // component logs; nil discards
+	// ExtraServiceAccounts are service accounts the Google stand-in holds
+	// besides istio/'s allowlist: callers the policy must refuse (tests).
+	ExtraServiceAccounts []string
 	// AllowNonLoopback lets a listen address be other than loopback. Off by
 	// default: the emulator's admin API and the backend are unauthenticated
 	// by design, for this machine only.
@@ -116,6 +120,10 @@ type Stack struct {
 	// allowlist, the metadata server's default account), its key file, its
 	// client certificate directory, and the audience its tokens are for.
 	MachineAccount, MachineKeyFile, MachineTLSDir, MachineAudience string
+	// ServiceAccounts are all the accounts the stand-in holds, allowlisted
+	// first; GoogleStateDir is where it keeps their keys.
+	ServiceAccounts []string
+	GoogleStateDir  string
 	// LocalDifferences are the ways the local gateway departs from istio/:
 	// each issuer's jwksUri fetched from a stand-in instead.
 	LocalDifferences []string
@@ -233,9 +241,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
 
+	s.ServiceAccounts = append(slices.Clone(machineCallers), cfg.ExtraServiceAccounts...)
+	s.GoogleStateDir = filepath.Join(cfg.StateDir, "google")
 	s.Google, err = google.New(google.Config{
-		ProjectID: cfg.ProjectID, StateDir: filepath.Join(cfg.StateDir, "google"), URL: s.GoogleURL,
-		ServiceAccounts: machineCallers, Logger: log.With("component", "google"),
+		ProjectID: cfg.ProjectID, StateDir: s.GoogleStateDir, URL: s.GoogleURL,
+		ServiceAccounts: s.ServiceAccounts, Logger: log.With("component", "google"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("google stand-in: %w", err)
