@@ -20,6 +20,7 @@ type userLookup interface {
 type userState struct {
 	validAfterMillis int64 // tokens issued before this were revoked
 	disabled         bool
+	gone             bool // deleted: remembered too, so that a deleted user's tokens cost no lookup each
 }
 
 // revocations refuses the tokens of users who were disabled or whose tokens
@@ -50,12 +51,16 @@ func (r *revocations) check(ctx context.Context, tok *auth.Token, now time.Time)
 		u, err := r.users.GetUser(ctx, tok.UID)
 		switch {
 		case auth.IsUserNotFound(err):
-			return fmt.Errorf("%w: user %s no longer exists", ErrInvalidToken, tok.UID)
+			st = userState{gone: true}
 		case err != nil:
 			return fmt.Errorf("checking whether user %s's tokens were revoked: %w", tok.UID, err)
+		default:
+			st = userState{validAfterMillis: u.TokensValidAfterMillis, disabled: u.Disabled}
 		}
-		st = userState{validAfterMillis: u.TokensValidAfterMillis, disabled: u.Disabled}
 		r.cache.Put(tok.UID, st, now.Add(r.every))
+	}
+	if st.gone {
+		return fmt.Errorf("%w: user %s no longer exists", ErrInvalidToken, tok.UID)
 	}
 	if st.disabled {
 		return fmt.Errorf("%w: user %s is disabled", ErrInvalidToken, tok.UID)

@@ -18,6 +18,14 @@ import (
 // body.
 const maxRequestHeadersBytes = 60 << 10
 
+// maxRequestHeadersCount is HttpProtocolOptions.max_headers_count's default:
+// "the default maximum number of request headers allowed is 100. Requests
+// that exceed this limit will receive a 431 response for HTTP/1.x and cause a
+// stream reset for HTTP/2"
+// (https://www.envoyproxy.io/docs/envoy/latest/api-v3/config/core/v3/protocol.proto).
+// net/http has no such limit.
+const maxRequestHeadersCount = 100
+
 // Envoy's body for a local 431: the status text (http1/codec_impl.cc
 // sendProtocolError sends CodeUtility::toString of the code).
 const bodyHeadersTooLarge = "Request Header Fields Too Large"
@@ -34,7 +42,7 @@ type codecRefusal struct {
 // refusedBeforeFilters reports what Envoy does with r before any filter
 // runs, or nil when it goes on to the filters.
 func refusedBeforeFilters(r *http.Request) *codecRefusal {
-	if headerBytes(r) > maxRequestHeadersBytes {
+	if headerBytes(r) > maxRequestHeadersBytes || headerCount(r) > maxRequestHeadersCount {
 		if r.ProtoMajor == 2 {
 			// http2/codec_impl.cc saveHeader: over max_request_headers_kb the
 			// stream is reset ("This will cause the library to reset/close
@@ -42,8 +50,9 @@ func refusedBeforeFilters(r *http.Request) *codecRefusal {
 			return &codecRefusal{reason: "http2.too_many_headers"}
 		}
 		// http1/codec_impl.cc (Balsa max_header_length, then
-		// "headers size exceeds limit"): 431 RequestHeaderFieldsTooLarge as
-		// a protocol error, which also closes the connection.
+		// "headers size exceeds limit", for the size and for the count):
+		// 431 RequestHeaderFieldsTooLarge as a protocol error, which also
+		// closes the connection.
 		return &codecRefusal{status: http.StatusRequestHeaderFieldsTooLarge, body: bodyHeadersTooLarge,
 			reason: "http1.headers_too_large", close: true}
 	}
@@ -97,4 +106,23 @@ func headerBytes(r *http.Request) int {
 		}
 	}
 	return n + 2 // the empty line that ends the section
+}
+
+// headerCount is the number of entries Envoy's header map holds for r: every
+// header line (HTTP/1, Host included) or field (HTTP/2, the four
+// pseudo-headers included). Envoy appends a repeated inline header (such as
+// Authorization) to its first entry instead of adding one, so a request of
+// more than 100 lines that repeats one may pass Envoy and not here.
+func headerCount(r *http.Request) int {
+	n := 0
+	for _, values := range r.Header {
+		n += len(values)
+	}
+	if r.ProtoMajor == 2 {
+		return n + 4 // :method, :scheme, :authority, :path
+	}
+	if r.Host != "" {
+		n++
+	}
+	return n
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 //	[h1]      source/common/http/http1/codec_impl.cc and balsa_parser.cc (headers over the limit: 431, connection closed)
 //	[h2]      source/common/http/http2/codec_impl.cc saveHeader (headers over the limit: the stream is reset)
 //	[limit]   HttpConnectionManager.max_request_headers_kb, default 60 KiB
+//	[count]   HttpProtocolOptions.max_headers_count, default 100 (431 for HTTP/1.x, a stream reset for HTTP/2)
 //	[balsa]   source/common/http/http1/balsa_parser.cc (disallow_header_continuation_lines = false; CR and LF removed from values)
 
 // TestEnvoysCodecChecksHappenBeforeTheFilters sends, over raw HTTP/1.1 and
@@ -40,6 +42,22 @@ func TestEnvoysCodecChecksHappenBeforeTheFilters(t *testing.T) {
 		return "X-Filler: " + filler(total-len(h1Head)-len("X-Filler: \r\n\r\n")) + "\r\n"
 	}
 
+	// n header lines besides Host.
+	h1Lines := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "X-H%d: v\r\n", i)
+		}
+		return b.String()
+	}
+	h2Fields := func(n int) [][2]string {
+		f := [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", gatewayHost}, {":path", "/api/healthz"}}
+		for i := range n {
+			f = append(f, [2]string{fmt.Sprintf("x-h%d", i), "v"})
+		}
+		return f
+	}
+
 	t.Run("HTTP/1.1", func(t *testing.T) {
 		tests := []struct {
 			name, source string
@@ -53,6 +71,10 @@ func TestEnvoysCodecChecksHappenBeforeTheFilters(t *testing.T) {
 				raw: h1Head + h1Filler(maxRequestHeadersBytes+1) + "\r\n", wantStatus: 431, wantBody: "Request Header Fields Too Large", wantClose: true},
 			{name: "a header section of exactly 60 KiB passes", source: "[limit]",
 				raw: h1Head + h1Filler(maxRequestHeadersBytes) + "\r\n", wantStatus: 200},
+			{name: "101 header lines are 431 with Envoy's body, and the connection closes", source: "[count]; [h1]",
+				raw: h1Head + h1Lines(100) + "\r\n", wantStatus: 431, wantBody: "Request Header Fields Too Large", wantClose: true},
+			{name: "100 header lines pass", source: "[count]",
+				raw: h1Head + h1Lines(99) + "\r\n", wantStatus: 200},
 			{name: "a # in the request line is 400 with an empty body, even on the open health check", source: "[util]; [frag]",
 				raw: "GET /api/healthz#x HTTP/1.1\r\nHost: " + gatewayHost + "\r\n\r\n", wantStatus: 400},
 			{name: "a # in the request line does not reach the backend as %23 with a valid token", source: "[util]; [frag]",
@@ -121,6 +143,10 @@ func TestEnvoysCodecChecksHappenBeforeTheFilters(t *testing.T) {
 				fields: pseudo("/api/healthz#x"), wantStatus: 400},
 			{name: "headers 1 byte over 60 KiB reset the stream", source: "[limit]; [h2]",
 				fields: h2Filler(maxRequestHeadersBytes + 1), wantReset: true},
+			{name: "101 fields, the pseudo-headers among them, reset the stream", source: "[count]; [h2]",
+				fields: h2Fields(97), wantReset: true},
+			{name: "100 fields pass", source: "[count]",
+				fields: h2Fields(96), wantStatus: 200},
 			{name: "headers of exactly 60 KiB pass", source: "[limit]",
 				fields: h2Filler(maxRequestHeadersBytes), wantStatus: 200},
 			{name: "an origin-form :path passes", source: "[hcm]",

@@ -8,8 +8,8 @@
 // normalization, and Envoy's status codes and bodies.
 //
 // What Envoy's codecs refuse before any filter and net/http lets through is
-// refused first, with Envoy's answer (codec.go): headers over 60 KiB, a "#"
-// in the path, an HTTP/2 :path in absolute form.
+// refused first, with Envoy's answer (codec.go): headers over 60 KiB or 100
+// lines, a "#" in the path, an HTTP/2 :path in absolute form.
 //
 // Differences known and kept, all in net/http's codec: a request with both
 // Content-Length and Transfer-Encoding, which Envoy answers 400, is read as

@@ -2,8 +2,11 @@ package identity
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -280,3 +283,88 @@ func (e *Emulator) importedAccount(u importUser, template importedHash, now time
 	}
 	return a, ""
 }
+
+// queryAccounts is accounts:query (the Admin SDK's QueryUsers): accounts
+// matching any expression (all when none), sorted, then offset and limit.
+func (e *Emulator) queryAccounts(c echo.Context) error {
+	var req struct {
+		ReturnUserInfo *bool       `json:"returnUserInfo"`
+		Limit          json.Number `json:"limit"`
+		Offset         json.Number `json:"offset"`
+		SortBy         string      `json:"sortBy"`
+		Order          string      `json:"order"`
+		TenantID       string      `json:"tenantId"`
+		Expression     []struct {
+			Email       string `json:"email"`
+			PhoneNumber string `json:"phoneNumber"`
+			UserID      string `json:"userId"`
+		} `json:"expression"`
+	}
+	if err := decodeKnown(c, &req); err != nil {
+		return err
+	}
+	if req.TenantID != "" {
+		return badRequest("UNSUPPORTED_TENANT_OPERATION")
+	}
+	limit, offset := int64(500), int64(0)
+	if req.Limit != "" {
+		n, err := req.Limit.Int64()
+		if err != nil || n < 1 || n > 500 {
+			return badRequest("INVALID_ARGUMENT : limit must be between 1 and 500")
+		}
+		limit = n
+	}
+	if req.Offset != "" {
+		n, err := req.Offset.Int64()
+		if err != nil || n < 0 {
+			return badRequest("INVALID_ARGUMENT : offset must be non-negative")
+		}
+		offset = n
+	}
+	keys := map[string]func(a account) string{
+		"": func(a account) string { return a.LocalID }, "USER_ID": func(a account) string { return a.LocalID },
+		"NAME":          func(a account) string { return a.DisplayName },
+		"CREATED_AT":    func(a account) string { return fmt.Sprintf("%020d", a.CreatedAt) },
+		"LAST_LOGIN_AT": func(a account) string { return fmt.Sprintf("%020d", a.LastLoginAt) },
+		"USER_EMAIL":    func(a account) string { return strings.ToLower(a.Email) },
+	}
+	key, ok := keys[req.SortBy]
+	if !ok || (req.Order != "" && req.Order != "ASC" && req.Order != "DESC") {
+		return badRequest("INVALID_ARGUMENT : sortBy " + req.SortBy + ", order " + req.Order)
+	}
+	all, _ := e.accounts.page("", maxAccountsLimit)
+	var matched []account
+	for _, a := range all {
+		keep := len(req.Expression) == 0
+		for _, x := range req.Expression {
+			if (x.Email == "" || strings.EqualFold(x.Email, a.Email)) && (x.PhoneNumber == "" || x.PhoneNumber == a.PhoneNumber) &&
+				(x.UserID == "" || x.UserID == a.LocalID) {
+				keep = true
+			}
+		}
+		if keep {
+			matched = append(matched, a)
+		}
+	}
+	slices.SortStableFunc(matched, func(x, y account) int {
+		if req.Order == "DESC" {
+			x, y = y, x
+		}
+		return strings.Compare(key(x), key(y))
+	})
+	count := len(matched)
+	matched = matched[min(int(offset), len(matched)):]
+	matched = matched[:min(int(limit), len(matched))]
+	resp := map[string]any{"recordsCount": strconv.Itoa(count)}
+	if req.ReturnUserInfo == nil || *req.ReturnUserInfo {
+		users := make([]userInfo, len(matched))
+		for i, a := range matched {
+			users[i] = infoOf(a)
+		}
+		resp["userInfo"] = users
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// maxAccountsLimit is more than any store holds: page's "all of them".
+const maxAccountsLimit = 1 << 30

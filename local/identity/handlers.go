@@ -524,7 +524,9 @@ func (e *Emulator) update(c echo.Context) error {
 		// plain update is refused and the change goes through
 		// accounts:sendOobCode VERIFY_AND_CHANGE_EMAIL (verifyBeforeUpdateEmail)
 		// instead. An administrator may still change it.
-		// https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection
+		// https://cloud.google.com/identity-platform/docs/admin/email-enumeration-protection;
+		// the answer's wording as users report it:
+		// https://github.com/firebase/firebase-js-sdk/issues/8009
 		if !admin && !e.reveal {
 			return badRequest("OPERATION_NOT_ALLOWED : Please verify the new email before changing email.")
 		}

@@ -1,5 +1,7 @@
 // Package identity is a local stand-in for Google Cloud Identity Platform
-// (Firebase Auth) for email/password users. It speaks the Identity Toolkit and
+// (Firebase Auth): email/password, email-link and custom-token sign-in, and
+// the Admin SDK's user management (import, bulk delete, session cookies,
+// email action links, project config). It speaks the Identity Toolkit and
 // Secure Token REST APIs exactly as the unmodified Firebase JS SDK
 // (connectAuthEmulator) and the Firebase Admin Go SDK (FIREBASE_AUTH_EMULATOR_HOST)
 // call them, and unlike the official Firebase emulator it signs ID tokens with
@@ -31,6 +33,10 @@
 // mailed: their single-use codes stay in memory, are listed as the Firebase
 // emulator lists them (GET /emulator/v1/projects/{p}/oobCodes) and are handed
 // to Config.OnOobCode, which devstack prints.
+//
+// It answers only requests that name a loopback (or configured) host, from
+// no browser origin but the configured ones, and never takes the admin
+// credential from a browser.
 //
 // Passwords, tokens and keys are never logged.
 package identity

@@ -159,6 +159,30 @@ func TestFirebaseJSSDK(t *testing.T) {
 			t.Fatalf("verifyBeforeUpdateEmail = %+v; want uid %s signed in as renamed@example.com, verified", s, up.UID)
 		}
 	})
+	t.Run("a password reset link resets the password", func(t *testing.T) {
+		s := got["passwordReset"]
+		if !s.OK || s.Mode != "PASSWORD_RESET" || s.Email != "renamed@example.com" || s.UID != up.UID {
+			t.Fatalf("passwordReset = %+v; want a PASSWORD_RESET link for renamed@example.com, then a sign-in as %s", s, up.UID)
+		}
+		if old := got["oldPasswordAfterReset"]; old.OK {
+			t.Fatalf("the old password after the reset = %+v; want refused", old)
+		}
+	})
+	t.Run("signInWithCustomToken signs in with an unsigned custom token and keeps its claims", func(t *testing.T) {
+		s := got["customToken"]
+		if !s.OK || s.UID != "custom-uid" || s.SignInProvider != "custom" || s.Claim != "gold" {
+			t.Fatalf("customToken = %+v; want uid custom-uid, provider custom, claim plan=gold after a refresh", s)
+		}
+		if _, err := verify(set, s.IDToken, time.Now()); err != nil {
+			t.Fatalf("the custom sign-in's ID token fails verification: %v", err)
+		}
+	})
+	t.Run("signInWithEmailLink signs in a new user from the link", func(t *testing.T) {
+		s := got["emailLink"]
+		if !s.OK || s.UID == "" || s.Email != "linked@example.com" || !s.EmailVerified {
+			t.Fatalf("emailLink = %+v; want linked@example.com signed in, verified", s)
+		}
+	})
 	t.Run("getIdToken(true) refreshes through the Secure Token API", func(t *testing.T) {
 		s := got["refresh"]
 		if !s.OK || s.UID != up.UID || s.SignInProvider != "password" {

@@ -26,6 +26,8 @@ type outbox struct {
 
 func (o *outbox) add(c OobCode) { o.mu.Lock(); o.codes = append(o.codes, c); o.mu.Unlock() }
 
+func (o *outbox) len() int { o.mu.Lock(); defer o.mu.Unlock(); return len(o.codes) }
+
 func (o *outbox) last(t *testing.T) OobCode {
 	t.Helper()
 	o.mu.Lock()

@@ -49,6 +49,7 @@ func (e *Emulator) Handler() http.Handler {
 	admin.POST(`/accounts\:sendOobCode`, e.sendOobCode)
 	admin.POST(`/accounts\:batchDelete`, e.batchDelete)
 	admin.POST(`/accounts\:batchCreate`, e.batchCreate)
+	admin.POST(`/accounts\:query`, e.queryAccounts)
 	// Methods on the project itself ("projects/p:createSessionCookie").
 	ec.POST(project, e.projectMethod)
 	ec.GET("/identitytoolkit.googleapis.com/v2/projects/:project/config", e.getConfig, e.requireAdmin)

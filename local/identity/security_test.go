@@ -407,3 +407,31 @@ func TestRepeatedFailedSignInsAreThrottled(t *testing.T) {
 		})
 	}
 }
+
+func TestAnEmailChangeThroughVerificationNeverTakesAnotherUsersEmail(t *testing.T) {
+	t.Run("asking for a taken email answers as if sent, and no code exists", func(t *testing.T) {
+		var box outbox
+		_, srv := newTestEmulator(t, func(c *Config) { c.OnOobCode = box.add })
+		signUp(t, srv, "victim@example.com", "victim-password")
+		attacker := signUp(t, srv, "attacker@example.com", "attacker-password")
+		code, out := call(t, srv, "POST", sendOobPath, map[string]any{"requestType": "VERIFY_AND_CHANGE_EMAIL", "idToken": attacker["idToken"], "newEmail": "VICTIM@example.com"})
+		if code != 200 {
+			t.Fatalf("sendOobCode to a taken email = %d %q; want 200, as for a free one (no enumeration)", code, errMessage(out))
+		}
+		if n := box.len(); n != 0 {
+			t.Fatalf("%d codes issued; want none for a taken email", n)
+		}
+	})
+	t.Run("a code for an email someone took meanwhile is refused when applied", func(t *testing.T) {
+		var box outbox
+		_, srv := newTestEmulator(t, func(c *Config) { c.OnOobCode = box.add })
+		first := signUp(t, srv, "first@example.com", "first-password")
+		call(t, srv, "POST", sendOobPath, map[string]any{"requestType": "VERIFY_AND_CHANGE_EMAIL", "idToken": first["idToken"], "newEmail": "wanted@example.com"})
+		pending := box.last(t)
+		signUp(t, srv, "Wanted@example.com", "second-password")
+		code, out := call(t, srv, "POST", updatePath, map[string]any{"oobCode": pending.OobCode})
+		if code != 400 || errMessage(out) != "EMAIL_EXISTS" {
+			t.Fatalf("applying the code = %d %q; want 400 EMAIL_EXISTS", code, errMessage(out))
+		}
+	})
+}

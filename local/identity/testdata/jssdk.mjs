@@ -20,6 +20,8 @@ const {
   initializeAuth, inMemoryPersistence, connectAuthEmulator,
   createUserWithEmailAndPassword, signInWithEmailAndPassword, signOut,
   sendEmailVerification, applyActionCode, parseActionCodeURL, updateEmail, verifyBeforeUpdateEmail,
+  sendPasswordResetEmail, verifyPasswordResetCode, confirmPasswordReset, signInWithCustomToken,
+  sendSignInLinkToEmail, isSignInWithEmailLink, signInWithEmailLink,
 } = require('firebase/auth');
 
 const app = initializeApp({ apiKey: 'demo-api-key', projectId: 'demo-acme', appId: '1:1234:web:abcd' });
@@ -119,6 +121,41 @@ await step('verifyBeforeUpdateEmail', async () => {
   await applyActionCode(auth, link.code);
   const cred = await signInWithEmailAndPassword(auth, 'renamed@example.com', password);
   return { mode: link.operation, uid: cred.user.uid, email: cred.user.email, emailVerified: cred.user.emailVerified };
+});
+await step('passwordReset', async () => {
+  await signOut(auth);
+  await sendPasswordResetEmail(auth, 'renamed@example.com');
+  const link = await lastLink('PASSWORD_RESET', 'renamed@example.com');
+  const forEmail = await verifyPasswordResetCode(auth, link.code);
+  await confirmPasswordReset(auth, link.code, 'a brand new password');
+  const cred = await signInWithEmailAndPassword(auth, 'renamed@example.com', 'a brand new password');
+  return { mode: link.operation, email: forEmail, uid: cred.user.uid };
+});
+await step('oldPasswordAfterReset', async () => {
+  await signInWithEmailAndPassword(auth, 'renamed@example.com', password);
+  return {};
+});
+await step('customToken', async () => {
+  // What the Admin SDK mints in emulator mode: an unsigned JWT (alg none).
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const token = `${b64({ alg: 'none', typ: 'JWT' })}.${b64({
+    aud: 'https://identitytoolkit.googleapis.com/google.identity.identitytoolkit.v1.IdentityToolkit',
+    iss: 'firebase-auth-emulator@example.com', sub: 'firebase-auth-emulator@example.com',
+    iat: now, exp: now + 3600, uid: 'custom-uid', claims: { plan: 'gold' },
+  })}.`;
+  const cred = await signInWithCustomToken(auth, token);
+  const result = await cred.user.getIdTokenResult(true);
+  return { uid: cred.user.uid, signInProvider: result.signInProvider, claim: result.claims.plan, idToken: result.token };
+});
+await step('emailLink', async () => {
+  await signOut(auth);
+  await sendSignInLinkToEmail(auth, 'linked@example.com', { url: 'http://localhost/finish', handleCodeInApp: true });
+  const res = await fetch(`${emulatorURL}/emulator/v1/projects/demo-acme/oobCodes`);
+  const rec = (await res.json()).oobCodes.filter((c) => c.requestType === 'EMAIL_SIGNIN').pop();
+  if (!isSignInWithEmailLink(auth, rec.oobLink)) throw new Error(`not an email sign-in link: ${rec.oobLink}`);
+  const cred = await signInWithEmailLink(auth, 'linked@example.com', rec.oobLink);
+  return { uid: cred.user.uid, email: cred.user.email, emailVerified: cred.user.emailVerified };
 });
 
 console.log(JSON.stringify(out));
