@@ -2,12 +2,15 @@ package backend
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	gidtoken "cloud.google.com/go/auth/credentials/idtoken"
@@ -92,6 +95,12 @@ func (m *machineVerifier) verify(ctx context.Context, raw string) (machineCaller
 }
 
 func (m *machineVerifier) verifySignature(ctx context.Context, raw string, now time.Time) (machineCaller, error) {
+	// Google signs service accounts' ID tokens with RS256. The validator
+	// also takes ES256, against IAP's keys, which it would fetch from
+	// Google for any token that names that algorithm: refuse it first.
+	if alg := algorithm(raw); alg != "RS256" {
+		return machineCaller{}, invalidToken{fmt.Errorf("algorithm %q is not RS256", alg)}
+	}
 	p, err := m.validator.Validate(ctx, raw, m.audience)
 	if err != nil {
 		var ne net.Error
@@ -116,6 +125,25 @@ func (m *machineVerifier) verifySignature(ctx context.Context, raw string, now t
 	c := machineCaller{email: email}
 	m.cache.Put(raw, c, time.Unix(p.Expires, 0))
 	return c, nil
+}
+
+// algorithm is the alg of raw's JOSE header, unverified; "" if unreadable.
+func algorithm(raw string) string {
+	head, _, ok := strings.Cut(raw, ".")
+	if !ok {
+		return ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(head)
+	if err != nil {
+		return ""
+	}
+	var h struct {
+		Alg string `json:"alg"`
+	}
+	if json.Unmarshal(b, &h) != nil {
+		return ""
+	}
+	return h.Alg
 }
 
 // invalidToken is a token that does not verify: 401 invalid_token.

@@ -1,6 +1,9 @@
 package backend_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -110,6 +113,25 @@ func (gs *googleStandIn) withClaims(t *testing.T, tok string, edit func(map[stri
 	return string(out)
 }
 
+// es256 re-signs tok's claims with a fresh P-256 key and alg ES256: the
+// validator would look such a token's key up in IAP's key set, on Google.
+func es256(t *testing.T, tok string) string {
+	t.Helper()
+	msg, err := jws.Parse([]byte(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.Sign(msg.Payload(), jws.WithKey(jwa.ES256(), key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
 func machineBackend(t *testing.T, st *stack, gs *googleStandIn, callers ...string) (*httptest.Server, *logtest.Buffer) {
 	t.Helper()
 	cfg := testConfig()
@@ -151,6 +173,7 @@ func TestAWorkloadCallsWithItsGoogleIDToken(t *testing.T) {
 		{"a token whose email is not verified is forbidden",
 			gs.withClaims(t, valid, func(c map[string]any) { c["email_verified"] = false }), 403, notAllowed},
 		{"a token with a broken signature is refused", valid[:len(valid)-6] + "AAAAAA", 401, unauthenticated},
+		{"an ES256 token is refused without fetching IAP's keys from Google", es256(t, valid), 401, unauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
