@@ -68,6 +68,9 @@ func TestConformance(t *testing.T) {
 	machineOtherAudience := s.serviceAccountToken(t, reporter, "https://other.example", time.Time{})
 	notAllowed := s.serviceAccountToken(t, intruder, apiAudience, time.Time{})
 	machineExpired := s.serviceAccountToken(t, reporter, apiAudience, time.Now().Add(-2*time.Hour))
+	machineUnverified := s.resignGoogle(t, machine, func(c map[string]any) { c["email_verified"] = false })
+	// IAM's generateIdToken without includeEmail: no email to match.
+	machineNoEmail := s.resignGoogle(t, machine, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") })
 	machineClient := s.clientWith(t, s.pki.machine)
 	t.Cleanup(machineClient.CloseIdleConnections)
 	const (
@@ -111,6 +114,14 @@ func TestConformance(t *testing.T) {
 		{
 			name: "a service account not on the allowlist is denied by authorization", doc: docMachineRule,
 			path: "/api/secure.json", header: bearer(notAllowed), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "an allowlisted service account whose email_verified is false is denied", doc: docMachineRule + "; " + docEmailVerified,
+			path: "/api/secure.json", header: bearer(machineUnverified), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a service-account token without an email claim is denied", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(machineNoEmail), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
 		},
 		{
 			name: "a service-account token for another audience gets 403 from authentication", doc: "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/jwt_authn_filter (JwtAudienceNotAllowed maps to 403)",
