@@ -74,7 +74,7 @@ func newMachineVerifier(cfg Config) (*machineVerifier, error) {
 	}, nil
 }
 
-// verify returns the caller of raw. Errors: idtokenInvalid (401),
+// verify returns the caller of raw. Errors: invalidToken (401),
 // errNotAllowed or errMachineEmailUnverified (403), or another error when the
 // keys could not be fetched (503).
 func (m *machineVerifier) verify(ctx context.Context, raw string) (machineCaller, error) {
@@ -82,19 +82,19 @@ func (m *machineVerifier) verify(ctx context.Context, raw string) (machineCaller
 	caller, ok := m.cache.Get(raw, now)
 	if !ok {
 		var err error
-		if caller, err = m.verifySignature(ctx, raw, now); err != nil {
-			return machineCaller{}, err
+		if caller, err = m.verifySignature(ctx, raw); err != nil {
+			return caller, err // the email, when known, for the access log
 		}
 	}
-	// On every request, so that removing an account from the allowlist
-	// takes effect at once, cached token or not.
+	// On every request, cached token or not: the cache holds what a token
+	// proves, the allowlist decides what that may do.
 	if !slices.Contains(m.allowed, caller.email) {
 		return caller, errNotAllowed
 	}
 	return caller, nil
 }
 
-func (m *machineVerifier) verifySignature(ctx context.Context, raw string, now time.Time) (machineCaller, error) {
+func (m *machineVerifier) verifySignature(ctx context.Context, raw string) (machineCaller, error) {
 	// Google signs service accounts' ID tokens with RS256. The validator
 	// also takes ES256, against IAP's keys, which it would fetch from
 	// Google for any token that names that algorithm: refuse it first.
