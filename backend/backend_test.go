@@ -85,10 +85,10 @@ func (s *stack) signInAs(t testing.TB, email string, age time.Duration, emailVer
 	if err != nil {
 		t.Fatalf("EnsureUser: %v", err)
 	}
-	if emailVerified {
-		if _, err := s.admin.UpdateUser(context.Background(), uid, (&auth.UserToUpdate{}).EmailVerified(true)); err != nil {
-			t.Fatalf("verifying %s's email with the Admin SDK: %v", email, err)
-		}
+	// EnsureUser seeds verified users (local/identity); set the flag
+	// either way, as an operator would with the Admin SDK.
+	if _, err := s.admin.UpdateUser(context.Background(), uid, (&auth.UserToUpdate{}).EmailVerified(emailVerified)); err != nil {
+		t.Fatalf("setting %s's email_verified to %v with the Admin SDK: %v", email, emailVerified, err)
 	}
 	token, err = s.em.IDTokenFor(context.Background(), uid, time.Now().Add(-age))
 	if err != nil {
