@@ -85,8 +85,7 @@ func (s *stack) signInAs(t testing.TB, email string, age time.Duration, emailVer
 	if err != nil {
 		t.Fatalf("EnsureUser: %v", err)
 	}
-	// EnsureUser seeds verified users (local/identity); set the flag
-	// either way, as an operator would with the Admin SDK.
+	// Set either way: EnsureUser seeds users verified, as devstack's demo user.
 	if _, err := s.admin.UpdateUser(context.Background(), uid, (&auth.UserToUpdate{}).EmailVerified(emailVerified)); err != nil {
 		t.Fatalf("setting %s's email_verified to %v with the Admin SDK: %v", email, emailVerified, err)
 	}

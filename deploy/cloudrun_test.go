@@ -25,10 +25,23 @@ const cloudRunService = "deploy/cloudrun/frontend.yaml"
 // Knative's serving/v1 Service, the schema `gcloud run services replace` reads.
 func readCloudRunService(t *testing.T) *servingv1.Service {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, cloudRunService))
+	return readCloudRunServiceAt(t, repoRoot)
+}
+
+// readCloudRunServiceAt is readCloudRunService for a copy of the repository
+// at root.
+func readCloudRunServiceAt(t *testing.T, root string) *servingv1.Service {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, cloudRunService))
 	if err != nil {
 		t.Fatal(err)
 	}
+	return decodeCloudRunService(t, b)
+}
+
+// decodeCloudRunService strictly decodes a Cloud Run service's YAML.
+func decodeCloudRunService(t *testing.T, b []byte) *servingv1.Service {
+	t.Helper()
 	js, err := yaml.YAMLToJSONStrict(b)
 	if err != nil {
 		t.Fatalf("%s: %v", cloudRunService, err)
@@ -46,7 +59,11 @@ func readCloudRunService(t *testing.T) *servingv1.Service {
 }
 
 func TestCloudRunServiceIsAValidKnativeService(t *testing.T) {
-	svc := readCloudRunService(t)
+	validateKnative(t, readCloudRunService(t))
+}
+
+func validateKnative(t *testing.T, svc *servingv1.Service) {
+	t.Helper()
 	// Knative's own validation, as a Knative API server would run it. Cloud
 	// Run differs in one place: it takes the service account's email where
 	// Knative takes a Kubernetes name, so the copy validated here carries the
@@ -76,9 +93,15 @@ func TestCloudRunServiceReachesTheGatewayPrivately(t *testing.T) {
 			t.Errorf("serviceAccountName = %q, want %q", tmpl.Spec.ServiceAccountName, want)
 		}
 	})
-	t.Run("only private ranges leave through the VPC connector", func(t *testing.T) {
-		if tmpl.Annotations["run.googleapis.com/vpc-access-connector"] == "" {
-			t.Error("no run.googleapis.com/vpc-access-connector: the frontend could not reach the internal load balancer")
+	t.Run("only private ranges leave, through the VPC connector or Direct VPC egress", func(t *testing.T) {
+		switch got := egressOf(svc); got {
+		case "connector":
+		case "direct":
+			if nics := networkInterfaces(t, svc); len(nics) != 1 || nics[0].Network == "" || nics[0].Subnetwork == "" {
+				t.Errorf("Direct VPC egress through %+v: want one interface naming a network and a subnet", nics)
+			}
+		default:
+			t.Errorf("the frontend reaches the VPC through %s: it could not reach the internal load balancer", got)
 		}
 		if got := tmpl.Annotations["run.googleapis.com/vpc-access-egress"]; got != "private-ranges-only" {
 			t.Errorf("vpc-access-egress = %q, want private-ranges-only", got)
@@ -157,4 +180,40 @@ func TestCloudRunServiceReachesTheGatewayPrivately(t *testing.T) {
 func isPrivate(host string) bool {
 	a, err := netip.ParseAddr(host)
 	return err == nil && a.Is4() && a.IsPrivate()
+}
+
+// egressOf says how the service's private traffic enters the VPC, in
+// config.sh's words: "connector", "direct", or what is wrong.
+func egressOf(svc *servingv1.Service) string {
+	a := svc.Spec.Template.Annotations
+	_, connector := a["run.googleapis.com/vpc-access-connector"]
+	_, direct := a["run.googleapis.com/network-interfaces"]
+	switch {
+	case connector && direct:
+		return "both a connector and Direct VPC egress"
+	case connector:
+		return "connector"
+	case direct:
+		return "direct"
+	}
+	return "neither a connector nor Direct VPC egress"
+}
+
+// networkInterface is one entry of Cloud Run's Direct VPC egress annotation.
+type networkInterface struct {
+	Network    string   `json:"network"`
+	Subnetwork string   `json:"subnetwork"`
+	Tags       []string `json:"tags"`
+}
+
+func networkInterfaces(t *testing.T, svc *servingv1.Service) []networkInterface {
+	t.Helper()
+	var nics []networkInterface
+	raw := svc.Spec.Template.Annotations["run.googleapis.com/network-interfaces"]
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&nics); err != nil {
+		t.Errorf("run.googleapis.com/network-interfaces %q: %v", raw, err)
+	}
+	return nics
 }

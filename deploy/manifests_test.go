@@ -27,6 +27,10 @@ const (
 	healthzPath      = "/api/healthz"
 	frontendIdentity = "acme.internal/ns/frontend/sa/frontend"
 
+	// localProject is the committed project id, the local stack's, which
+	// deploy/gcp/configure.sh replaces with the reader's.
+	localProject = "demo-acme"
+
 	// The frontend in the local-cluster profile only (on Google Cloud it
 	// runs on Cloud Run).
 	frontendNamespace = "frontend"
@@ -178,8 +182,10 @@ func TestLocalClusterHasNoLoadBalancer(t *testing.T) {
 	if svc.Spec.Type != corev1.ServiceTypeClusterIP {
 		t.Errorf("gateway Service type = %s, want ClusterIP (reached through skaffold's port forward)", svc.Spec.Type)
 	}
-	if _, ok := svc.Annotations["networking.gke.io/load-balancer-type"]; ok {
-		t.Errorf("the GKE-only annotation is still set: %v", svc.Annotations)
+	for a := range svc.Annotations {
+		if strings.HasPrefix(a, "networking.gke.io/") {
+			t.Errorf("the GKE-only annotation %s is still set: %v", a, svc.Annotations)
+		}
 	}
 }
 
@@ -442,4 +448,60 @@ func serviceSelectsDeploymentPods(t *testing.T, dep *appsv1.Deployment, svc *cor
 		t.Errorf("Service selector %v does not match the pods %v", svc.Spec.Selector, podLabels)
 	}
 	return podLabels
+}
+
+// TestGoogleCredentialsComeFromThePlatformOrTheDevelopersSecret checks where
+// the backend and the frontend get the Application Default Credentials their
+// Identity Platform calls need (the backend's revocation check, the
+// frontend's revocation at sign-out). On GKE: the metadata server, through
+// Workload Identity Federation, so no credentials file may be configured. On
+// a laptop cluster, which has no metadata server: the developer's file, from
+// the Secret google-adc the tutorial creates, readable by the pod's group
+// and no one else.
+func TestGoogleCredentialsComeFromThePlatformOrTheDevelopersSecret(t *testing.T) {
+	const secret = "google-adc"
+	adcFile := func(c corev1.Container) string {
+		for _, e := range c.Env {
+			if e.Name == "GOOGLE_APPLICATION_CREDENTIALS" {
+				return e.Value
+			}
+		}
+		return ""
+	}
+	t.Run("on GKE the backend names no credentials file: the metadata server gives its Workload Identity", func(t *testing.T) {
+		dep := find[appsv1.Deployment](t, render(t, overlays["gke"]), "Deployment", apiNamespace, backendName)
+		if f := adcFile(dep.Spec.Template.Spec.Containers[0]); f != "" {
+			t.Errorf("GOOGLE_APPLICATION_CREDENTIALS = %q: a key file would bypass Workload Identity", f)
+		}
+	})
+	m := render(t, overlays["local-cluster"])
+	for _, w := range []struct{ namespace, name string }{{apiNamespace, backendName}, {frontendNamespace, frontendName}} {
+		t.Run("on a laptop cluster "+w.namespace+"/"+w.name+" reads the developer's credentials from the Secret "+secret, func(t *testing.T) {
+			pod := find[appsv1.Deployment](t, m, "Deployment", w.namespace, w.name).Spec.Template.Spec
+			c := pod.Containers[0]
+			file := adcFile(c)
+			i := slices.IndexFunc(c.VolumeMounts, func(vm corev1.VolumeMount) bool {
+				return file != "" && strings.HasPrefix(file, vm.MountPath+"/")
+			})
+			if i < 0 {
+				t.Fatalf("GOOGLE_APPLICATION_CREDENTIALS %q is not in any mount of %+v", file, c.VolumeMounts)
+			}
+			vm := c.VolumeMounts[i]
+			j := slices.IndexFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name })
+			if j < 0 || pod.Volumes[j].Secret == nil || pod.Volumes[j].Secret.SecretName != secret {
+				t.Fatalf("mount %s is not the Secret %s: %+v", vm.Name, secret, pod.Volumes)
+			}
+			if want := vm.MountPath + "/adc.json"; file != want || !vm.ReadOnly {
+				t.Errorf("file %q from mount %+v: want %s, read-only", file, vm, want)
+			}
+			mode := pod.Volumes[j].Secret.DefaultMode
+			if mode == nil || *mode&0o007 != 0 || *mode&0o040 == 0 {
+				t.Errorf("secret defaultMode %v: want the group to read and others not", mode)
+			}
+			// Secret files belong to root unless fsGroup gives them the pod's group.
+			if sc := pod.SecurityContext; sc == nil || sc.FSGroup == nil || sc.RunAsGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+				t.Errorf("pod securityContext %+v: want fsGroup equal to runAsGroup, so the process can read the file", sc)
+			}
+		})
+	}
 }

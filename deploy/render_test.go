@@ -48,8 +48,14 @@ func (o object) String() string { return o.Kind + " " + o.Namespace + "/" + o.Na
 // an error, as is a kind this project does not expect.
 func render(t *testing.T, dir string) manifests {
 	t.Helper()
+	return renderAt(t, repoRoot, dir)
+}
+
+// renderAt is render for a copy of the repository at root.
+func renderAt(t *testing.T, root, dir string) manifests {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot, dir))
+	rm, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, dir))
 	if err != nil {
 		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
@@ -182,7 +188,12 @@ func find[T any](t *testing.T, m manifests, kind, ns, name string) *T {
 // projectID reads the one project id substitution, istio/project.env.
 func projectID(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "istio", "project.env"))
+	return projectIDAt(t, repoRoot)
+}
+
+func projectIDAt(t *testing.T, root string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "istio", "project.env"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	istionet "istio.io/client-go/pkg/apis/networking/v1"
+	istiosec "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -105,6 +107,13 @@ func TestShellcheckEveryScript(t *testing.T) {
 // returns the variables it defines (arrays joined by spaces).
 func shellVars(t *testing.T, project string) map[string]string {
 	t.Helper()
+	return shellVarsAt(t, repoRoot, "HOME=/home/tutorial", "PROJECT_ID="+project)
+}
+
+// shellVarsAt evaluates config.sh of the copy of the repository at root, with
+// PATH and env as its whole environment.
+func shellVarsAt(t *testing.T, root string, env ...string) map[string]string {
+	t.Helper()
 	script := `set -euo pipefail; source deploy/gcp/config.sh; set +u
 for v in $(compgen -v); do
 	declare -n ref="$v"
@@ -112,8 +121,8 @@ for v in $(compgen -v); do
 	unset -n ref
 done`
 	cmd := exec.Command("bash", "-c", script)
-	cmd.Dir = repoRoot
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/home/tutorial", "PROJECT_ID=" + project}
+	cmd.Dir = root
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("sourcing deploy/gcp/config.sh: %v\n%s", err, out)
@@ -129,8 +138,14 @@ done`
 }
 
 func TestConfigRefusesToRunWithoutAProject(t *testing.T) {
+	// A copy with the committed placeholder, whatever project this clone
+	// was configured for.
+	root := copyRepo(t)
+	if err := os.WriteFile(filepath.Join(root, "istio", "project.env"), []byte("PROJECT_ID="+localProject+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command("bash", "-c", "source deploy/gcp/config.sh")
-	cmd.Dir = repoRoot
+	cmd.Dir = root
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "set PROJECT_ID") {
@@ -141,18 +156,33 @@ func TestConfigRefusesToRunWithoutAProject(t *testing.T) {
 // TestScriptsAgreeWithTheManifests checks that the names setup.sh creates
 // are the names the manifests and skaffold.yaml use.
 func TestScriptsAgreeWithTheManifests(t *testing.T) {
-	project := projectID(t)
-	vars := shellVars(t, project)
-	m := render(t, overlays["gke"])
+	if p := projectID(t); p != localProject {
+		t.Skipf("this clone is configured for project %s (deploy/gcp/configure.sh), whose settings are saved outside the repository; TestConfigureMakesEveryDeployedFileFollowConfig checks configure.sh on copies", p)
+	}
+	checkConfigFollowed(t, repoRoot, shellVars(t, localProject))
+}
+
+// checkConfigFollowed checks that the deployed files of the repository (or
+// its copy) at root hold the values of config.sh's variables vars.
+func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
+	t.Helper()
+	project := projectIDAt(t, root)
+	m := renderAt(t, root, overlays["gke"])
 	svc := find[corev1.Service](t, m, "Service", ingressNamespace, gatewayName)
 	gw := find[istionet.Gateway](t, m, "Gateway", ingressNamespace, "api-gateway")
-	run := readCloudRunService(t)
+	run := readCloudRunServiceAt(t, root)
 	tmpl := run.Spec.Template
 	env := map[string]string{}
 	for _, e := range tmpl.Spec.Containers[0].Env {
 		env[e.Name] = e.Value
 	}
 	gatewayURL, _ := url.Parse(env["GATEWAY_URL"])
+	ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
+	backend := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
+	backendEnv := map[string]string{}
+	for _, e := range backend.Spec.Template.Spec.Containers[0].Env {
+		backendEnv[e.Name] = e.Value
+	}
 	var secretNames []string
 	for _, v := range tmpl.Spec.Volumes {
 		if v.Secret != nil {
@@ -163,19 +193,25 @@ func TestScriptsAgreeWithTheManifests(t *testing.T) {
 		name, variable string
 		want           []string // every place that must hold the variable's value
 	}{
-		{"the reserved address is the load balancer's IP and the frontend's gateway URL", "GATEWAY_IP",
-			[]string{svc.Spec.LoadBalancerIP, gatewayURL.Hostname()}},
+		{"the reserved address is the frontend's gateway URL", "GATEWAY_IP", []string{gatewayURL.Hostname()}},
+		{"the reserved address's name is the one the load balancer takes", "GATEWAY_ADDRESS_NAME",
+			[]string{svc.Annotations["networking.gke.io/load-balancer-ip-addresses"]}},
 		{"the gateway host is the Gateway's host and the frontend's server name", "GATEWAY_HOST",
 			[]string{gw.Spec.Servers[0].Hosts[0], env["GATEWAY_SERVER_NAME"]}},
 		{"the gateway secret is the Gateway's credentialName", "GATEWAY_SECRET", []string{gw.Spec.Servers[0].Tls.CredentialName}},
 		{"the gateway namespace is the manifests'", "GATEWAY_NAMESPACE", []string{svc.Namespace}},
-		{"the connector is the one the frontend egresses through", "CONNECTOR",
-			[]string{tmpl.Annotations["run.googleapis.com/vpc-access-connector"]}},
+		{"the VPC egress is the frontend's", "VPC_EGRESS", []string{egressOf(run)}},
 		{"the frontend's secrets are the ones it mounts", "FRONTEND_SECRETS", []string{strings.Join(secretNames, " ")}},
 		{"the frontend's account is the one it runs as", "FRONTEND_SA", []string{tmpl.Spec.ServiceAccountName}},
 		{"the frontend's service is the Cloud Run service", "FRONTEND_SERVICE", []string{run.Name}},
 		{"the region is the Cloud Run service's", "REGION", []string{run.Labels["cloud.googleapis.com/location"]}},
-		{"the project is istio/project.env's", "PROJECT_ID", []string{project, run.Namespace}},
+		{"the project is istio/project.env's, the Cloud Run service's and, rendered, the backend's", "PROJECT_ID",
+			[]string{project, run.Namespace, env["GOOGLE_CLOUD_PROJECT"], backendEnv["GOOGLE_CLOUD_PROJECT"]}},
+		{"the backend's namespace is the one its Workload Identity principal names", "BACKEND_NAMESPACE", []string{backend.Namespace}},
+		{"the backend's Kubernetes service account is the one its Workload Identity principal names", "BACKEND_KSA",
+			[]string{backend.Spec.Template.Spec.ServiceAccountName}},
+		{"the project's token issuer is the one the rendered gateway policy trusts", "PROJECT_ID",
+			[]string{strings.TrimPrefix(ra.Spec.JwtRules[0].Issuer, "https://securetoken.google.com/")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -190,11 +226,33 @@ func TestScriptsAgreeWithTheManifests(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the egress goes into the VPC by the connector or subnet config.sh names", func(t *testing.T) {
+		switch vars["VPC_EGRESS"] {
+		case "connector":
+			if got := tmpl.Annotations["run.googleapis.com/vpc-access-connector"]; got != vars["CONNECTOR"] {
+				t.Errorf("the frontend egresses through connector %q, config.sh names %q", got, vars["CONNECTOR"])
+			}
+		case "direct":
+			nics := networkInterfaces(t, run)
+			if len(nics) != 1 || nics[0].Network != vars["NETWORK"] || nics[0].Subnetwork != vars["RUN_SUBNET"] {
+				t.Errorf("the frontend's network interfaces are %+v, want network %q subnet %q", nics, vars["NETWORK"], vars["RUN_SUBNET"])
+			}
+		}
+	})
+	t.Run("the web API key, once setup saved it, is the frontend's", func(t *testing.T) {
+		want := vars["FIREBASE_API_KEY"]
+		if want == "" {
+			want = "FIREBASE_API_KEY" // the placeholder before setup
+		}
+		if env["FIREBASE_API_KEY"] != want {
+			t.Errorf("FIREBASE_API_KEY = %q in the service, want %q", env["FIREBASE_API_KEY"], want)
+		}
+	})
 	t.Run("the region is skaffold's Cloud Run region", func(t *testing.T) {
 		var region struct {
 			Region string `json:"region"`
 		}
-		cfg := profileConfig(t, "cloudrun")
+		cfg := profileConfigAt(t, root, "cloudrun")
 		if err := yamlUnmarshal(cfg.Deploy["cloudrun"], &region); err != nil || region.Region != vars["REGION"] {
 			t.Errorf("skaffold cloudrun region %q (%v), want %q", region.Region, err, vars["REGION"])
 		}
@@ -246,6 +304,56 @@ func TestScriptsAreRerunnable(t *testing.T) {
 			}
 			if n < 5 {
 				t.Errorf("found only %d create/delete lines: the pattern no longer matches the script", n)
+			}
+		})
+	}
+}
+
+// TestTeardownUndoesEveryProjectGrant checks that every project-level role
+// setup.sh grants, and every custom role it creates, teardown.sh removes:
+// bindings on the project outlive the accounts they name.
+func TestTeardownUndoesEveryProjectGrant(t *testing.T) {
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(repoRoot, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	setup, teardown := read("deploy/gcp/setup.sh"), read("deploy/gcp/teardown.sh")
+	removed := map[[2]string]bool{}
+	for _, words := range gcloudCommands(teardown) {
+		if len(words) > 2 && words[1] == "projects" && words[2] == "remove-iam-policy-binding" {
+			removed[[2]string{flag(words, "member"), flag(words, "role")}] = true
+		}
+	}
+	// Roles removed in a loop: for role in ROLE...; do ... --role="${role}".
+	var loopRoles []string
+	for _, m := range regexp.MustCompile(`(?m)^\s*for role in (.*); do$`).FindAllStringSubmatch(strings.ReplaceAll(teardown, "\\\n", " "), -1) {
+		for _, r := range strings.Fields(m[1]) {
+			loopRoles = append(loopRoles, strings.Trim(r, `"`))
+		}
+	}
+	n := 0
+	for _, words := range gcloudCommands(setup) {
+		if len(words) < 3 || words[1] != "projects" || words[2] != "add-iam-policy-binding" {
+			continue
+		}
+		n++
+		member, role := flag(words, "member"), flag(words, "role")
+		t.Run("teardown removes "+role+" from "+member, func(t *testing.T) {
+			if !removed[[2]string{member, role}] && !(removed[[2]string{member, "${role}"}] && slices.Contains(loopRoles, role)) {
+				t.Errorf("setup.sh grants %s to %s on the project; teardown.sh has no remove-iam-policy-binding with that member and role", role, member)
+			}
+		})
+	}
+	if n < 3 {
+		t.Errorf("found %d project bindings in setup.sh: the pattern no longer matches the script", n)
+	}
+	for _, m := range customRoleLine.FindAllStringSubmatch(setup, -1) {
+		t.Run("teardown deletes the custom role "+m[1], func(t *testing.T) {
+			if !slices.Contains(loopRoles, "${"+m[1]+"}") || !strings.Contains(teardown, `gcloud iam roles delete "${role}"`) {
+				t.Errorf("setup.sh creates the custom role ${%s}; teardown.sh's `for role in ...` loop of `gcloud iam roles delete` does not name it", m[1])
 			}
 		})
 	}

@@ -57,7 +57,12 @@ type skaffoldConfig struct {
 
 func readSkaffold(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, "skaffold.yaml"))
+	return readSkaffoldAt(t, repoRoot)
+}
+
+func readSkaffoldAt(t *testing.T, root string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "skaffold.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +118,13 @@ func TestSkaffoldConfigMatchesItsSchema(t *testing.T) {
 // sections replacing the config's.
 func profileConfig(t *testing.T, name string) skaffoldConfig {
 	t.Helper()
-	js := readSkaffold(t)
+	return profileConfigAt(t, repoRoot, name)
+}
+
+// profileConfigAt is profileConfig for a copy of the repository at root.
+func profileConfigAt(t *testing.T, root, name string) skaffoldConfig {
+	t.Helper()
+	js := readSkaffoldAt(t, root)
 	var base skaffoldConfig
 	if err := json.Unmarshal(js, &base); err != nil {
 		t.Fatal(err)

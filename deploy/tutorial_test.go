@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"bufio"
+	"fmt"
 	"maps"
 	"os"
 	"os/exec"
@@ -24,14 +25,22 @@ type block struct {
 
 func tutorialBlocks(t *testing.T) []block {
 	t.Helper()
-	f, err := os.Open(filepath.Join(repoRoot, tutorial))
+	b, err := os.ReadFile(filepath.Join(repoRoot, tutorial))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	blocks, err := parseBlocks(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blocks
+}
+
+// parseBlocks returns the fenced code blocks of a Markdown text.
+func parseBlocks(text string) ([]block, error) {
 	var blocks []block
 	var cur *block
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(strings.NewReader(text))
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
@@ -45,9 +54,9 @@ func tutorialBlocks(t *testing.T) []block {
 		}
 	}
 	if cur != nil {
-		t.Fatalf("%s: the code block opened on line %d is never closed", tutorial, cur.line)
+		return nil, fmt.Errorf("%s: the code block opened on line %d is never closed", tutorial, cur.line)
 	}
-	return blocks
+	return blocks, nil
 }
 
 // commands returns the tutorial's shell commands, in reading order.
@@ -190,10 +199,13 @@ func definedFlags(t *testing.T, pkg string) map[string]bool {
 }
 
 // TestTutorialExpectedCountsMatchTheRepository checks step 1's expected
-// output: how many lines of each file carry the project id.
+// output: how many lines of each file carry the project id once
+// configure.sh has written it (into a copy of the repository).
 func TestTutorialExpectedCountsMatchTheRepository(t *testing.T) {
 	blocks := tutorialBlocks(t)
-	project := projectID(t)
+	const project = "tutorial-project"
+	root := copyRepo(t)
+	configure(t, root, t.TempDir(), "PROJECT_ID="+project)
 	for i, b := range blocks {
 		if b.lang != "sh" || !strings.Contains(b.text, "grep -c") {
 			continue
@@ -207,7 +219,7 @@ func TestTutorialExpectedCountsMatchTheRepository(t *testing.T) {
 			if err != nil {
 				t.Fatalf("expected output line %q is not file:count", line)
 			}
-			content, err := os.ReadFile(filepath.Join(repoRoot, file))
+			content, err := os.ReadFile(filepath.Join(root, file))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -218,7 +230,7 @@ func TestTutorialExpectedCountsMatchTheRepository(t *testing.T) {
 				}
 			}
 			if got != want {
-				t.Errorf("%s has %d lines with the project id %s; the tutorial expects %d", file, got, project, want)
+				t.Errorf("after configure.sh %s has %d lines with the project id; the tutorial expects %d", file, got, want)
 			}
 		}
 		return
@@ -243,5 +255,91 @@ func TestTutorialCommandsPassShellcheck(t *testing.T) {
 	cmd := exec.Command(shellcheck, "--exclude=SC1091", f)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Errorf("shellcheck of the tutorial's commands: %v\n%s\nscript:\n%s", err, out, script)
+	}
+}
+
+// TestTutorialStepsNeedOnlyConfig is the promise of the introduction: in a
+// new terminal, `source deploy/gcp/config.sh` gives every variable a later
+// step uses. So each step (## section) may use only config.sh's variables
+// and those its own commands set; none may rely on an earlier step's.
+func TestTutorialStepsNeedOnlyConfig(t *testing.T) {
+	configVars := shellVars(t, "tutorial-project")
+	doc, err := os.ReadFile(filepath.Join(repoRoot, tutorial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := 0
+	for _, section := range strings.Split(string(doc), "\n## ")[1:] {
+		title, _, _ := strings.Cut(section, "\n")
+		blocks, err := parseBlocks(section)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defined := map[string]bool{"HOME": true, "PATH": true}
+		for k := range configVars {
+			defined[k] = true
+		}
+		for _, b := range blocks {
+			if b.lang != "sh" {
+				continue
+			}
+			steps++
+			text := singleQuot.ReplaceAllString(b.text, "''")
+			for _, line := range strings.Split(text, "\n") {
+				for _, m := range reference.FindAllStringSubmatch(line, -1) {
+					if !defined[m[1]] {
+						t.Errorf("step %q uses $%s, which neither source deploy/gcp/config.sh nor the step itself sets", title, m[1])
+					}
+				}
+				for _, m := range assignment.FindAllStringSubmatch(line, -1) {
+					defined[m[1]] = true
+				}
+			}
+		}
+	}
+	if steps < 10 {
+		t.Fatalf("found %d sh blocks in ## sections: the split no longer matches the document", steps)
+	}
+	for _, v := range []string{"PROJECT_ID", "REGION", "FIREBASE_API_KEY", "IMAGE_REPO", "CERTS_DIR", "GATEWAY_IP"} {
+		if _, ok := configVars[v]; !ok {
+			t.Errorf("source deploy/gcp/config.sh does not set %s, which the steps use", v)
+		}
+	}
+}
+
+// TestTutorialShowsTheGatewayMatchesTheFrontendIdentity checks the expected
+// output of the proxy-config check: the SPIFFE id of the principal the
+// gateway's authorization policy names.
+func TestTutorialShowsTheGatewayMatchesTheFrontendIdentity(t *testing.T) {
+	blocks := tutorialBlocks(t)
+	for i, b := range blocks {
+		if b.lang != "sh" || !strings.Contains(b.text, "istioctl proxy-config listener") {
+			continue
+		}
+		if !strings.Contains(b.text, "principal_name") {
+			t.Errorf("the proxy-config command on line %d does not pick principal_name", b.line)
+		}
+		if i+1 >= len(blocks) || blocks[i+1].lang != "text" {
+			t.Fatalf("the proxy-config command on line %d has no expected output", b.line)
+		}
+		if got, want := strings.TrimSpace(blocks[i+1].text), "spiffe://"+frontendIdentity; got != want {
+			t.Errorf("the tutorial expects %q, but the gateway's policy names the principal %q", got, want)
+		}
+		return
+	}
+	t.Error("the tutorial has no istioctl proxy-config listener check of the gateway's principal")
+}
+
+// TestTutorialListsEveryPlatformRule checks the closing table names the
+// documentation of every rule TestPlatformRules enforces.
+func TestTutorialListsEveryPlatformRule(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join(repoRoot, tutorial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range platformRules {
+		if !strings.Contains(string(doc), r.doc) {
+			t.Errorf("the tutorial's table of platform rules lacks %s (%s)", r.doc, r.rule)
+		}
 	}
 }

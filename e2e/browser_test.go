@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -366,8 +369,10 @@ func (tb *tab) sessionCookie(t *testing.T) *network.Cookie {
 	return nil
 }
 
-// jwtClaims decodes the payload of a JWT-shaped value, or returns nil.
+// jwtClaims decodes the payload of a JWT-shaped value, or returns nil. A
+// session cookie's value is the token, "~" and the frontend's MAC over it.
 func jwtClaims(v string) map[string]any {
+	v, _, _ = strings.Cut(v, "~")
 	parts := strings.Split(v, ".")
 	if len(parts) != 3 {
 		return nil
@@ -486,7 +491,7 @@ func TestBrowser(t *testing.T) {
 		tb.waitSignedOut(t)
 	})
 
-	t.Run("creating a new account signs the new user in", func(t *testing.T) {
+	t.Run("creating a new account asks to verify the email, then shows the secret once it is", func(t *testing.T) {
 		email := fmt.Sprintf("e2e-%d@example.com", time.Now().UnixNano())
 		password := randomString(12)
 		noteSecret(password)
@@ -503,6 +508,28 @@ func TestBrowser(t *testing.T) {
 			chromedp.SendKeys(chromedp.ID("email"), email),
 			chromedp.SendKeys(chromedp.ID("password"), password+"\r"),
 		)
+		// Sign-up is open, so the new account must prove its address first.
+		tb.do(t, "waiting for the check-your-inbox page", chromedp.WaitVisible(chromedp.ID("verify-title")),
+			chromedp.WaitEnabled(chromedp.ID("verify-check")))
+		st = tb.state(t)
+		if st.Heading != "Check your inbox" || st.SignedInAs != email || st.Secret != "" {
+			t.Errorf("after sign-up the page shows heading %q for %q with secret %q; want Check your inbox for %s and no secret\n%s",
+				st.Heading, st.SignedInAs, st.Secret, email, st.Text)
+		}
+		checkSessionCookie(t, tb.sessionCookie(t), email)
+		tb.screenshot(t, "verify-email.png")
+		tb.do(t, "asking whether the address is verified before it is", chromedp.Click(chromedp.ID("verify-check")),
+			chromedp.WaitVisible(chromedp.CSS("#verify-status:not([hidden])")))
+		if st := tb.state(t); !strings.Contains(st.Text, "not verified yet") || st.Secret != "" {
+			t.Errorf("before verifying, the page shows %q; want it to say the address is not verified yet, and no secret", st.Text)
+		}
+		tb.do(t, "emulating a 320 px wide phone", chromedp.EmulateViewport(320, 640, chromedp.EmulateMobile))
+		tb.screenshot(t, "verify-email-320px.png")
+		tb.do(t, "back to a desktop window", chromedp.EmulateViewport(1280, 900))
+
+		st0 := requireLocal(t, "following the verification link needs the emulator's outbox; a deployed project mails it")
+		followVerificationLink(t, st0.IdentityURL, st0.Emulator.ProjectID(), email)
+		tb.do(t, "pressing I have verified my email", chromedp.Click(chromedp.ID("verify-check")))
 		st = tb.waitSignedIn(t)
 		if st.SignedInAs != email {
 			t.Errorf("after creating the account the page shows signed in as %q; want %q", st.SignedInAs, email)
@@ -524,12 +551,22 @@ func TestBrowser(t *testing.T) {
 		checkSessionCookie(t, tb.sessionCookie(t), email)
 	})
 
-	t.Run("signing out returns to the sign-in form and stays signed out", func(t *testing.T) {
+	t.Run("signing out returns to the sign-in form, stays signed out, and ends the user's other sessions", func(t *testing.T) {
 		email, password := requireUser(t)
+		// The same user signed in elsewhere (another browser's SDK).
+		elsewhere := refreshToken(t, email, password)
+		if !refreshWorks(t, elsewhere) {
+			t.Fatal("a fresh refresh token does not work; the check below would prove nothing")
+		}
 		tb := b.newTab(t)
 		checkSignedIn(t, tb.signIn(t, email, password), email)
 		tb.do(t, "pressing Sign out", chromedp.Click(chromedp.Search(`//form[@id="sign-out-form"]//button[normalize-space()="Sign out"]`)))
 		tb.waitSignedOut(t)
+		// Sign-out revoked the user's refresh tokens: no SDK of theirs can
+		// mint a new ID token.
+		if refreshWorks(t, elsewhere) {
+			t.Errorf("after sign-out, the user's refresh token from another sign-in still works; want it revoked")
+		}
 		if c := tb.sessionCookie(t); c != nil {
 			t.Errorf("signing out left the session cookie %s", c.Name)
 		}
@@ -541,6 +578,43 @@ func TestBrowser(t *testing.T) {
 		}
 		if c := tb.sessionCookie(t); c != nil {
 			t.Errorf("after sign-out and a reload there is a session cookie %s again", c.Name)
+		}
+	})
+
+	t.Run("a page on another localhost port cannot plant a session (login CSRF)", func(t *testing.T) {
+		requireLocal(t, "cookies are shared across ports only on plain-HTTP localhost; a deployed frontend's are __Host- and Secure")
+		// The attacker's page, on another port of the same host, sets a
+		// session cookie holding a real ID token of an account the attacker
+		// controls (here the demo user's).
+		email, password := requireUser(t)
+		res, err := newIdentityClient(t).signIn(t.Context(), email, password)
+		if err != nil {
+			t.Fatalf("signing the attacker's account in: %v", err)
+		}
+		planted := res.IDToken
+		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != "/" {
+				// Only the page plants it: a late answer to the browser's
+				// favicon request would plant it again after the frontend
+				// deleted it.
+				http.NotFound(w, r)
+				return
+			}
+			http.SetCookie(w, &http.Cookie{Name: "session", Value: planted, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+			fmt.Fprint(w, "<!doctype html><title>a page on another port</title>")
+		}))
+		t.Cleanup(evil.Close)
+		tb := b.newTab(t)
+		tb.do(t, "visiting the page on another port", chromedp.Navigate(evil.URL))
+		if c := tb.sessionCookie(t); c == nil || c.Value != planted {
+			t.Fatalf("Chromium does not send the other port's cookie to the frontend (%v); the case would prove nothing", c)
+		}
+		tb.open(t, "/")
+		if st := tb.waitSignedOut(t); st.SignedInAs != "" {
+			t.Errorf("the frontend took the planted cookie: signed in as %q", st.SignedInAs)
+		}
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("the planted session cookie is still there after the frontend refused it")
 		}
 	})
 
@@ -600,6 +674,43 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("the refreshed page shows %q; want no message", alerts)
 		}
 	})
+}
+
+// followVerificationLink opens the newest verification link the emulator
+// would have emailed to email, as the user would from their inbox. The
+// emulator lists its out-of-band codes as the Firebase emulator does.
+func followVerificationLink(t *testing.T, identityURL, project, email string) {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(identityURL + "/emulator/v1/projects/" + project + "/oobCodes")
+	if err != nil {
+		t.Fatalf("listing the emulator's out-of-band codes: %v", err)
+	}
+	var out struct {
+		OobCodes []struct{ Email, RequestType, OobLink string }
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatalf("the emulator's out-of-band codes (%d): %v", resp.StatusCode, err)
+	}
+	link := ""
+	for _, c := range out.OobCodes {
+		if strings.EqualFold(c.Email, email) && c.RequestType == "VERIFY_EMAIL" {
+			link = c.OobLink
+		}
+	}
+	if link == "" {
+		t.Fatalf("sign-up sent no verification link to %s", email)
+	}
+	resp, err = hc.Get(link)
+	if err != nil {
+		t.Fatalf("following the verification link: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("following the verification link answered %d; want 200", resp.StatusCode)
+	}
 }
 
 // deleteUser removes an account a case created, through the same REST API

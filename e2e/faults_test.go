@@ -129,7 +129,7 @@ func TestBrokenBackendsAnswerPromptlyWithEnvoysBodiesAndLeakNothing(t *testing.T
 					if err != nil {
 						t.Fatal(err)
 					}
-					req.AddCookie(&http.Cookie{Name: "session", Value: tk.valid})
+					req.AddCookie(boundSession(t, fe, tk.valid))
 					resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 					if err != nil {
 						t.Fatalf("GET /: %v", err)
@@ -238,7 +238,7 @@ func startOwnFrontend(t *testing.T, identityURL, gatewayURL string) string {
 		GatewayServerName:  env.gatewayServerName,
 		ClientTLSDir:       env.clientCertDir,
 		BackendTimeout:     2 * time.Second,
-	}, frontend.Deps{Verifier: verifier, GatewayTLS: certs, Logger: log})
+	}, frontend.Deps{Verifier: verifier, Revoker: adminFor(t, "demo-acme", host), GatewayTLS: certs, Logger: log})
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}

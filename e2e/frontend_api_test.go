@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
@@ -9,26 +10,27 @@ import (
 )
 
 // The original tutorial's browser code fetches /api/secure.json from the
-// frontend with the user's bearer token; the frontend relays it through the
-// gateway and relays the gateway's answer as is (issue "Frontend on Cloud
-// Run", backend client). This runs against a deployed frontend too, where the
-// gateway itself is out of reach.
+// frontend with the user's bearer token; the frontend verifies it, asks the
+// gateway, and answers in its own words: a refusal is the frontend's JSON,
+// never the gateway's (issue 13, item 3). This runs against a deployed
+// frontend too, where the gateway itself is out of reach.
 func TestFrontendRelaysTheTutorialsFetchThroughTheGateway(t *testing.T) {
 	tests := []struct {
 		name       string
 		token      func(t *testing.T, tk tokens) string // nil: no Authorization
 		wantStatus int
-		wantBody   string // for the gateway's own answers
+		wantError  string // the frontend's {"error"} for a refusal
 	}{
 		{
 			name:  "a signed-in user's bearer token gets the secret message",
 			token: func(t *testing.T, tk tokens) string { return tk.valid }, wantStatus: http.StatusOK,
 		},
 		{
-			name: "without any credentials the gateway's RBAC denial comes back", wantStatus: http.StatusForbidden, wantBody: bodyRBACDenied,
+			name: "without any credentials the frontend answers 401 itself", wantStatus: http.StatusUnauthorized,
+			wantError: "Sign in to read the secret message.",
 		},
 		{
-			name: "an expired bearer token gets the gateway's 401",
+			name: "an expired bearer token is refused by the frontend, not relayed",
 			token: func(t *testing.T, tk tokens) string {
 				st := requireLocal(t, "an expired token needs the local emulator's private key")
 				tok, err := st.Emulator.IDTokenFor(context.Background(), tk.uid, time.Now().Add(-2*time.Hour))
@@ -38,7 +40,7 @@ func TestFrontendRelaysTheTutorialsFetchThroughTheGateway(t *testing.T) {
 				noteSecret(tok)
 				return tok
 			},
-			wantStatus: http.StatusUnauthorized, wantBody: bodyExpired,
+			wantStatus: http.StatusUnauthorized, wantError: "That sign-in was not accepted. Sign in again.",
 		},
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
@@ -66,12 +68,15 @@ func TestFrontendRelaysTheTutorialsFetchThroughTheGateway(t *testing.T) {
 			}
 			got := gatewayResponse{status: resp.StatusCode, header: resp.Header, body: string(body)}
 			if got.status != tt.wantStatus {
-				t.Fatalf("GET /api/secure.json on the frontend answered %v; want %d %q", got, tt.wantStatus, tt.wantBody)
+				t.Fatalf("GET /api/secure.json on the frontend answered %v; want %d %q", got, tt.wantStatus, tt.wantError)
 			}
 			if tt.wantStatus == http.StatusOK {
 				checkSecret(t, got, tk)
-			} else if got.body != tt.wantBody {
-				t.Errorf("body = %q; want the gateway's %q relayed as is", got.body, tt.wantBody)
+				return
+			}
+			var e struct{ Error, RequestID string }
+			if err := json.Unmarshal(body, &e); err != nil || e.Error != tt.wantError || e.RequestID == "" {
+				t.Errorf("body = %q; want the frontend's own {\"error\": %q, \"requestId\"}", got.body, tt.wantError)
 			}
 		})
 	}

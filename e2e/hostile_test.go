@@ -530,17 +530,29 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 			send: func(t *testing.T) (exchange, error) {
 				return do(t, http.MethodGet, env.frontendURL+"/", http.Header{"Cookie": {"session=" + big}}, "")
 			}, wantStatus: 431, wantBody: body431},
-		{name: "frontend: a forged session cookie relayed to the gateway is refused there", doc: docVerifyOrder,
+		{name: "frontend: a forged session cookie is refused by the frontend, never relayed to the gateway", doc: docFrontendRelay,
 			send: func(t *testing.T) (exchange, error) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Cookie": {"session=" + forged}}, "")
-			}, wantStatus: 401, wantBody: bodyBadSig},
-		{name: "frontend: a forged bearer header is not rescued by a valid session cookie (token in two places)", doc: "frontend/proxy.go: the browser's own bearer token wins over the session's",
+			}, wantStatus: 401, wantJSON: map[string]string{"error": "That sign-in was not accepted. Sign in again."}},
+		{name: "frontend: a forged bearer header beside a valid session cookie is refused (two credentials)", doc: docFrontendRelay,
 			send: func(t *testing.T) (exchange, error) {
 				forged := withPayload(t, encodeSegment(t, tk.withClaims(map[string]any{"sub": "mallory"})))
 				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json",
-					http.Header{"Cookie": {"session=" + tk.valid}, "Authorization": {"Bearer " + forged}}, "")
-			}, wantStatus: 401, wantBody: bodyBadSig},
+					http.Header{"Cookie": {boundSession(t, env.frontendURL, tk.valid).String()}, "Authorization": {"Bearer " + forged}}, "")
+			}, wantStatus: 400, wantJSON: map[string]string{"error": "Send one sign-in: the session cookie or one Authorization: Bearer header."}},
+		{name: "frontend: a valid ID token planted as a bare session cookie (login CSRF from another localhost port) is not a session", doc: docSessionBinding,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Cookie": {"session=" + tk.valid}}, "")
+			}, wantStatus: 401, wantJSON: map[string]string{"error": "That sign-in was not accepted. Sign in again."}},
+		{name: "frontend: an account signed up but not verified is refused before the gateway (sign-up is open)", doc: docFrontendEmailVerified,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Authorization": {"Bearer " + unverifiedToken(t)}}, "")
+			}, wantStatus: 403, wantJSON: map[string]string{"error": "Verify your email address first: open the link we sent you."}},
+		{name: "frontend: two Authorization headers are refused before the gateway", doc: docFrontendRelay,
+			send: func(t *testing.T) (exchange, error) {
+				return do(t, http.MethodGet, env.frontendURL+"/api/secure.json", http.Header{"Authorization": {"Bearer " + tk.valid, "Bearer " + tk.valid}}, "")
+			}, wantStatus: 400, wantJSON: map[string]string{"error": "Send one sign-in: the session cookie or one Authorization: Bearer header."}},
 		{name: "frontend: an encoded traversal out of the static assets is not found", doc: "frontend/routes.go staticAssets",
 			send:       smuggle(frontendHost, false, "GET /static/..%2f..%2fgo.mod HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
 			wantStatus: 404, check: bodyHas("<strong>Not Found</strong>")},
@@ -573,7 +585,7 @@ func TestHostileInputIsRefusedEverywhere(t *testing.T) {
 		{name: "emulator: a request smuggled after a CL+TE body is never answered", doc: docSmuggling,
 			sendSeq: conversation(identityHost, false, fmt.Sprintf(strings.NewReplacer(
 				"POST /api/healthz", "POST /identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k",
-				"GET /api/secure.json", "GET /service_accounts/v1/jwk/securetoken@system.gserviceaccount.com").Replace(clTE), "x", "x")),
+				"GET /api/secure.json", "GET /service_accounts/v1/jwk/securetoken@system.gserviceaccount.com").Replace(clTE), identityHost, identityHost)),
 			wantSeq: []int{400}},
 		{name: "emulator: two different Content-Lengths are refused", doc: docSmuggling,
 			send:       smuggle(identityHost, false, fmt.Sprintf(strings.Replace(clCL, "/api/healthz", "/identitytoolkit.googleapis.com/v1/accounts:signInWithPassword?key=k", 1), "x")),

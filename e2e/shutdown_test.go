@@ -96,7 +96,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 				"GOOGLE_CLOUD_PROJECT=demo-acme", "FIREBASE_AUTH_EMULATOR_HOST="+emulatorHost,
 				"GATEWAY_URL="+gw.url, "CLIENT_TLS_DIR="+env.clientCertDir)
 			u := p.logField(t, "serving", "url")
-			p.targets = []shutdownTarget{{component: "frontend", url: u + "/api/secure.json", header: http.Header{"Cookie": {"session=" + tok}}}}
+			p.targets = []shutdownTarget{{component: "frontend", url: u + "/api/secure.json", header: http.Header{"Authorization": {"Bearer " + tok}}}}
 			p.held = []heldPost{newSession("frontend", u, tok)}
 			return p
 		}},
@@ -133,7 +133,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			}
 			bearer := http.Header{"Authorization": {"Bearer " + res.IDToken}}
 			p.targets = []shutdownTarget{
-				{component: "frontend", url: urls["frontend"] + "/api/secure.json", header: http.Header{"Cookie": {"session=" + res.IDToken}}},
+				{component: "frontend", url: urls["frontend"] + "/api/secure.json", header: http.Header{"Authorization": {"Bearer " + res.IDToken}}},
 				{component: "gateway", url: urls["gateway"] + "/api/secure.json", host: env.gatewayServerName, header: bearer,
 					tls: clientTLS(t, filepath.Join(state, "pki", "frontend"), true)},
 				{component: "backend", url: urls["backend"] + "/api/secure.json", header: bearer},

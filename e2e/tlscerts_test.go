@@ -173,7 +173,7 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 		GatewayServerName:  env.gatewayServerName,
 		ClientTLSDir:       e.clientDir,
 		BackendTimeout:     5 * time.Second,
-	}, frontend.Deps{Verifier: verifier, GatewayTLS: e.frontCerts, Logger: log})
+	}, frontend.Deps{Verifier: verifier, Revoker: adminFor(t, st.ProjectID, host), GatewayTLS: e.frontCerts, Logger: log})
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
@@ -234,7 +234,7 @@ func (e *certEnv) home(t *testing.T) page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.AddCookie(&http.Cookie{Name: "session", Value: e.token})
+	req.AddCookie(boundSession(t, e.frontURL, e.token))
 	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
 	if err != nil {
 		t.Fatalf("GET /: %v", err)

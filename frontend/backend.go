@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -342,12 +343,22 @@ func (b *Backend) afterHandshake(err error, reused bool) error {
 	case isRemoteAlert(err):
 		e.Refused, e.ClientCertificateAsked = true, true
 	case !reused && e.ClientCertificate != nil &&
-		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF)):
+		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
+			closedBeforeFirstRequest(err)):
 		e.ClosedAfterHandshake = true
 	default:
 		return err
 	}
 	return e
+}
+
+// closedBeforeFirstRequest reports the HTTP/2 client's answer when a new
+// connection closed (here: reset after the handshake) before its first
+// request was sent. The reset itself is lost; the error is net/http's
+// unexported http2errClientConnNotEstablished, so only its text can be
+// matched (net/http h2_bundle.go, awaitOpenSlotForStreamLocked).
+func closedBeforeFirstRequest(err error) bool {
+	return strings.Contains(err.Error(), "http2: client conn could not be established")
 }
 
 // SecureMessage is the backend's answer to GET /api/secure.json.

@@ -30,7 +30,7 @@ func BenchmarkSignedInPage(b *testing.B) {
 	}
 	h := s.front.Config.Handler // the Frontend itself, without a client socket in between
 	req := httptest.NewRequest(http.MethodGet, "http://127.0.0.1/", nil)
-	req.AddCookie(&http.Cookie{Name: "session", Value: token})
+	req.AddCookie(&http.Cookie{Name: "session", Value: bindSession(s.sessionKey(), token)})
 
 	durations := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()

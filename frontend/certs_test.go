@@ -51,7 +51,7 @@ func serveTLS(t *testing.T, cfg *tls.Config) string {
 
 // startTLSServer serves srv (its TLSConfig, its log discarded) on a loopback
 // port until the test ends, and returns its https:// URL.
-func startTLSServer(t *testing.T, srv *http.Server) string {
+func startTLSServer(t testing.TB, srv *http.Server) string {
 	t.Helper()
 	srv.ErrorLog = discardLogger()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -49,6 +49,11 @@ type Config struct {
 	// ClientTLSDir each; without ClientTLSDir all three are required. Cloud
 	// Run mounts each Secret Manager secret in a directory of its own.
 	ClientCertFile, ClientKeyFile, ClientCAFile string
+	// SessionKeyFile holds a secret of at least 32 bytes from which the
+	// session cookie's MAC key is derived (binding.go). Empty means the
+	// client private key is that secret: on Cloud Run every instance mounts
+	// the same one, and locally it belongs to the state directory.
+	SessionKeyFile string
 	// BackendTimeout bounds one call to the gateway, including the TLS
 	// handshake of a new connection.
 	BackendTimeout time.Duration
@@ -71,6 +76,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&c.ClientCertFile, "client-tls-cert-file", "", "client certificate (overrides <client-tls-dir>/tls.crt)")
 	fs.StringVar(&c.ClientKeyFile, "client-tls-key-file", "", "client private key (overrides <client-tls-dir>/tls.key)")
 	fs.StringVar(&c.ClientCAFile, "client-tls-ca-file", "", "CA that verifies the gateway (overrides <client-tls-dir>/ca.crt)")
+	fs.StringVar(&c.SessionKeyFile, "session-key-file", "", "secret the session cookie's MAC key is derived from (default: the client private key)")
 	fs.DurationVar(&c.BackendTimeout, "backend-timeout", 5*time.Second, "timeout of one call to the gateway")
 	err := config.Parse(fs, args, getenv, map[string]string{
 		"project":              "GOOGLE_CLOUD_PROJECT",
@@ -84,6 +90,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"client-tls-cert-file": "CLIENT_TLS_CERT_FILE",
 		"client-tls-key-file":  "CLIENT_TLS_KEY_FILE",
 		"client-tls-ca-file":   "CLIENT_TLS_CA_FILE",
+		"session-key-file":     "SESSION_KEY_FILE",
 		"backend-timeout":      "BACKEND_TIMEOUT",
 	})
 	if err != nil {
@@ -156,6 +163,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("client_tls_cert_file", c.ClientCertFile),
 		slog.String("client_tls_key_file", c.ClientKeyFile), // a path, never the key
 		slog.String("client_tls_ca_file", c.ClientCAFile),
+		slog.String("session_key_file", c.SessionKeyFile), // a path, never the secret
 		slog.Duration("backend_timeout", c.BackendTimeout),
 	)
 }

@@ -50,6 +50,12 @@ func TestParseConfig(t *testing.T) {
 					t.Errorf("got key %q and emulator URL %q", c.FirebaseAPIKey, c.emulatorURL())
 				}
 			}},
+		{name: "the session secret's file comes from SESSION_KEY_FILE", env: with("SESSION_KEY_FILE", "/secrets/session/key"),
+			check: func(t *testing.T, c Config) {
+				if c.SessionKeyFile != "/secrets/session/key" {
+					t.Errorf("SessionKeyFile %q, want /secrets/session/key", c.SessionKeyFile)
+				}
+			}},
 		{name: "a missing project is named", env: with("GOOGLE_CLOUD_PROJECT", ""), wantErr: "ProjectID is required"},
 		{name: "a plain-HTTP gateway is refused", env: with("GATEWAY_URL", "http://10.0.0.1"), wantErr: "GatewayURL"},
 		{name: "a gateway URL with a path is refused", env: with("GATEWAY_URL", "https://10.0.0.1/api"), wantErr: "GatewayURL"},

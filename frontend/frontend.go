@@ -29,9 +29,18 @@ type Verifier interface {
 	Verify(ctx context.Context, idToken string) (*auth.Token, error)
 }
 
+// Revoker ends a user's sessions at Identity Platform: their refresh tokens
+// stop working, so no new ID token is minted for them. *auth.Client (the
+// Admin SDK) implements it.
+type Revoker interface {
+	RevokeRefreshTokens(ctx context.Context, uid string) error
+}
+
 // Deps are the frontend's collaborators.
 type Deps struct {
 	Verifier Verifier
+	// Revoker is called at sign-out.
+	Revoker Revoker
 	// GatewayTLS gives the client certificate and gateway CA per connection;
 	// *tlsdir.Dir implements it.
 	GatewayTLS ClientTLS
@@ -40,12 +49,14 @@ type Deps struct {
 }
 
 type server struct {
-	cfg      Config
-	verifier Verifier
-	backend  *Backend
-	log      *slog.Logger
-	now      func() time.Time
-	assets   assetURLs
+	cfg        Config
+	sessionKey []byte // the session cookie's MAC key (binding.go)
+	verifier   Verifier
+	revoker    Revoker
+	backend    *Backend
+	log        *slog.Logger
+	now        func() time.Time
+	assets     assetURLs
 }
 
 type assetURLs struct{ script, stylesheet string }
@@ -64,20 +75,26 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("frontend: invalid config: %w", err)
 	}
-	if deps.Verifier == nil || deps.GatewayTLS == nil {
-		return nil, errors.New("frontend: Deps.Verifier and Deps.GatewayTLS are required")
+	if deps.Verifier == nil || deps.Revoker == nil || deps.GatewayTLS == nil {
+		return nil, errors.New("frontend: Deps.Verifier, Deps.Revoker and Deps.GatewayTLS are required")
+	}
+	sessionKey, err := loadSessionKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
 	}
 	backend, err := NewBackend(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
 	s := &server{
-		cfg:      cfg,
-		verifier: deps.Verifier,
-		backend:  backend,
-		log:      deps.Logger,
-		now:      deps.Now,
-		assets:   assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
+		cfg:        cfg,
+		sessionKey: sessionKey,
+		verifier:   deps.Verifier,
+		revoker:    deps.Revoker,
+		backend:    backend,
+		log:        deps.Logger,
+		now:        deps.Now,
+		assets:     assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,26 +11,32 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"firebase.google.com/go/v4/auth"
+
 	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
+	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
 
 const testProject = "demo-acme"
 
 // stack is the frontend wired to real collaborators on loopback: the
 // Identity Platform emulator, the real Admin SDK (emulator mode) behind
-// idtoken, and a TLS server standing in for the gateway.
+// idtoken, and an mTLS server from a dev PKI standing in for the gateway.
 type stack struct {
 	t        testing.TB
 	emulator *identity.Emulator
+	admin    *auth.Client // the Admin SDK against the emulator: the frontend's Revoker
 	gateway  *fakeGateway
 	front    *httptest.Server
 	logs     *logtest.Buffer
@@ -39,12 +44,15 @@ type stack struct {
 }
 
 // fakeGateway answers GET /api/secure.json like the backend behind Istio,
-// or with whatever status the test sets.
+// or, with the status the test sets, as Envoy refuses: its verdict text,
+// a WWW-Authenticate naming the internal host, and its own headers. Like
+// the gateway in MUTUAL mode it requires the frontend's client certificate.
 type fakeGateway struct {
-	srv *httptest.Server
+	url string
 
 	mu        sync.Mutex
 	status    int    // 0: answer as the backend would
+	requests  int    // requests that reached it
 	lastAuthz string // the Authorization header of the last request
 	lastReqID string
 }
@@ -57,16 +65,32 @@ func (g *fakeGateway) last() (authz, reqID string) {
 	return g.lastAuthz, g.lastReqID
 }
 
+// count is how many requests have reached the gateway so far.
+func (g *fakeGateway) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.requests
+}
+
+// What Envoy adds to its answers, which must not reach the browser.
+const (
+	envoyServiceTime = "X-Envoy-Upstream-Service-Time"
+	envoyServer      = "istio-envoy"
+)
+
 func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.mu.Lock()
 	status := g.status
+	g.requests++
 	g.lastAuthz, g.lastReqID = r.Header.Get("Authorization"), r.Header.Get("X-Request-Id")
 	g.mu.Unlock()
+	w.Header().Set("Server", envoyServer)
+	w.Header().Set(envoyServiceTime, "1")
 	switch {
 	case r.URL.Path != "/api/secure.json":
 		http.NotFound(w, r)
 	case status == http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="http://`+r.Host+`/api/secure.json", error="invalid_token"`)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="https://`+r.Host+`/api/secure.json", error="invalid_token"`)
 		http.Error(w, "Jwt is expired", status)
 	case status == http.StatusForbidden:
 		http.Error(w, "RBAC: access denied", status)
@@ -80,17 +104,20 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// staticTLS trusts one server certificate and presents no client
-// certificate: enough for handler tests (the mTLS client has its own).
-type staticTLS struct{ roots *x509.CertPool }
-
-func (s staticTLS) ClientConfig(serverName string) (*tls.Config, error) {
-	return &tls.Config{RootCAs: s.roots, ServerName: serverName, NextProtos: []string{"h2", "http/1.1"}}, nil
-}
-
 func newStack(t testing.TB, mod ...func(*Config)) *stack {
 	t.Helper()
-	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10})
+	return newStackDeps(t, nil, mod...)
+}
+
+// newStackDeps is newStack with the frontend's Deps changed by deps.
+func newStackDeps(t testing.TB, deps func(*Deps), mod ...func(*Config)) *stack {
+	t.Helper()
+	// The frontend's address comes first: the emulator answers browser
+	// calls only from its configured origins, as devstack configures it.
+	front := httptest.NewUnstartedServer(nil)
+	t.Cleanup(front.Close)
+	em, err := identity.New(identity.Config{ProjectID: testProject, StateDir: t.TempDir(), PasswordHashCost: 10,
+		AllowedOrigins: []string{"http://" + front.Listener.Addr().String()}})
 	if err != nil {
 		t.Fatalf("identity.New: %v", err)
 	}
@@ -103,13 +130,22 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 		t.Fatalf("idtoken.New: %v", err)
 	}
 
+	bundle, err := pki.Ensure(pki.Config{Dir: t.TempDir(), GatewayHosts: []string{gatewayHost}})
+	if err != nil {
+		t.Fatalf("pki.Ensure: %v", err)
+	}
+	gwCreds, err := tlsdir.Open(tlsdir.Config{Dir: bundle.GatewayDir})
+	if err != nil {
+		t.Fatalf("tlsdir.Open(gateway): %v", err)
+	}
+	admin := adminClient(t)
+
 	gw := &fakeGateway{}
-	gw.srv = httptest.NewUnstartedServer(gw)
-	gw.srv.EnableHTTP2 = true
-	gw.srv.StartTLS()
-	t.Cleanup(gw.srv.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(gw.srv.Certificate())
+	gw.url = startTLSServer(t, &http.Server{Handler: gw, TLSConfig: gwCreds.ServerConfig(tls.RequireAndVerifyClientCert)})
+	clientCreds, err := tlsdir.Open(tlsdir.Config{Dir: bundle.FrontendDir})
+	if err != nil {
+		t.Fatalf("tlsdir.Open(frontend): %v", err)
+	}
 
 	cfg := Config{
 		Addr:               "127.0.0.1:0",
@@ -117,27 +153,58 @@ func newStack(t testing.TB, mod ...func(*Config)) *stack {
 		FirebaseAPIKey:     "emulator-api-key",
 		FirebaseAuthDomain: testProject + ".firebaseapp.com",
 		AuthEmulatorHost:   emuHost,
-		GatewayURL:         gw.srv.URL,
-		GatewayServerName:  "example.com", // httptest's certificate names it
-		ClientTLSDir:       "unused-by-staticTLS",
+		GatewayURL:         gw.url,
+		GatewayServerName:  gatewayHost,
+		ClientTLSDir:       bundle.FrontendDir,
 		BackendTimeout:     5 * time.Second,
 	}
 	for _, m := range mod {
 		m(&cfg)
 	}
 	logs := &logtest.Buffer{}
-	f, err := New(cfg, Deps{
+	d := Deps{
 		Verifier:   verifier,
-		GatewayTLS: staticTLS{roots: roots},
+		Revoker:    admin,
+		GatewayTLS: clientCreds,
 		Logger:     logging.New(logs, slog.LevelInfo, testProject),
-	})
+	}
+	if deps != nil {
+		deps(&d)
+	}
+	f, err := New(cfg, d)
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
 	t.Cleanup(f.Close)
-	front := httptest.NewServer(f)
-	t.Cleanup(front.Close)
-	return &stack{t: t, emulator: em, gateway: gw, front: front, logs: logs, cfg: cfg}
+	front.Config.Handler = f
+	front.Start()
+	return &stack{t: t, emulator: em, admin: admin, gateway: gw, front: front, logs: logs, cfg: cfg}
+}
+
+// adminClient is AdminClient for the emulator that
+// FIREBASE_AUTH_EMULATOR_HOST names at the time of the call.
+func adminClient(t testing.TB) *auth.Client {
+	t.Helper()
+	c, err := AdminClient(context.Background(), Config{ProjectID: testProject, AuthEmulatorHost: os.Getenv("FIREBASE_AUTH_EMULATOR_HOST")})
+	if err != nil {
+		t.Fatalf("AdminClient: %v", err)
+	}
+	return c
+}
+
+// unverifiedUser creates an account whose email is not verified yet, as
+// sign-up does, and returns its uid and a fresh ID token.
+func (s *stack) unverifiedUser(email string) (uid, token string) {
+	s.t.Helper()
+	u, err := s.admin.CreateUser(context.Background(), (&auth.UserToCreate{}).Email(email).Password("correct horse battery"))
+	if err != nil {
+		s.t.Fatalf("CreateUser: %v", err)
+	}
+	token, err = s.emulator.IDTokenFor(context.Background(), u.UID, time.Now())
+	if err != nil {
+		s.t.Fatalf("IDTokenFor: %v", err)
+	}
+	return u.UID, token
 }
 
 // user creates an account and returns its uid and a fresh ID token.

@@ -23,7 +23,7 @@ func (s *server) home(c echo.Context) error {
 
 	raw, tok, err := s.currentUser(r)
 	switch {
-	case errors.Is(err, idtoken.ErrInvalidToken):
+	case errors.Is(err, idtoken.ErrInvalidToken), errors.Is(err, errTwoCredentials):
 		// Most often simply expired: the module refreshes it quietly if the
 		// SDK still has the user, and shows the form otherwise.
 		h.Shell.Session = components.SessionStale
@@ -34,8 +34,11 @@ func (s *server) home(c echo.Context) error {
 		return sessionRefused(err)
 	case tok != nil:
 		h.Shell.Session = components.SessionActive
-		h.Account = &components.Account{Email: emailOf(tok), UID: tok.UID}
+		h.Account = &components.Account{Email: emailOf(tok), UID: tok.UID, EmailVerified: emailVerified(tok)}
 		h.SignOutCSRF = h.Shell.Client.CSRFToken
+		if !h.Account.EmailVerified {
+			break // the page asks to verify; the gateway would refuse anyway
+		}
 		var err error
 		h.Secret, err = s.secret(c, raw)
 		if errors.Is(err, ErrUnauthorized) {
@@ -90,6 +93,16 @@ func (s *server) shell(c echo.Context, session components.Session) components.Sh
 			CSRFToken:   csrfToken(c),
 		},
 	}
+}
+
+// emailVerified reads the email_verified claim. An account without an email
+// (phone sign-in) has none to verify.
+func emailVerified(tok *auth.Token) bool {
+	if e, _ := tok.Claims["email"].(string); e == "" {
+		return true
+	}
+	v, _ := tok.Claims["email_verified"].(bool)
+	return v
 }
 
 // emailOf reads the email claim; a user signed in without one (a phone

@@ -211,53 +211,6 @@ func TestGatewayAnswersBecomeMessages(t *testing.T) {
 	})
 }
 
-func TestSecureJSONPassesTheTokenThrough(t *testing.T) {
-	s := newStack(t)
-	session, token := s.signIn("ada@example.com")
-	tests := []struct {
-		name      string
-		authz     string
-		cookie    bool
-		wantAuthz string
-		want      int
-	}{
-		{"the browser's own bearer token is forwarded", "Bearer " + token, false, "Bearer " + token, 200},
-		{"the session cookie is forwarded as a bearer token", "", true, "Bearer " + token, 200},
-		{"without either, the gateway's 403 comes back", "", false, "", 403},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req, _ := http.NewRequest(http.MethodGet, s.front.URL+"/api/secure.json", nil)
-			if tt.authz != "" {
-				req.Header.Set("Authorization", tt.authz)
-			}
-			if tt.cookie {
-				req.AddCookie(session)
-			}
-			resp, body := s.do(req)
-			if resp.StatusCode != tt.want {
-				t.Errorf("GET /api/secure.json: got %d %q, want %d", resp.StatusCode, body, tt.want)
-			}
-			if authz, _ := s.gateway.last(); authz != tt.wantAuthz {
-				t.Errorf("gateway got Authorization %q, want %q", authz, tt.wantAuthz)
-			}
-			if tt.want == 200 && !strings.Contains(body, `"message":"Hello World"`) {
-				t.Errorf("body %q: want the backend's JSON", body)
-			}
-		})
-	}
-	t.Run("the gateway's 401 is relayed with its challenge", func(t *testing.T) {
-		s.gateway.setStatus(http.StatusUnauthorized)
-		t.Cleanup(func() { s.gateway.setStatus(0) })
-		req, _ := http.NewRequest(http.MethodGet, s.front.URL+"/api/secure.json", nil)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, body := s.do(req)
-		if resp.StatusCode != 401 || !strings.Contains(body, "Jwt is expired") || resp.Header.Get("WWW-Authenticate") == "" {
-			t.Errorf("got %d %q (WWW-Authenticate %q), want Envoy's 401 as is", resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
-		}
-	})
-}
-
 func TestSecurityHeaders(t *testing.T) {
 	s := newStack(t)
 	resp, _ := s.get("/")

@@ -1,8 +1,10 @@
 package frontend
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -11,10 +13,11 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// The session is the user's Identity Platform ID token itself, kept in an
-// HttpOnly cookie that lives no longer than the token. The frontend verifies
-// it on every page and forwards it to the gateway, which verifies it again;
-// the browser's SDK refreshes it (hourly) and posts the new one.
+// The session is the user's Identity Platform ID token itself, bound to this
+// frontend by a MAC (binding.go), in an HttpOnly cookie that lives no longer
+// than the token. The frontend verifies it on every page and forwards it to
+// the gateway, which verifies it again; the browser's SDK refreshes it
+// (hourly) and posts the new one.
 const sessionCookieBase = "session"
 
 // cookieName is __Host-<base> on HTTPS, and plain <base> on plain-HTTP
@@ -41,13 +44,25 @@ func newCookie(r *http.Request, base, value string, maxAge int) *http.Cookie {
 	}
 }
 
-// sessionToken returns the raw ID token from the session cookie, or "".
-func sessionToken(r *http.Request) string {
-	ck, err := r.Cookie(cookieName(r, sessionCookieBase))
-	if err != nil {
-		return ""
+// sessionToken returns the ID token from the session cookie, or "" when
+// there is none. A cookie this frontend did not make (see binding.go) wraps
+// idtoken.ErrInvalidToken. Two session cookies (one planted beside ours, say,
+// with another Path) wrap errTwoCredentials: which one the browser meant is
+// not ours to guess.
+func (s *server) sessionToken(r *http.Request) (string, error) {
+	cookies := r.CookiesNamed(cookieName(r, sessionCookieBase))
+	switch len(cookies) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", fmt.Errorf("%w: %d session cookies", errTwoCredentials, len(cookies))
 	}
-	return ck.Value
+	token, err := unbindSession(s.sessionKey, cookies[0].Value)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", idtoken.ErrInvalidToken, err)
+	}
+	return token, nil
 }
 
 // maxSessionRequest bounds POST /session: an ID token is about 1 KB.
@@ -72,7 +87,7 @@ func (s *server) createSession(c echo.Context) error {
 	if ttl < time.Second {
 		return echo.NewHTTPError(http.StatusUnauthorized, "That sign-in has expired. Sign in again.")
 	}
-	c.SetCookie(newCookie(r, sessionCookieBase, body.IDToken, int(ttl/time.Second)))
+	c.SetCookie(newCookie(r, sessionCookieBase, bindSession(s.sessionKey, body.IDToken), int(ttl/time.Second)))
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -85,11 +100,36 @@ func sessionRefused(err error) error {
 	return echo.NewHTTPError(http.StatusServiceUnavailable, "We could not check your sign-in right now. Try again in a moment.").SetInternal(err)
 }
 
-// signOut forgets the session. The sign-in module also signs the SDK out
-// before it submits the form, so the browser does not sign straight back in.
+// revokeTimeout bounds the revocation at sign-out: Identity Platform answers
+// in well under a second, and the Admin SDK's retries of an unreachable one
+// would otherwise keep the user waiting on the button for several seconds.
+const revokeTimeout = 3 * time.Second
+
+// signOut ends the session: it revokes the user's refresh tokens at
+// Identity Platform, so no browser of theirs can mint a new ID token, then
+// forgets the cookie. An ID token already issued stays valid at the gateway
+// until its exp (at most an hour); the backend's revocation check bounds that.
+// This browser is signed out whatever happens (on a shared computer that
+// matters most); if revocation fails, the user is told that their other
+// sessions may go on, and the log says why (in production, most likely the
+// service account lacking firebaseauth.users.update). A session that is
+// already invalid is only forgotten. The sign-in module also signs the SDK
+// out before it submits the form, so the browser does not sign straight
+// back in.
 func (s *server) signOut(c echo.Context) error {
-	c.SetCookie(newCookie(c.Request(), sessionCookieBase, "", -1))
-	if wantsJSON(c.Request()) {
+	r := c.Request()
+	_, tok, err := s.currentUser(r)
+	c.SetCookie(newCookie(r, sessionCookieBase, "", -1))
+	if err == nil && tok != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), revokeTimeout)
+		defer cancel()
+		if err := s.revoker.RevokeRefreshTokens(ctx, tok.UID); err != nil {
+			return echo.NewHTTPError(http.StatusServiceUnavailable,
+				"You are signed out of this browser, but we could not sign you out of your other devices. Sign in and out again to retry.").
+				SetInternal(fmt.Errorf("revoking the refresh tokens of %s: %w", tok.UID, err))
+		}
+	}
+	if wantsJSON(r) {
 		return c.NoContent(http.StatusNoContent)
 	}
 	return c.Redirect(http.StatusSeeOther, "/")
@@ -100,9 +140,9 @@ func (s *server) signOut(c echo.Context) error {
 // wrapping idtoken.ErrInvalidToken for a cookie that is no longer (or never
 // was) good: expired, revoked, forged.
 func (s *server) currentUser(r *http.Request) (string, *auth.Token, error) {
-	raw := sessionToken(r)
-	if raw == "" {
-		return "", nil, nil
+	raw, err := s.sessionToken(r)
+	if err != nil || raw == "" {
+		return "", nil, err
 	}
 	tok, err := s.verifier.Verify(r.Context(), raw)
 	if err != nil {

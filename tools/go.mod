@@ -2,6 +2,12 @@ module github.com/acme/cloudrun-istio-gke/tools
 
 go 1.26.8
 
+// istio.io/istio is pinned to eed52ebb66ad, the commit of Istio's 1.31.0
+// release tag (https://github.com/istio/istio/releases/tag/1.31.0): the
+// istioctl that validates the manifests and installs the control plane.
+// deploy/istio/operator.yaml pins the images of the same release; move both
+// together (deploy/platform_test.go checks they agree).
+
 tool (
 	github.com/a-h/templ/cmd/templ
 	istio.io/istio/istioctl/cmd/istioctl

@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-67c1564ee5d435bc.js"
-	stylesheet   = "app-0a3e40379a28e014.css"
+	signInScript = "signin-cf619be1ced9ad10.js"
+	stylesheet   = "app-22e7bce873b5de52.css"
 )

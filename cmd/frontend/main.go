@@ -48,6 +48,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	admin, err := frontend.AdminClient(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	certs, err := tlsdir.Open(tlsdir.Config{
 		Dir: cfg.ClientTLSDir, CertFile: cfg.ClientCertFile, KeyFile: cfg.ClientKeyFile, CAFile: cfg.ClientCAFile,
 		Logger: log,
@@ -55,7 +59,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("loading the client certificate: %w", err)
 	}
-	f, err := frontend.New(cfg, frontend.Deps{Verifier: verifier, GatewayTLS: certs, Logger: log})
+	f, err := frontend.New(cfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: certs, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,9 @@ step() { printf '\n== %s\n' "$*"; }
 # exists runs a describe command quietly and says whether it found the thing.
 exists() { "$@" >/dev/null 2>&1; }
 
+# The deployed files follow config.sh (and the settings are saved for a new
+# terminal) before anything is created from it.
+"${here}/configure.sh"
 gcloud config set project "${PROJECT_ID}" >/dev/null
 PROJECT_NUMBER="$(gcloud projects describe "${PROJECT_ID}" --format='value(projectNumber)')"
 # Cloud Run's deterministic URL for the frontend, known before it exists.
@@ -56,22 +59,33 @@ if ! exists gcloud compute addresses describe "${GATEWAY_ADDRESS_NAME}" --region
 		--subnet="${GKE_SUBNET}" --addresses="${GATEWAY_IP}"
 fi
 
-step "Serverless VPC Access connector ${CONNECTOR}"
-if ! exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
-	gcloud compute networks vpc-access connectors create "${CONNECTOR}" \
-		--region="${REGION}" --network="${NETWORK}" --range="${CONNECTOR_RANGE}" \
-		--min-instances=2 --max-instances=3 --machine-type=e2-micro
+if [ "${VPC_EGRESS}" = direct ]; then
+	step "subnet ${RUN_SUBNET} (${RUN_SUBNET_RANGE}) for Cloud Run's Direct VPC egress"
+	# Each frontend instance takes an address here; Private Google Access lets
+	# it reach Google APIs privately too.
+	if ! exists gcloud compute networks subnets describe "${RUN_SUBNET}" --region="${REGION}"; then
+		gcloud compute networks subnets create "${RUN_SUBNET}" \
+			--network="${NETWORK}" --region="${REGION}" --range="${RUN_SUBNET_RANGE}" \
+			--enable-private-ip-google-access
+	fi
+else
+	step "Serverless VPC Access connector ${CONNECTOR}"
+	if ! exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
+		gcloud compute networks vpc-access connectors create "${CONNECTOR}" \
+			--region="${REGION}" --network="${NETWORK}" --range="${CONNECTOR_RANGE}" \
+			--min-instances=2 --max-instances=3 --machine-type=e2-micro
+	fi
 fi
 
 step "GKE node service account ${NODE_SA}: logs and metrics, image pulls, nothing else"
 if ! exists gcloud iam service-accounts describe "${NODE_SA}"; then
 	gcloud iam service-accounts create "${NODE_SA_NAME}" --display-name="GKE nodes (api-cluster)"
 fi
-for role in roles/logging.logWriter roles/monitoring.metricWriter roles/monitoring.viewer \
-	roles/stackdriver.resourceMetadata.writer; do
-	gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
-		--member="serviceAccount:${NODE_SA}" --role="${role}" >/dev/null
-done
+# The one role GKE documents as the minimum for a custom node service account
+# (https://cloud.google.com/kubernetes-engine/security/configure-node-service-accounts);
+# image pulls are granted on the repository below.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${NODE_SA}" --role=roles/container.defaultNodeServiceAccount >/dev/null
 
 step "Artifact Registry repository ${AR_REPO}"
 if ! exists gcloud artifacts repositories describe "${AR_REPO}" --location="${REGION}"; then
@@ -100,10 +114,11 @@ if ! exists gcloud compute firewall-rules describe "${WEBHOOK_FIREWALL}"; then
 		--direction=INGRESS --source-ranges="${CONTROL_PLANE_RANGE}" --allow=tcp:15017
 fi
 
-step "Istio (istiod only: the gateway is deployed by skaffold from deploy/kubernetes)"
-# The istioctl pinned in tools/go.mod: the control plane matches the version
-# the manifests are validated with. "install" converges, so re-running is safe.
-(cd "${repo}" && go tool -modfile=tools/go.mod istioctl install --skip-confirmation --set profile=minimal)
+step "Istio from deploy/istio/operator.yaml (istiod only: the gateway is deployed by skaffold)"
+# The istioctl pinned in tools/go.mod, with the release images the operator
+# file pins: the control plane matches the version the manifests are
+# validated with. "install" converges, so re-running is safe.
+(cd "${repo}" && go tool -modfile=tools/go.mod istioctl install -f deploy/istio/operator.yaml --skip-confirmation)
 
 step "certificates for the frontend -> gateway mTLS hop (${CERTS_DIR})"
 if [ ! -f "${CERTS_DIR}/${GATEWAY_SECRET}.secret.yaml" ]; then
@@ -152,6 +167,46 @@ idp PATCH "admin/v2/projects/${PROJECT_ID}/config?updateMask=signIn.email.enable
 	--data "{\"signIn\":{\"email\":{\"enabled\":true,\"passwordRequired\":true}},
 	         \"authorizedDomains\":[\"localhost\",\"${PROJECT_ID}.firebaseapp.com\",\"${PROJECT_ID}.web.app\",\"${FRONTEND_HOST}\"]}" >/dev/null
 
+step "Identity Platform access: the backend looks users up, the frontend revokes sessions"
+# A custom role per holder, with exactly the permission of the one call it
+# makes (https://cloud.google.com/identity-platform/docs/access-control):
+# roles/firebaseauth.viewer would also read the project and its sign-in
+# configuration, roles/firebaseauth.admin would also create and delete users
+# and change that configuration. A role teardown.sh deleted can be undeleted
+# for 7 days (no binding to it works meanwhile), and
+# its id cannot be reused until it is purged, so a later run undeletes it
+# (https://cloud.google.com/iam/docs/reference/rest/v1/projects.roles/delete).
+role() { # ID PERMISSION TITLE: create, undelete or converge the custom role
+	local id="$1" permission="$2" title="$3"
+	if ! exists gcloud iam roles describe "${id}" --project="${PROJECT_ID}"; then
+		gcloud iam roles create "${id}" --project="${PROJECT_ID}" --stage=GA \
+			--title="${title}" --permissions="${permission}" >/dev/null
+		return
+	fi
+	if [ "$(gcloud iam roles describe "${id}" --project="${PROJECT_ID}" --format='value(deleted)')" = True ]; then
+		gcloud iam roles undelete "${id}" --project="${PROJECT_ID}" >/dev/null
+	fi
+	gcloud iam roles update "${id}" --project="${PROJECT_ID}" --permissions="${permission}" --quiet >/dev/null
+}
+role "${BACKEND_ROLE}" firebaseauth.users.get "API: look users up (revocation check)"
+role "${FRONTEND_ROLE}" firebaseauth.users.update "Frontend: revoke a user's sessions at sign-out"
+# The backend looks each user up at most once every 30 s (its revocation
+# check) with Application Default Credentials. On GKE those come from the GKE metadata
+# server as its Kubernetes service account, through Workload Identity
+# Federation for GKE (the cluster's --workload-pool): the account is granted
+# roles by its principal, with no Google service account to impersonate and
+# no key (https://cloud.google.com/kubernetes-engine/docs/how-to/workload-identity).
+# The backend names its project itself (GOOGLE_CLOUD_PROJECT in its
+# Deployment), so it asks the metadata server only for tokens.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}" \
+	--role="projects/${PROJECT_ID}/roles/${BACKEND_ROLE}" >/dev/null
+# Sign-out revokes the user's refresh tokens (the Admin SDK's
+# RevokeRefreshTokens, accounts:update) as the frontend's service account.
+gcloud projects add-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${FRONTEND_SA}" \
+	--role="projects/${PROJECT_ID}/roles/${FRONTEND_ROLE}" >/dev/null
+
 step "browser API key ${API_KEY_NAME} (public by design, restricted to Identity Toolkit)"
 key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
 if [ -z "${key_id}" ]; then
@@ -161,6 +216,8 @@ if [ -z "${key_id}" ]; then
 	key_id="$(gcloud services api-keys list --filter="displayName=${API_KEY_NAME}" --format='value(uid)' | head -n1)"
 fi
 FIREBASE_API_KEY="$(gcloud services api-keys get-key-string "${key_id}" --format='value(keyString)')"
+# Into deploy/cloudrun/frontend.yaml, and saved for a new terminal.
+FIREBASE_API_KEY="${FIREBASE_API_KEY}" "${here}/configure.sh"
 
 step "test user ${TEST_USER_EMAIL} (password in Secret Manager: ${TEST_USER_SECRET})"
 if ! exists gcloud secrets describe "${TEST_USER_SECRET}"; then
@@ -177,12 +234,10 @@ fi
 
 step "done"
 cat <<DONE
-Project ${PROJECT_ID} is ready. Next (docs/tutorial.md, "Deploy"):
+Project ${PROJECT_ID} is ready, and deploy/cloudrun/frontend.yaml holds its values
+(GOOGLE_CLOUD_PROJECT=${PROJECT_ID}, GATEWAY_URL=https://${GATEWAY_IP}, FIREBASE_API_KEY=${FIREBASE_API_KEY}).
+Next (docs/tutorial.md, step 5):
   skaffold run -p gke --default-repo=${IMAGE_REPO}
   skaffold run -p cloudrun --default-repo=${IMAGE_REPO}
-Values for deploy/cloudrun/frontend.yaml:
-  GOOGLE_CLOUD_PROJECT=${PROJECT_ID}
-  FIREBASE_API_KEY=${FIREBASE_API_KEY}
-  GATEWAY_URL=https://${GATEWAY_IP}
 Frontend URL once deployed: https://${FRONTEND_HOST}
 DONE

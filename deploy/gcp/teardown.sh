@@ -18,6 +18,7 @@ step() { printf '\n== %s\n' "$*"; }
 exists() { "$@" >/dev/null 2>&1; }
 
 gcloud config set project "${PROJECT_ID}" >/dev/null
+PROJECT_NUMBER="$(gcloud projects describe "${PROJECT_ID}" --format='value(projectNumber)')"
 
 step "Cloud Run service ${FRONTEND_SERVICE}"
 if exists gcloud run services describe "${FRONTEND_SERVICE}" --region="${REGION}"; then
@@ -70,12 +71,29 @@ step "service accounts"
 # The project-level bindings go first: once the account is deleted they can
 # only be named by its uid.
 if exists gcloud iam service-accounts describe "${NODE_SA}"; then
-	for role in roles/logging.logWriter roles/monitoring.metricWriter roles/monitoring.viewer \
-		roles/stackdriver.resourceMetadata.writer; do
+	# The role setup.sh grants, and the four an earlier setup.sh granted.
+	for role in roles/container.defaultNodeServiceAccount roles/logging.logWriter roles/monitoring.metricWriter \
+		roles/monitoring.viewer roles/stackdriver.resourceMetadata.writer; do
 		gcloud projects remove-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
 			--member="serviceAccount:${NODE_SA}" --role="${role}" >/dev/null 2>&1 || true
 	done
 fi
+# The backend's principal and the frontend's account lose their Identity
+# Platform roles, which go too (undeletable for 7 days; setup.sh undeletes
+# them if run again meanwhile).
+gcloud projects remove-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="principal://iam.googleapis.com/projects/${PROJECT_NUMBER}/locations/global/workloadIdentityPools/${PROJECT_ID}.svc.id.goog/subject/ns/${BACKEND_NAMESPACE}/sa/${BACKEND_KSA}" \
+	--role="projects/${PROJECT_ID}/roles/${BACKEND_ROLE}" >/dev/null 2>&1 || true
+gcloud projects remove-iam-policy-binding "${PROJECT_ID}" --condition=None --quiet \
+	--member="serviceAccount:${FRONTEND_SA}" \
+	--role="projects/${PROJECT_ID}/roles/${FRONTEND_ROLE}" >/dev/null 2>&1 || true
+for role in "${BACKEND_ROLE}" "${FRONTEND_ROLE}"; do
+	# Empty for a live role; True once deleted, "gone" once purged.
+	deleted="$(gcloud iam roles describe "${role}" --project="${PROJECT_ID}" --format='value(deleted)' 2>/dev/null || echo gone)"
+	if [ -z "${deleted}" ]; then
+		gcloud iam roles delete "${role}" --project="${PROJECT_ID}" --quiet >/dev/null
+	fi
+done
 for sa in "${FRONTEND_SA}" "${NODE_SA}"; do
 	if exists gcloud iam service-accounts describe "${sa}"; then
 		gcloud iam service-accounts delete "${sa}" --quiet
@@ -87,9 +105,18 @@ if exists gcloud artifacts repositories describe "${AR_REPO}" --location="${REGI
 	gcloud artifacts repositories delete "${AR_REPO}" --location="${REGION}" --quiet
 fi
 
-step "network: connector, address, NAT, router, subnet, VPC"
+step "network: connector or Cloud Run's subnet, address, NAT, router, subnet, VPC"
 if exists gcloud compute networks vpc-access connectors describe "${CONNECTOR}" --region="${REGION}"; then
 	gcloud compute networks vpc-access connectors delete "${CONNECTOR}" --region="${REGION}" --quiet
+fi
+if exists gcloud compute networks subnets describe "${RUN_SUBNET}" --region="${REGION}"; then
+	# Cloud Run releases a Direct VPC egress subnet's addresses one to two
+	# hours after the service is deleted; until then the subnet cannot go
+	# (https://cloud.google.com/run/docs/configuring/vpc-direct-vpc).
+	if ! gcloud compute networks subnets delete "${RUN_SUBNET}" --region="${REGION}" --quiet; then
+		echo "${RUN_SUBNET} is still in use by Cloud Run: run teardown.sh again in two hours" >&2
+		exit 1
+	fi
 fi
 if exists gcloud compute addresses describe "${GATEWAY_ADDRESS_NAME}" --region="${REGION}"; then
 	gcloud compute addresses delete "${GATEWAY_ADDRESS_NAME}" --region="${REGION}" --quiet

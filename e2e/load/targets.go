@@ -7,10 +7,12 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"time"
 )
 
@@ -87,18 +89,78 @@ func (s Stack) Targets(ctx context.Context, workers int) (map[string]Target, err
 	if err != nil {
 		return nil, fmt.Errorf("frontend URL: %w", err)
 	}
+	session, err := sessionCookie(ctx, s.FrontendURL, token)
+	if err != nil {
+		return nil, err
+	}
 	ts["frontend"] = Target{Name: "frontend signed-in page", URL: fu, Client: transport(nil),
 		NewRequest: func(ctx context.Context) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, "GET", fu.String(), nil)
 			if err != nil {
 				return nil, err
 			}
-			// Plain-HTTP localhost: the cookie has no __Host- prefix there.
-			req.AddCookie(&http.Cookie{Name: "session", Value: token})
+			req.AddCookie(session)
 			return req, nil
 		}}
 	return ts, nil
 }
+
+// sessionCookie posts the ID token to the frontend as its sign-in module
+// does (the page's CSRF cookie and token, then POST /session) and returns the
+// session cookie it sets: bound to that frontend by a MAC, so the token alone
+// is not one.
+func sessionCookie(ctx context.Context, frontendURL, token string) (*http.Cookie, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", frontendURL+"/", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("loading the frontend's page: %w", err)
+	}
+	page, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("loading the frontend's page: %w", err)
+	}
+	var csrf *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "csrf" {
+			csrf = c
+		}
+	}
+	m := appConfigScript.FindSubmatch(page)
+	var cfg struct {
+		CSRFToken string `json:"csrfToken"`
+	}
+	if csrf == nil || m == nil || json.Unmarshal(m[1], &cfg) != nil || cfg.CSRFToken == "" {
+		return nil, fmt.Errorf("the frontend's page at %s has no CSRF cookie and token", frontendURL)
+	}
+	body, _ := json.Marshal(map[string]string{"idToken": token})
+	req, err = http.NewRequestWithContext(ctx, "POST", frontendURL+"/session", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", frontendURL)
+	req.Header.Set("X-CSRF-Token", cfg.CSRFToken)
+	req.AddCookie(csrf)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("POST /session: %w", err)
+	}
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		// Plain-HTTP localhost: the cookie has no __Host- prefix there.
+		if c.Name == "session" {
+			return &http.Cookie{Name: c.Name, Value: c.Value}, nil
+		}
+	}
+	return nil, fmt.Errorf("POST /session answered %s without a session cookie", resp.Status)
+}
+
+// appConfigScript finds the JSON the page hands its sign-in module.
+var appConfigScript = regexp.MustCompile(`<script id="app-config" type="application/json">([^<]*)</script>`)
 
 // signIn gets an ID token the way the Firebase JS SDK does.
 func signIn(ctx context.Context, identityURL, email, password string) (string, error) {

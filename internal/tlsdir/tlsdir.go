@@ -321,12 +321,12 @@ func (d *Dir) stat() (stamp, error) {
 func (d *Dir) load() (*material, error) {
 	s, err := d.stat()
 	if err != nil {
-		return nil, fmt.Errorf("tlsdir: %w", err)
+		return nil, fmt.Errorf("tlsdir: %w", explainPermission(err))
 	}
 	var data [3][]byte
 	for i, name := range d.paths {
 		if data[i], err = os.ReadFile(name); err != nil {
-			return nil, fmt.Errorf("tlsdir: %w", err)
+			return nil, fmt.Errorf("tlsdir: %w", explainPermission(err))
 		}
 	}
 	certPath, keyPath, caPath := d.paths[0], d.paths[1], d.paths[2]

@@ -236,7 +236,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", identityHost); err != nil {
 		return nil, err
 	}
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost})
+	// The same revocation bound as cmd/backend's default: a user who signs
+	// out (or is disabled) loses the API within it, locally too.
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost,
+		RevocationCheck: idtoken.DefaultRevocationCheck})
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
@@ -256,7 +259,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	back := backend.New(backend.Config{
 		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
-		MachineCallers: machineCallers, MachineAudience: s.MachineAudience, GoogleCertsURL: s.Google.CertsURL(),
+		RevocationCheck: idtoken.DefaultRevocationCheck,
+		MachineCallers:  machineCallers, MachineAudience: s.MachineAudience, GoogleCertsURL: s.Google.CertsURL(),
 	}, verifier, log.With("component", "backend"))
 
 	gcfg, err := gateway.LocalConfig(resources, gateway.Local{
@@ -291,7 +295,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		ClientTLSDir:       certs.FrontendDir,
 		BackendTimeout:     5 * time.Second,
 	}
-	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
+	admin, err := frontend.AdminClient(ctx, fcfg)
+	if err != nil {
+		return nil, fmt.Errorf("frontend: %w", err)
+	}
+	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
 	if err != nil {
 		return nil, err
 	}

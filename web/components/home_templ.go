@@ -8,8 +8,9 @@ package components
 import "github.com/a-h/templ"
 import templruntime "github.com/a-h/templ/runtime"
 
-// HomePage is the site's one page: the account card when signed in, the
-// sign-in card otherwise.
+// HomePage is the site's one page: the account card when signed in (or the
+// "check your inbox" card until the email is verified), the sign-in card
+// otherwise.
 func HomePage(h Home) templ.Component {
 	return templruntime.GeneratedTemplate(func(templ_7745c5c3_Input templruntime.GeneratedComponentInput) (templ_7745c5c3_Err error) {
 		templ_7745c5c3_W, ctx := templ_7745c5c3_Input.Writer, templ_7745c5c3_Input.Context
@@ -43,7 +44,12 @@ func HomePage(h Home) templ.Component {
 				}()
 			}
 			ctx = templ.InitializeContext(ctx)
-			if h.Account != nil {
+			if h.Account != nil && !h.Account.EmailVerified {
+				templ_7745c5c3_Err = VerifyEmailCard(*h.Account, h.SignOutCSRF).Render(ctx, templ_7745c5c3_Buffer)
+				if templ_7745c5c3_Err != nil {
+					return templ_7745c5c3_Err
+				}
+			} else if h.Account != nil {
 				templ_7745c5c3_Err = AccountCard(*h.Account, h.Secret, h.SignOutCSRF).Render(ctx, templ_7745c5c3_Buffer)
 				if templ_7745c5c3_Err != nil {
 					return templ_7745c5c3_Err

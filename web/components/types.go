@@ -67,6 +67,9 @@ type SignIn struct {
 type Account struct {
 	Email string
 	UID   string
+	// EmailVerified is false until the user follows the verification link;
+	// until then the page asks them to and shows no secret.
+	EmailVerified bool
 }
 
 // Secret is the outcome of fetching the secret message from the backend:

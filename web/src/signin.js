@@ -5,6 +5,12 @@
 // keeps that cookie fresh as the SDK refreshes the token (hourly), and turns an
 // expired cookie into a quiet refresh instead of an error page.
 //
+// A new account must verify its email address before the server shows it
+// the secret: right after sign-up the module asks Identity Platform to send
+// the link (sendEmailVerification), and the page the server renders for an
+// unverified account ("Check your inbox") lets the user send it again, and
+// picks the verification up when they come back to the tab.
+//
 // Only the modular functions used here are imported, so esbuild can drop the
 // rest of firebase/auth from the bundle.
 import { initializeApp } from 'firebase/app';
@@ -20,6 +26,8 @@ import {
   browserPopupRedirectResolver,
   onIdTokenChanged,
   signOut,
+  sendEmailVerification,
+  reload,
 } from 'firebase/auth';
 
 // The server hands over the Firebase web configuration in a JSON script
@@ -72,6 +80,7 @@ const errorBox = document.getElementById('auth-error');
 const statusBox = document.getElementById('auth-status');
 let signingOut = false;
 let interactive = false; // the user just pressed a sign-in button: no loop guard
+let creating = false; // sign-up in progress: its handler posts the session itself
 
 function showError(text) {
   if (!errorBox) return;
@@ -119,7 +128,7 @@ function mayQuietlyRefresh() {
 }
 
 onIdTokenChanged(auth, async (user) => {
-  if (signingOut) return;
+  if (signingOut || creating) return;
   if (!user) {
     if (session !== 'active') showForm();
     return;
@@ -152,12 +161,19 @@ if (form) {
     interactive = true;
     try {
       if (form.dataset.mode === 'create') {
-        await createUserWithEmailAndPassword(auth, email, password);
-      } else {
-        await signInWithEmailAndPassword(auth, email, password);
+        // The link is sent before the page moves on, or the reload could
+        // cancel the request; the server then shows "Check your inbox".
+        creating = true;
+        const { user } = await createUserWithEmailAndPassword(auth, email, password);
+        await sendVerification(user);
+        await postSession(user, false);
+        window.location.replace('/');
+        return;
       }
+      await signInWithEmailAndPassword(auth, email, password);
       // onIdTokenChanged takes it from here: session cookie, then reload.
     } catch (err) {
+      creating = false;
       setBusy(false);
       showError(messages[err.code] || fallbackMessage);
       form.elements.password.focus();
@@ -175,6 +191,90 @@ if (google) {
     } catch (err) {
       showError(messages[err.code] || fallbackMessage);
     }
+  });
+}
+
+// sendVerification asks Identity Platform to email the verification link.
+// A failure here is not fatal: the "Check your inbox" page offers to send it
+// again.
+async function sendVerification(user) {
+  try {
+    await sendEmailVerification(user);
+    return true;
+  } catch (err) {
+    console.warn('sending the verification email failed', err.code || err);
+    return false;
+  }
+}
+
+// The "Check your inbox" card, shown by the server while the account's email
+// is not verified.
+const verifyCard = document.getElementById('verify-email');
+if (verifyCard) {
+  const verifyStatus = document.getElementById('verify-status');
+  const check = document.getElementById('verify-check');
+  const resend = document.getElementById('verify-resend');
+  const say = (text) => {
+    verifyStatus.textContent = text;
+    verifyStatus.hidden = !text;
+  };
+  let checking = false;
+
+  // isVerified reloads the user from Identity Platform; once verified, the
+  // ID token is refreshed (its email_verified claim comes from the token),
+  // handed to the server, and the page reloaded to show the secret.
+  async function isVerified() {
+    const user = auth.currentUser;
+    if (!user || checking) return false;
+    checking = true;
+    try {
+      await reload(user);
+      if (!user.emailVerified) return false;
+      await postSession(user, true);
+      window.location.replace('/');
+      return true;
+    } finally {
+      checking = false;
+    }
+  }
+
+  // The SDK restores the signed-in user asynchronously; the buttons wait for it.
+  auth.authStateReady().then(() => {
+    check.disabled = !auth.currentUser;
+    resend.disabled = !auth.currentUser;
+  });
+
+  check.addEventListener('click', async () => {
+    say('');
+    check.disabled = true;
+    try {
+      if (!(await isVerified())) {
+        say('Your email address is not verified yet. Open the link we sent you, then try again.');
+      }
+    } catch (err) {
+      console.error(err);
+      say(messages[err.code] || fallbackMessage);
+    } finally {
+      check.disabled = false;
+    }
+  });
+
+  resend.addEventListener('click', async () => {
+    say('');
+    resend.disabled = true;
+    try {
+      await sendEmailVerification(auth.currentUser);
+      say(`We sent a new link to ${auth.currentUser.email}. It may take a minute to arrive.`);
+    } catch (err) {
+      say(messages[err.code] || 'We could not send the email. Try again in a moment.');
+    } finally {
+      resend.disabled = false;
+    }
+  });
+
+  // Coming back to the tab after clicking the link in the email.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') isVerified().catch(() => {});
   });
 }
 

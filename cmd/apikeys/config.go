@@ -1,0 +1,112 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	internalconfig "github.com/acme/cloudrun-istio-gke/internal/config"
+)
+
+// config is everything the command is configured with. No secrets: the
+// Redis of the tutorial has no password, and Google credentials come from
+// the environment.
+type config struct {
+	GRPCAddr, HTTPAddr string
+	Products           string
+	RedisAddr          string
+	ProjectID          string
+	AuthEmulatorHost   string
+	LogLevel           slog.Level
+	Grace, Drain       time.Duration
+}
+
+// Default listen addresses: loopback, so nothing is exposed unless asked.
+const (
+	defaultGRPCAddr = "127.0.0.1:9191"
+	defaultHTTPAddr = "127.0.0.1:8091"
+)
+
+func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("apikeys", flag.ContinueOnError)
+	fs.SetOutput(usage)
+	fs.StringVar(&c.GRPCAddr, "grpc-addr", defaultGRPCAddr, "listen address of the ext_authz gRPC server")
+	fs.StringVar(&c.HTTPAddr, "http-addr", internalconfig.ListenAddr(getenv, defaultHTTPAddr),
+		"listen address of the management API and /metrics (default from PORT)")
+	fs.StringVar(&c.Products, "products", "deploy/kubernetes/apikeys/products.yaml", "the API products file")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty keeps everything in memory (one replica only)")
+	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
+	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
+	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
+	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
+	err := internalconfig.Parse(fs, args, getenv, map[string]string{
+		"grpc-addr":  "GRPC_ADDR",
+		"http-addr":  "HTTP_ADDR",
+		"products":   "PRODUCTS_FILE",
+		"redis-addr": "REDIS_ADDR",
+		"project":    "GOOGLE_CLOUD_PROJECT",
+		"log-level":  "LOG_LEVEL",
+		"drain":      "DRAIN",
+	})
+	if err != nil {
+		return config{}, err
+	}
+	c.AuthEmulatorHost = getenv("FIREBASE_AUTH_EMULATOR_HOST")
+	return c, c.validate()
+}
+
+func (c config) validate() error {
+	var errs []error
+	for name, addr := range map[string]string{"GRPCAddr": c.GRPCAddr, "HTTPAddr": c.HTTPAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("apikeys: %s %q: %w", name, addr, err))
+		}
+	}
+	if c.RedisAddr != "" {
+		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
+			errs = append(errs, fmt.Errorf("apikeys: RedisAddr %q: %w", c.RedisAddr, err))
+		}
+	}
+	if c.Products == "" {
+		errs = append(errs, errors.New("apikeys: Products is required (-products or PRODUCTS_FILE)"))
+	}
+	if c.ProjectID == "" {
+		errs = append(errs, errors.New("apikeys: ProjectID is required (-project or GOOGLE_CLOUD_PROJECT)"))
+	}
+	if c.Grace <= 0 {
+		errs = append(errs, fmt.Errorf("apikeys: Grace %v must be positive", c.Grace))
+	}
+	if c.Drain < 0 {
+		errs = append(errs, fmt.Errorf("apikeys: Drain %v must not be negative", c.Drain))
+	}
+	return errors.Join(errs...)
+}
+
+// LogValue lists every field explicitly, so a secret added later is not
+// printed by accident.
+func (c config) LogValue() slog.Value {
+	store := "memory (one replica only)"
+	if c.RedisAddr != "" {
+		store = "redis at " + c.RedisAddr
+	}
+	mode := "production (Google's keys)"
+	if c.AuthEmulatorHost != "" {
+		mode = "emulator at " + c.AuthEmulatorHost
+	}
+	return slog.GroupValue(
+		slog.String("grpcAddr", c.GRPCAddr),
+		slog.String("httpAddr", c.HTTPAddr),
+		slog.String("products", c.Products),
+		slog.String("store", store),
+		slog.String("projectId", c.ProjectID),
+		slog.String("tokenVerification", mode),
+		slog.String("logLevel", c.LogLevel.String()),
+		slog.String("grace", c.Grace.String()),
+		slog.String("drain", c.Drain.String()),
+	)
+}

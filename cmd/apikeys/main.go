@@ -1,0 +1,155 @@
+// Command apikeys runs the API-key decision service (package apikeys): the
+// Envoy ext_authz gRPC server the Istio gateway consults on every /api/
+// request, and the HTTP management API and /metrics beside it. With
+// -redis-addr it shares apps and quotas through Redis; without, it keeps them
+// in memory (one replica only).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/acme/cloudrun-istio-gke/apikeys"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "apikeys:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	cfg, err := parseConfig(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stdout, cfg.LogLevel, cfg.ProjectID)
+	log.Info("apikeys starting", "config", cfg)
+	catalog, err := apikeys.LoadCatalog(cfg.Products)
+	if err != nil {
+		return err
+	}
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost})
+	if err != nil {
+		return err
+	}
+	store, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	svc, err := apikeys.New(apikeys.Config{Catalog: catalog, Store: store, Verifier: verifier, Logger: log})
+	if err != nil {
+		return err
+	}
+
+	grpcLn, err := serve.Listen(ctx, cfg.GRPCAddr)
+	if err != nil {
+		return err
+	}
+	httpLn, err := serve.Listen(ctx, cfg.HTTPAddr)
+	if err != nil {
+		grpcLn.Close()
+		return err
+	}
+	gs := grpc.NewServer(
+		// Envoy keeps its connection open; pings find a dead peer, and
+		// the age bound spreads connections over new replicas.
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 5 * time.Minute, MaxConnectionAgeGrace: cfg.Grace,
+			Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.MaxRecvMsgSize(1<<20),
+	)
+	svc.Register(gs)
+	// The kubelet's gRPC readiness probe asks this; it turns NOT_SERVING
+	// as soon as shutdown begins.
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(gs, hs)
+	log.Info("apikeys listening", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String())
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := gs.Serve(grpcLn); err != nil {
+			return fmt.Errorf("serving gRPC on %s: %w", grpcLn.Addr(), err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		hs.Shutdown()
+		stopGRPC(gs, cfg.Drain, cfg.Grace, log)
+		return nil
+	})
+	g.Go(func() error {
+		return serve.Run(gctx, serve.Options{Name: "apikeys", Handler: svc.Handler(), Listener: httpLn,
+			Grace: cfg.Grace, Drain: cfg.Drain, Logger: log})
+	})
+	err = g.Wait()
+	log.Info("apikeys stopped")
+	return err
+}
+
+// stopGRPC keeps answering checks for drain (the endpoint leaves the
+// Service meanwhile), then lets in-flight checks finish within grace.
+func stopGRPC(gs *grpc.Server, drain, grace time.Duration, log *slog.Logger) {
+	time.Sleep(drain)
+	done := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(done)
+	}()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Warn("gRPC checks still in flight after the grace period; stopping them")
+		gs.Stop()
+		<-done
+	}
+}
+
+func openStore(ctx context.Context, cfg config) (apikeys.Store, error) {
+	if cfg.RedisAddr == "" {
+		return apikeys.NewMemoryStore(), nil
+	}
+	c := redis.NewClient(&redis.Options{
+		Addr: cfg.RedisAddr,
+		// A check waits on Redis: short timeouts turn a stuck Redis into a
+		// quick 503 instead of a hung API request.
+		DialTimeout:  2 * time.Second,
+		ReadTimeout:  500 * time.Millisecond,
+		WriteTimeout: 500 * time.Millisecond,
+	})
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(pctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("connecting to redis at %s: %w", cfg.RedisAddr, err)
+	}
+	return apikeys.NewRedisStore(c), nil
+}

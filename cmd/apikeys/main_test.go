@@ -1,0 +1,121 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+const productsFile = "../../deploy/kubernetes/apikeys/products.yaml"
+
+func TestRunRefusesBadConfiguration(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"help is not an error to report", []string{"-h"}, flag.ErrHelp.Error()},
+		{"a missing project is named", []string{"-products", productsFile}, "ProjectID is required"},
+		{"a bad gRPC address is named", []string{"-project", "p", "-grpc-addr", "nope"}, "GRPCAddr"},
+		{"a missing products file is named", []string{"-project", "p", "-products", "/nonexistent.yaml"}, "/nonexistent.yaml"},
+		{"an unreachable Redis is named", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1"}, "redis at 127.0.0.1:1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:1")
+			env := map[string]string{"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:1"}
+			err := run(t.Context(), tt.args, func(k string) string { return env[k] }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("run: got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestServesChecksAndStopsCleanly runs the command as main does, on free
+// loopback ports, checks a request over gRPC and the HTTP side, then ends
+// the context as SIGTERM would and expects a clean return.
+func TestServesChecksAndStopsCleanly(t *testing.T) {
+	// Emulator mode verifies nothing until a management call arrives, and
+	// this test makes none: no emulator is needed.
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:1")
+	env := map[string]string{
+		"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:1",
+		"GOOGLE_CLOUD_PROJECT":        "demo-acme",
+		"PRODUCTS_FILE":               productsFile,
+		"GRPC_ADDR":                   "127.0.0.1:0",
+		"HTTP_ADDR":                   "127.0.0.1:0",
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	logR, logW := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, nil, func(k string) string { return env[k] }, logW)
+		logW.CloseWithError(errors.New("run returned"))
+		done <- err
+	}()
+	sc := bufio.NewScanner(logR)
+	var grpcAddr, httpAddr string
+	for sc.Scan() {
+		var l map[string]any
+		if json.Unmarshal(sc.Bytes(), &l) == nil && l["message"] == "apikeys listening" {
+			grpcAddr, httpAddr = l["grpc"].(string), l["http"].(string)
+			break
+		}
+	}
+	if grpcAddr == "" {
+		t.Fatalf("no 'apikeys listening' line; run: %v", <-done)
+	}
+	go io.Copy(io.Discard, logR)
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	t.Run("a check without a key passes, x-api-app stripped", func(t *testing.T) {
+		r, err := authv3.NewAuthorizationClient(conn).Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "GET", Path: "/api/secure.json", Headers: map[string]string{"x-api-app": "spoofed"}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := r.GetOkResponse().GetHeadersToRemove(); len(got) != 1 || got[0] != "x-api-app" {
+			t.Fatalf("headers_to_remove: got %q, want [x-api-app]", got)
+		}
+	})
+	t.Run("gRPC health says SERVING", func(t *testing.T) {
+		h, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || h.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("got %v, %v; want SERVING", h, err)
+		}
+	})
+	t.Run("the HTTP side serves /healthz and /metrics", func(t *testing.T) {
+		for _, p := range []string{"/healthz", "/metrics"} {
+			resp, err := http.Get("http://" + httpAddr + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Errorf("%s: got %d, want 200", p, resp.StatusCode)
+			}
+		}
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("run after shutdown: got %v, want nil", err)
+	}
+}
