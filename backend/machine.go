@@ -19,17 +19,17 @@ import (
 )
 
 // GoogleIssuer is the iss of the Google-signed ID tokens workloads call the
-// API with, the issuer of istio/'s second jwtRule. Google's documentation
-// allows "accounts.google.com" too; the gateway accepts only this spelling,
-// so the backend does the same.
+// API with, the issuer of istio/'s second jwtRule. Google allows
+// "accounts.google.com" too
+// (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken);
+// the gateway's rule names only this spelling, so the backend takes only it.
 const GoogleIssuer = "https://accounts.google.com"
 
 // machineCacheSize bounds the verified machine tokens kept: a workload reuses
 // one token for most of an hour, so a few per caller suffice.
 const machineCacheSize = 1024
 
-// errNotAllowed is a valid Google ID token for a service account that is not
-// on the allowlist: authenticated, not authorized.
+// Refusals of a valid Google ID token (403): authenticated, not authorized.
 var (
 	errNotAllowed             = errors.New("the service account is not on the allowlist")
 	errMachineEmailUnverified = errors.New("the service account token's email_verified claim is not true")
