@@ -19,10 +19,10 @@ import (
 )
 
 // GoogleIssuer is the iss of the Google-signed ID tokens workloads call the
-// API with, the issuer of istio/'s second jwtRule. Google allows
-// "accounts.google.com" too
-// (https://developers.google.com/identity/openid-connect/openid-connect#validatinganidtoken);
-// the gateway's rule names only this spelling, so the backend takes only it.
+// API with, the issuer of istio/'s second jwtRule. Google still issues the
+// legacy "accounts.google.com" in places
+// (https://developers.google.com/identity/openid-connect/reference, issuer);
+// the gateway's rule names only the modern value, so the backend takes only it.
 const GoogleIssuer = "https://accounts.google.com"
 
 // machineCacheSize bounds the verified machine tokens kept: a workload reuses
