@@ -362,6 +362,11 @@ func (c *Client) Get(ctx context.Context, rawURL string) (*Answer, error) {
 	if err != nil {
 		return nil, c.classify(err)
 	}
+	return answerOf(res)
+}
+
+// answerOf reads an answer and classifies a non-2xx one, closing the body.
+func answerOf(res *http.Response) (*Answer, error) {
 	defer res.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(res.Body, maxBody))
 	if err != nil {

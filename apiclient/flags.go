@@ -20,7 +20,10 @@ type Options struct {
 	TLSFiles   tlsdir.Config // where the client certificate is
 	JSON       bool          // print one JSON object for scripts
 	PrintToken bool          // print the ID token too
-	// An -api-key option (issue 16) will sit beside the token here.
+	// APIKey, when set, makes the call a partner app's: the key in
+	// x-api-key to the public frontend, with no certificate and no token
+	// (KeyClient); Config and TLSFiles are then unused.
+	APIKey string
 }
 
 // UsageError is a command line that cannot be run.
@@ -30,6 +33,11 @@ func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
 const usage = `Usage: apiclient -url https://GATEWAY/api/secure.json -audience AUDIENCE -client-tls-dir DIR [flags]
+       apiclient -url https://FRONTEND/api/secure.json -api-key KEY [flags]
+
+The second form calls as a partner app: the API key in x-api-key to the
+public frontend, which relays it to the gateway; no certificate, no token
+(http:// is accepted for a frontend on this machine, as devstack's).
 
 Calls the URL over mutual TLS with the client certificate in DIR (tls.crt,
 tls.key, ca.crt) and a Google ID token for AUDIENCE from Application Default
@@ -65,6 +73,7 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Optio
 	fs.DurationVar(&o.Config.Timeout, "timeout", DefaultTimeout, "timeout of the call, token fetch included")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON object (status, body, error) for scripts")
 	fs.BoolVar(&o.PrintToken, "print-token", false, "print the ID token too (it is a credential: keep it out of logs)")
+	fs.StringVar(&o.APIKey, "api-key", "", "call as a partner app: send this API key in x-api-key to the public frontend's -url (http:// on loopback only); no certificate or token")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), usage)
 		fs.PrintDefaults()
@@ -80,12 +89,16 @@ func ParseFlags(args []string, getenv func(string) string, out io.Writer) (Optio
 		"credentials":          "GOOGLE_APPLICATION_CREDENTIALS",
 		"service-account":      "APICLIENT_SERVICE_ACCOUNT",
 		"timeout":              "APICLIENT_TIMEOUT",
+		"api-key":              "API_KEY",
 	})
 	if errors.Is(err, flag.ErrHelp) {
 		return o, err
 	}
 	if err != nil {
 		return o, &UsageError{err}
+	}
+	if o.APIKey != "" {
+		return o, checkKeyOptions(o)
 	}
 	switch {
 	case o.Config.Audience == "":

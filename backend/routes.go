@@ -23,7 +23,7 @@ func (s *Server) routes(e *echo.Echo) {
 	)
 
 	e.GET(pathHealthz, s.healthz)
-	e.GET("/api/secure.json", s.secure, s.requireCaller)
+	e.GET("/api/secure.json", s.secure, s.partnerOrUser) // partner.go
 }
 
 const pathHealthz = "/api/healthz"

@@ -310,16 +310,30 @@ func TestIstioPolicyFitsTheManifests(t *testing.T) {
 			}
 		}
 	})
-	t.Run("the VirtualService routes to the backend Service that exists", func(t *testing.T) {
+	t.Run("every VirtualService route goes to a port of a Service that exists", func(t *testing.T) {
 		vs := find[istionet.VirtualService](t, m, "VirtualService", ingressNamespace, "api")
-		svc := find[corev1.Service](t, m, "Service", apiNamespace, backendName)
-		want := svc.Name + "." + svc.Namespace + ".svc.cluster.local"
+		// The decision service's manifests are not in the gke overlay yet
+		// (issue 16, "Google Cloud"); its Service is looked up where it is
+		// defined. Once the overlay applies it, m alone should do.
+		services := m
+		services.objects = append(slices.Clone(m.objects), render(t, "deploy/kubernetes/apikeys").objects...)
+		routed := map[string]bool{}
 		for _, h := range vs.Spec.Http {
 			for _, r := range h.Route {
-				if r.Destination.Host != want || r.Destination.Port.GetNumber() != uint32(svc.Spec.Ports[0].Port) {
-					t.Errorf("route %s goes to %s:%d, want %s:%d", h.Name, r.Destination.Host, r.Destination.Port.GetNumber(), want, svc.Spec.Ports[0].Port)
+				name, ns, ok := strings.Cut(strings.TrimSuffix(r.Destination.Host, ".svc.cluster.local"), ".")
+				if !ok || strings.Contains(ns, ".") {
+					t.Errorf("route %s goes to %s, want <service>.<namespace>.svc.cluster.local", h.Name, r.Destination.Host)
+					continue
 				}
+				svc := find[corev1.Service](t, services, "Service", ns, name)
+				if !slices.ContainsFunc(svc.Spec.Ports, func(p corev1.ServicePort) bool { return uint32(p.Port) == r.Destination.Port.GetNumber() }) {
+					t.Errorf("route %s goes to port %d of Service %s/%s, which has no such port", h.Name, r.Destination.Port.GetNumber(), ns, name)
+				}
+				routed[name] = true
 			}
+		}
+		if !routed[backendName] {
+			t.Errorf("no route goes to the backend Service %s", backendName)
 		}
 	})
 	t.Run("the token rules and the principals name this project and the frontend", func(t *testing.T) {

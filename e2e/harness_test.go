@@ -124,6 +124,7 @@ func runMain(m *testing.M) int {
 		BackendAddr:  "127.0.0.1:0",
 		GatewayAddr:  "127.0.0.1:0",
 		FrontendAddr: "127.0.0.1:0",
+		APIKeysAddr:  "127.0.0.1:0",
 		DemoEmail:    "e2e-demo@example.com",
 		DemoPassword: password,
 		// A service account the policy does not list (e2e/machine_test.go).

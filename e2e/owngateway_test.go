@@ -54,6 +54,10 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 	if err != nil {
 		t.Fatalf("loading istio/: %v", err)
 	}
+	mesh, err := gateway.LoadMeshConfig(filepath.Join(root, "deploy", "istio", "operator.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if o.timeout > 0 {
 		// Only this test's copy of the resources: the shape of the route is
 		// istio/'s, the timeout short enough for a test.
@@ -96,8 +100,10 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 			"https://securetoken.google.com/" + st.ProjectID: o.jwksOrigin + identity.JWKSPath,
 			google.Issuer: st.Google.CertsURL(),
 		},
-		Logger:   slog.New(slog.NewJSONHandler(logTo, nil)),
-		Listener: ln,
+		Logger:     slog.New(slog.NewJSONHandler(logTo, nil)),
+		Listener:   ln,
+		MeshConfig: mesh,
+		ExtAuthz:   st.APIKeysAddr,
 	})
 	if err != nil {
 		cancel()

@@ -102,7 +102,8 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		}},
 		{"gateway in a process of its own, its backend slow", func(t *testing.T) *serverUnderTest {
 			p := startServer(t, bins["loadtest"], []string{load.GatewayChildArg, filepath.Join(root, "istio"), st.ProjectID,
-				filepath.Dir(st.PKIDir), slowBackend.Listener.Addr().String(), st.IdentityURL, "" /* no CPU profile */})
+				filepath.Dir(st.PKIDir), slowBackend.Listener.Addr().String(), st.IdentityURL, "", /* no CPU profile */
+				st.APIKeysAddr, filepath.Join(root, "deploy", "istio", "operator.yaml")})
 			addr := strings.TrimPrefix(p.waitLine(t, "the gateway's address", func(l string) bool { return strings.HasPrefix(l, "listening ") }), "listening ")
 			p.targets = []shutdownTarget{{component: "gateway", url: "https://" + addr + "/api/secure.json", host: env.gatewayServerName,
 				header: bearer, tls: clientTLS(t, env.clientCertDir, true)}}

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -300,17 +301,43 @@ func (b *Backend) Close() {
 // Get sends GET path to the gateway with the bearer token (may be empty) and
 // the request id, within the per-request timeout. The caller closes the body.
 func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*http.Response, error) {
+	return b.Send(ctx, http.MethodGet, path, nil, idToken, requestID)
+}
+
+// Send is Get for any method, as a signed-in user (the management API of
+// the developers' page): a non-nil body is sent as JSON, and path may end in
+// a query.
+func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken, requestID string) (*http.Response, error) {
+	path, query, _ := strings.Cut(path, "?")
+	h := http.Header{}
+	if idToken != "" {
+		h.Set("Authorization", "Bearer "+idToken)
+	}
+	return b.send(ctx, method, path, query, body, h, requestID)
+}
+
+// send is the one request to the gateway: any method, query, JSON body and
+// headers (each replacing the default of the same name).
+func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header, requestID string) (*http.Response, error) {
 	u := b.base.JoinPath(path)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	u.RawQuery = rawQuery
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", path, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	// The gateway routes by :authority (a VirtualService's hosts), and the
 	// load balancer is reached by IP: ask for the name, as TLS does.
 	req.Host = b.serverName
 	req.Header.Set("Accept", "application/json")
-	if idToken != "" {
-		req.Header.Set("Authorization", "Bearer "+idToken)
+	for k, vs := range header {
+		req.Header[http.CanonicalHeaderKey(k)] = vs
 	}
 	if requestID != "" {
 		req.Header.Set("X-Request-Id", requestID)
@@ -323,7 +350,7 @@ func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*ht
 	if err != nil {
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: GET %s: %w", ErrUnavailable, path, b.afterHandshake(err, reused.Load()))
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, b.afterHandshake(err, reused.Load()))
 	}
 	return resp, nil
 }

@@ -4,6 +4,7 @@
 // in an HttpOnly session cookie, and fetches the secret message from the
 // private GKE backend through the Istio ingress gateway, presenting its
 // client certificate (mTLS) and the user's token as a bearer JWT.
+// /developers manages the user's API keys the same way (developers.go).
 //
 // New builds the whole handler from a validated Config and its dependencies;
 // cmd/frontend and local/stack wire those from flags or the dev stack.

@@ -27,6 +27,9 @@ import (
 //     x-envoy-*) stay in the log.
 func (s *server) secureJSON(c echo.Context) error {
 	r := c.Request()
+	if hasAPIKey(r) {
+		return s.partnerAPI(c) // a partner app's call (partner.go)
+	}
 	token, err := s.apiToken(r)
 	if err != nil {
 		return s.apiRefused(c, err)

@@ -16,6 +16,12 @@ func (s *server) routes(e *echo.Echo) {
 	e.POST("/session", s.createSession, requireCSRF)
 	e.POST("/signout", s.signOut, middleware.BodyLimit("16K"), requireCSRF)
 	e.GET("/api/secure.json", s.secureJSON)
+	e.GET("/developers", s.developers)
+	e.POST("/developers/apps", s.createApp, middleware.BodyLimit("16K"), requireCSRF)
+	e.POST("/developers/apps/:id/revoke", s.revokeApp, middleware.BodyLimit("16K"), requireCSRF)
+	// Partner apps' calls with an API key, relayed to the gateway
+	// (partner.go); without a key, nothing else under /api/ is served.
+	e.Match([]string{http.MethodGet, http.MethodHead}, "/api/*", s.partnerAPI)
 	e.GET("/healthz", healthz)
 	e.GET(web.StaticPrefix+"*", staticAssets(), middleware.Gzip())
 }

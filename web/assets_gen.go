@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-cf619be1ced9ad10.js"
-	stylesheet   = "app-22e7bce873b5de52.css"
+	signInScript = "signin-f68de444b8dda24d.js"
+	stylesheet   = "app-9ddc6cf4d26ea595.css"
 )

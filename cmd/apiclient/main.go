@@ -79,6 +79,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	out := result{URL: o.URL}
+	if o.APIKey != "" {
+		return runWithKey(ctx, o, stdout, out)
+	}
 	certs, err := tlsdir.Open(o.TLSFiles)
 	if err != nil {
 		return report(stdout, o.JSON, out, fmt.Errorf("loading the client certificate: %w", err))
@@ -108,6 +111,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 	}
 	return report(stdout, o.JSON, out, nil)
+}
+
+// runWithKey calls as a partner app: the API key to the public frontend.
+func runWithKey(ctx context.Context, o apiclient.Options, stdout io.Writer, out result) error {
+	c, err := apiclient.NewKeyClient(o.APIKey, o.Config.Timeout)
+	if err != nil {
+		return report(stdout, o.JSON, out, err)
+	}
+	defer c.Close()
+	a, err := c.Get(ctx, o.URL)
+	if a != nil {
+		out.Status, out.Body = a.Status, body(a.Body)
+	}
+	return report(stdout, o.JSON, out, err)
 }
 
 // result is what -json prints: one object, whatever happened. Severity and

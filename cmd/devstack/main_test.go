@@ -20,7 +20,7 @@ import (
 
 // freePorts runs every component on a port the kernel picks.
 var freePorts = []string{"-identity-addr", "127.0.0.1:0", "-google-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0",
-	"-gateway-addr", "127.0.0.1:0", "-frontend-addr", "127.0.0.1:0"}
+	"-gateway-addr", "127.0.0.1:0", "-frontend-addr", "127.0.0.1:0", "-apikeys-addr", "127.0.0.1:0"}
 
 func args(t testing.TB) []string {
 	return append([]string{"-state-dir", t.TempDir(), "-istio-dir", filepath.Join("..", "..", "istio")}, freePorts...)
@@ -44,9 +44,11 @@ func TestRunPrintsOneLinePerComponentThenReadyAndStopsCleanly(t *testing.T) {
 		}
 	}
 	want := []string{"identity  http://127.0.0.1:", "google    http://127.0.0.1:", "backend   http://127.0.0.1:", "gateway   https://127.0.0.1:",
-		"frontend  http://127.0.0.1:", "local     issuer https://accounts.google.com: jwksUri https://www.googleapis.com/oauth2/v3/certs → http://127.0.0.1:",
+		"frontend  http://127.0.0.1:", "apikeys   grpc://127.0.0.1:",
+		"local     issuer https://accounts.google.com: jwksUri https://www.googleapis.com/oauth2/v3/certs → http://127.0.0.1:",
 		"local     issuer https://securetoken.google.com/demo-acme: jwksUri https://www.googleapis.com/", "apiclient ",
-		"call API  GCE_METADATA_HOST=127.0.0.1:", "demo user demo@acme.test / ", "ready"}
+		"call API  GCE_METADATA_HOST=127.0.0.1:", "demo user demo@acme.test / ",
+		"demo key  ak_", "          go run ./cmd/apiclient -url http://127.0.0.1:", "          curl -H 'x-api-key: ak_", "ready"}
 	if len(lines) != len(want) {
 		t.Fatalf("devstack printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
 	}
@@ -74,7 +76,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 		t.Fatalf("run -h: %v, want flag.ErrHelp", err)
 	}
 	for _, f := range []string{"-state-dir", "-project", "-istio-dir", "-identity-addr", "-google-addr", "-backend-addr", "-gateway-addr",
-		"-frontend-addr", "-demo-email", "DEMO_EMAIL", "-demo-password", "DEMO_PASSWORD", "-log-level"} {
+		"-frontend-addr", "-apikeys-addr", "-mesh-config", "-api-products", "-demo-email", "DEMO_EMAIL", "-demo-password", "DEMO_PASSWORD", "-log-level"} {
 		if !strings.Contains(stderr.String(), f) {
 			t.Errorf("-h does not mention %s:\n%s", f, stderr.String())
 		}

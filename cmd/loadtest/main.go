@@ -46,9 +46,9 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) == 8 && os.Args[1] == load.GatewayChildArg {
+	if len(os.Args) == 10 && os.Args[1] == load.GatewayChildArg {
 		a := os.Args[2:]
-		if err := load.ServeGateway(ctx, a[0], a[1], a[2], a[3], a[4], a[5], os.Stdout); err != nil {
+		if err := load.ServeGateway(ctx, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], os.Stdout); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest gateway process:", err)
 			os.Exit(1)
 		}
@@ -88,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		rssEvery time.Duration
 		cpuProf  string
 		gwProcs  int
+		keysAddr string
+		meshFile string
 	)
 	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
 	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
@@ -105,6 +107,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.BoolVar(&ownGW, "own-gateway", true, "load a gateway started in a process of its own (measured alone) instead of devstack's")
 	fs.StringVar(&istioDir, "istio-dir", "istio", "istio/ for the gateway process")
 	fs.StringVar(&project, "project", "demo-acme", "project id the stack runs with")
+	fs.StringVar(&keysAddr, "apikeys-addr", "127.0.0.1:9191", "own gateway only: devstack's API-key decision service (gRPC), the CUSTOM policy's provider")
+	fs.StringVar(&meshFile, "mesh-config", "deploy/istio/operator.yaml", "own gateway only: the Istio install file naming the CUSTOM provider")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")
 	fs.BoolVar(&s.GatewayHTTP1, "http1", false, "speak HTTP/1.1 to the gateway, one kept-alive connection per worker (default HTTP/2, as the frontend does: one connection)")
@@ -168,7 +172,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 				if prof != "" && len(ruleList) > 1 {
 					prof = fmt.Sprintf("%s.%d", cpuProf, n)
 				}
-				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, prof, n, gwProcs, workerList[0], func(t load.Target, pid int) error {
+				if err := sweepOwnGateway(ctx, stdout, s, istioDir, project, stateDir, prof, keysAddr, meshFile, n, gwProcs, workerList[0], func(t load.Target, pid int) error {
 					return sweep(t, n, pid)
 				}); err != nil {
 					return err
@@ -189,7 +193,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // sweepOwnGateway starts a gateway in a process of its own, serving istio/
 // plus a DENY policy of rules rules when rules > 0, and runs f against it.
-func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir, cpuProfile string, rules, procs, workers int, f func(load.Target, int) error) error {
+func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioDir, project, stateDir, cpuProfile, keysAddr, meshFile string, rules, procs, workers int, f func(load.Target, int) error) error {
 	backend, err := url.Parse(s.BackendURL)
 	if err != nil {
 		return fmt.Errorf("-backend-url: %w", err)
@@ -207,7 +211,7 @@ func sweepOwnGateway(ctx context.Context, stdout io.Writer, s load.Stack, istioD
 		dir = tmp
 	}
 	return sweepChild(ctx, stdout, s, procs, workers, fmt.Sprintf("gateway process (%d extra deny rules)", rules), "", f,
-		load.GatewayChildArg, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile)
+		load.GatewayChildArg, dir, project, stateDir, backend.Host, s.IdentityURL, cpuProfile, keysAddr, meshFile)
 }
 
 // sweepBareProxy starts the control, a bare net/http proxy with the

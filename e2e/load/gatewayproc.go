@@ -30,9 +30,11 @@ const GatewayChildArg = "-serve-gateway-child"
 
 // ServeGateway is the child's side: it loads istioDir for project, serves on a
 // free loopback port wired to the stack described by stateDir, backendAddr and
-// identityURL, prints "listening ADDR" on stdout, and runs until ctx ends.
+// identityURL, its CUSTOM policy asking the decision service at apikeysAddr
+// as meshConfigFile names it, prints "listening ADDR" on stdout, and runs
+// until ctx ends.
 // With cpuProfile set it writes a CPU profile of the whole run there.
-func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL, cpuProfile string, stdout io.Writer) error {
+func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL, cpuProfile, apikeysAddr, meshConfigFile string, stdout io.Writer) error {
 	if cpuProfile != "" {
 		f, err := os.Create(cpuProfile)
 		if err != nil {
@@ -48,6 +50,10 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 	if err != nil {
 		return err
 	}
+	mesh, err := gateway.LoadMeshConfig(meshConfigFile)
+	if err != nil {
+		return err
+	}
 	ln, err := serve.Listen(ctx, "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -57,7 +63,7 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := gateway.LocalConfig(res, gateway.Local{
 		CredentialDir: filepath.Join(stateDir, "pki", "gateway"), Upstream: backendAddr, Logger: log, Listener: ln,
-		JWKS: userKeysAt(res, identityURL),
+		JWKS: userKeysAt(res, identityURL), MeshConfig: mesh, ExtAuthz: apikeysAddr,
 	})
 	if err != nil {
 		ln.Close()
@@ -92,7 +98,7 @@ type GatewayProcess struct {
 // StartGatewayProcess re-executes this binary with args, its log going to
 // logTo, and waits for it to listen. args are GatewayChildArg followed by
 // ServeGateway's arguments (istioDir, project, stateDir, backendAddr,
-// identityURL, cpuProfile), or BareProxyChildArg followed by ServeBareProxy's
+// identityURL, cpuProfile, apikeysAddr, meshConfigFile), or BareProxyChildArg followed by ServeBareProxy's
 // (certDir, backendAddr). procs > 0 sets its GOMAXPROCS, as a CPU limit on
 // its pod would (Go sizes GOMAXPROCS from the cgroup's limit); 0 leaves Go's
 // default, one per core.

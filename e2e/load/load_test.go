@@ -267,7 +267,8 @@ func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 		if deny != n {
 			t.Errorf("the gateway selects %d DENY rules, want %d", deny, n)
 		}
-		// The load's request passes every one of them (so each is
+		// DecideLocal: DENY and ALLOW, as after the CUSTOM provider has passed
+		// a request without a key. The load's request passes every one of them (so each is
 		// evaluated), and one each rule names is refused by it.
 		eng, err := authz.New(sel.AuthorizationPolicies)
 		if err != nil {
@@ -275,17 +276,17 @@ func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 		}
 		req := func(project, path, email string) authz.Request {
 			return authz.Request{Method: "GET", Host: "api.internal.example", Path: path, Port: 443,
+				// As the gateway's authn sets it from the verified claim.
+				Headers:          http.Header{"X-Jwt-Claim-Email-Verified": {"true"}},
 				Principal:        "acme.internal/ns/frontend/sa/frontend",
 				RequestPrincipal: "https://securetoken.google.com/" + project + "/uid",
-				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email, "email_verified": true},
-				// As the gateway's authn sets it from the verified claim.
-				Headers: http.Header{"X-Jwt-Claim-Email-Verified": {"true"}}}
+				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email, "email_verified": true}}
 		}
-		if d := eng.Decide(req("demo-acme", "/api/secure.json", "demo@acme.test")); !d.Allow {
+		if d := eng.DecideLocal(req("demo-acme", "/api/secure.json", "demo@acme.test")); !d.Allow {
 			t.Errorf("the load's request with %d deny rules: %+v, want allowed", n, d)
 		}
 		last := n - 1
-		if d := eng.Decide(req(fmt.Sprintf("blocked-project-%d", last), fmt.Sprintf("/api/blocked-%d/x", last), fmt.Sprintf("blocked-%d@example.com", last))); d.Allow || d.Policy != "istio-ingress/loadtest-deny-rules" {
+		if d := eng.DecideLocal(req(fmt.Sprintf("blocked-project-%d", last), fmt.Sprintf("/api/blocked-%d/x", last), fmt.Sprintf("blocked-%d@example.com", last))); d.Allow || d.Policy != "istio-ingress/loadtest-deny-rules" {
 			t.Errorf("a request rule %d names: %+v, want denied by istio-ingress/loadtest-deny-rules", last, d)
 		}
 	}

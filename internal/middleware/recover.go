@@ -46,6 +46,7 @@ func (l *layer) recoverHTTP(w *responseWriter, r *http.Request) {
 		return
 	}
 	if v == http.ErrAbortHandler {
+		w.aborted = true
 		panic(v) // net/http's way to abort a response on purpose
 	}
 	stack := make([]byte, maxStack)

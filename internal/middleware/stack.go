@@ -135,7 +135,10 @@ func Handler(cfg Config, next http.Handler) http.Handler {
 		defer func() {
 			// After recovery: a panic is logged as the 500 it became.
 			status := rw.status()
-			if rw.code == 0 {
+			switch {
+			case rw.code == 0 && rw.aborted:
+				status = statusNone // an HTTP/2 stream reset, a connection closed
+			case rw.code == 0:
 				status = unanswered(r, status)
 			}
 			l.logAccess(r, s, status, rw.size, time.Since(start), rw.err)
@@ -154,6 +157,8 @@ type responseWriter struct {
 	code int
 	size int64
 	err  error // why the layer answered itself
+	// aborted says the handler aborted with http.ErrAbortHandler.
+	aborted bool
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -195,6 +200,12 @@ func (w *responseWriter) Flush() {
 // before this layer): net/http would otherwise report the 200 it writes to
 // a closed connection.
 const StatusClientClosedRequest = 499
+
+// statusNone is logged for a response a handler aborted before answering
+// (http.ErrAbortHandler: the stream is reset, the connection closed), as
+// Envoy logs a response code of 0 when it sent none.
+// https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#command-operators (%RESPONSE_CODE%)
+const statusNone = 0
 
 func unanswered(r *http.Request, status int) int {
 	if r.Context().Err() != nil {

@@ -22,7 +22,7 @@ func BenchmarkRequestPath(b *testing.B) {
 		io.WriteString(w, `{"message":"Hello World","uid":"u","email":"ada@example.com"}`)
 	}))
 	defer direct.Close()
-	s := newStack(b, stackOptions{upstreams: map[string]string{backendDst: direct.Listener.Addr().String()}, discardAccessLog: true})
+	s := newStack(b, stackOptions{upstreams: everyDestination(direct.Listener.Addr().String()), discardAccessLog: true})
 	tok := s.token(b)
 
 	get := func(b *testing.B, c *http.Client, url string, host string) {

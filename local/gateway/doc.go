@@ -20,6 +20,11 @@
 // is unfolded with one space, where Envoy keeps the continuation's
 // whitespace.
 //
+// An AuthorizationPolicy with action CUSTOM is served as Envoy's ext_authz
+// filter with the envoyExtAuthzGrpc provider the mesh config names
+// (extauthz.go, LoadMeshConfig of deploy/istio/operator.yaml): asked first,
+// before jwt_authn, its answer applied as Envoy applies it.
+//
 // The engines decide; this package only translates their decisions into HTTP.
 // It is a conformance-tested stand-in for local runs and tests, not a
 // replacement for Istio: production runs real Istio on GKE.

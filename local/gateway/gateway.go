@@ -18,6 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -90,6 +93,13 @@ type Config struct {
 	Listener net.Listener
 	// TokenCacheSize bounds the verified-token cache (authn.Options.CacheSize).
 	TokenCacheSize int
+	// MeshConfig is the mesh's meshConfig (LoadMeshConfig of
+	// deploy/istio/operator.yaml): it names the providers of CUSTOM
+	// policies. Required when a selected policy is CUSTOM.
+	MeshConfig *meshv1alpha1.MeshConfig
+	// ExtAuthz maps a provider's service and port as the mesh config writes
+	// them ("apikeys.api.svc.cluster.local:9191") to a local gRPC address.
+	ExtAuthz map[string]string
 }
 
 // Gateway serves the selected Istio resources for one workload and port.
@@ -103,6 +113,7 @@ type Gateway struct {
 	authz     *authz.Engine
 	transport http.RoundTripper
 	proxy     *httputil.ReverseProxy
+	extAuthz  map[string]*extAuthz // by provider name
 }
 
 func (c *Config) validate() error {
@@ -165,6 +176,17 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if g.authz, err = authz.New(sel.AuthorizationPolicies); err != nil {
 		return nil, fmt.Errorf("gateway: AuthorizationPolicies %s: %w", names(sel.AuthorizationPolicies), err)
+	}
+	g.extAuthz = map[string]*extAuthz{}
+	for _, name := range g.authz.Providers() {
+		x, err := newExtAuthz(cfg.MeshConfig, name, cfg.ExtAuthz)
+		if err != nil {
+			closeExtAuthz(g.extAuthz)
+			return nil, fmt.Errorf("gateway: AuthorizationPolicies %s: %w", names(sel.AuthorizationPolicies), err)
+		}
+		g.extAuthz[name] = x
+		g.log.Info("gateway: CUSTOM provider", "name", name, "service", x.target, "address", cfg.ExtAuthz[x.target],
+			"timeout", x.timeout.String(), "fail_open", x.failOpen, "status_on_error", x.statusOnError)
 	}
 	g.transport = cfg.Transport
 	if g.transport == nil {
@@ -326,8 +348,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 	if g.cfg.Transport == nil {
 		g.transport.(*http.Transport).CloseIdleConnections()
 	}
-	return err
+	return errors.Join(err, g.Close())
 }
+
+// Close releases the connections to the CUSTOM providers. Run calls it on
+// its way out; a caller serving Handler itself calls it when done.
+func (g *Gateway) Close() error { return closeExtAuthz(g.extAuthz) }
 
 // outcome is what the access log records of one request.
 type outcome struct {
@@ -413,6 +439,30 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path = norm
 	r = withNormalizedPath(r, norm)
 
+	// ext_authz (CUSTOM) comes first in an Istio gateway's filter chain,
+	// before jwt_authn (istio/istio#51173), so the provider sees the request
+	// as the client sent it and jwt_authn and rbac see it as the provider
+	// left it.
+	var extOK *authv3.OkHttpResponse
+	if m, ok := g.authz.MatchCustom(&authz.Request{
+		Method: r.Method, Host: r.Host, Path: norm, Headers: r.Header, Principal: o.principal,
+		Port: int(g.cfg.Port), SourceIP: remoteIP(r),
+	}); ok {
+		in := checkInput{r: r, path: r.URL.RequestURI(), scheme: schemeOf(r), requestID: rid}
+		x := g.extAuthz[m.Provider].check(r.Context(), in)
+		if !x.allow {
+			o.reason = x.reason + " (" + m.Rule + ")"
+			for k, vs := range x.header {
+				sw.Header()[k] = vs
+			}
+			localReply(sw, x.status, x.body, o)
+			return
+		}
+		r = r.Clone(r.Context())
+		applyOK(r, x.ok)
+		extOK = x.ok
+	}
+
 	res, fail := g.authn.Authenticate(r)
 	if fail != nil {
 		o.reason = fail.Reason
@@ -428,7 +478,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.Clone(r.Context())
 	res.Apply(r)
 
-	d := g.authz.Decide(authz.Request{
+	d := g.authz.DecideLocal(authz.Request{
 		Method:           r.Method,
 		Host:             r.Host,
 		Path:             norm,
@@ -447,7 +497,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	f := &facts{
 		method:    r.Method,
-		scheme:    map[bool]string{true: "https", false: "http"}[r.TLS != nil],
+		scheme:    schemeOf(r),
 		authority: r.Host,
 		path:      norm,
 		query:     r.URL.Query(),
@@ -470,7 +520,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
-	resp := &responseOps{ResponseWriter: sw, ops: []*networking.Headers_HeaderOperations{rt.headers.GetResponse(), dst.headers.GetResponse()}}
+	resp := &responseOps{ResponseWriter: sw, ops: []*networking.Headers_HeaderOperations{rt.headers.GetResponse(), dst.headers.GetResponse()},
+		extra: extOK.GetResponseHeadersToAdd()}
 	g.proxy.ServeHTTP(resp, r.WithContext(ctx))
 }
 
@@ -539,11 +590,20 @@ func localReply(w http.ResponseWriter, status int, body string, o *outcome) {
 	o.status = status
 	h := w.Header()
 	h.Del("Content-Length")
-	if body != "" {
+	// A content-type already set is ext_authz's, which Envoy applies over
+	// the local reply's own.
+	if body != "" && h.Get("Content-Type") == "" {
 		h.Set("Content-Type", "text/plain")
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(body))
+}
+
+func schemeOf(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }
 
 func remoteIP(r *http.Request) netip.Addr {
@@ -620,7 +680,10 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // backend's response just before its header is written.
 type responseOps struct {
 	http.ResponseWriter
-	ops     []*networking.Headers_HeaderOperations
+	ops []*networking.Headers_HeaderOperations
+	// extra are ext_authz's response_headers_to_add, applied after the
+	// route's operations, as the ext_authz filter encodes after the router.
+	extra   []*corev3.HeaderValueOption
 	written bool
 }
 
@@ -630,6 +693,7 @@ func (w *responseOps) WriteHeader(code int) {
 		for _, ops := range w.ops {
 			applyHeaderOps(w.Header(), ops)
 		}
+		applyHeaderValueOptions(w.Header(), w.extra)
 		// Envoy overwrites the upstream's server header with its own.
 		w.Header()["Server"] = []string{serverHeader}
 	}

@@ -66,13 +66,17 @@ func startCertGateway(t *testing.T, serverValidity func(now time.Time) certgen.V
 	gw, err := New(Config{
 		Resources:   rs,
 		Credentials: map[string]string{"api-gateway-mtls": g.dir},
-		Upstreams:   map[string]string{backendDst: up.Listener.Addr().String()},
+		Upstreams:   everyDestination(up.Listener.Addr().String()),
 		// No request here carries a token: the keys are never fetched.
 		JWKSOverride: map[string]string{googleJWKS: "http://127.0.0.1:1/jwks"},
 		HTTPClient:   &http.Client{Timeout: time.Second},
 		Logger:       log,
 		Now:          g.clock.Now,
 		Listener:     ln,
+		// Only /api/healthz is asked for, which the CUSTOM policy skips:
+		// the provider is never called.
+		MeshConfig: meshConfig(t),
+		ExtAuthz:   map[string]string{apikeysService: "127.0.0.1:1"},
 	})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -17,9 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"firebase.google.com/go/v4/auth"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
+	"google.golang.org/grpc"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
+	"github.com/acme/cloudrun-istio-gke/apikeys"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
@@ -37,7 +43,15 @@ const (
 	reporter   = "reporter@" + projectID + ".iam.gserviceaccount.com"
 	intruder   = "intruder@" + projectID + ".iam.gserviceaccount.com"
 	backendDst = "backend.api.svc.cluster.local:80"
+	// apikeysDst is where istio/ routes the API-key management API.
+	apikeysDst = "apikeys.api.svc.cluster.local:80"
 )
+
+// everyDestination maps every VirtualService destination in istio/ to addr:
+// these tests have one upstream.
+func everyDestination(addr string) map[string]string {
+	return map[string]string{backendDst: addr, apikeysDst: addr}
+}
 
 // stack is the gateway between a real frontend client certificate, the
 // Identity Platform emulator signing real tokens, and an upstream.
@@ -53,6 +67,10 @@ type stack struct {
 	log         *logtest.Buffer // the access log
 	upstream    *recorder
 	stop        func() // shuts the gateway down and waits for Run; idempotent
+	// keys is the API-key decision service the CUSTOM policy asks, with
+	// its store, on loopback gRPC.
+	keys     *apikeys.Service
+	keyStore *apikeys.MemoryStore
 }
 
 type pkiDirs struct{ gateway, frontend, machine string }
@@ -90,6 +108,16 @@ type stackOptions struct {
 	// it, for benchmarks: a buffer growing by a line per request would be
 	// measured as the gateway's cost.
 	discardAccessLog bool
+	// extAuthzAddr, when set, is where the gateway looks for the decision
+	// service instead of the one the stack starts (a dead port: the
+	// provider down).
+	extAuthzAddr string
+	// keysNow is the decision service's clock; nil means time.Now.
+	keysNow func() time.Time
+	// productsFile replaces the repository's API products.
+	productsFile string
+	// mesh, when set, changes this stack's copy of the mesh config.
+	mesh func(*meshv1alpha1.MeshConfig)
 }
 
 func newStack(t testing.TB, o stackOptions) *stack {
@@ -128,10 +156,14 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	up := httptest.NewServer(o.upstream)
 	if o.upstreams == nil {
-		o.upstreams = map[string]string{backendDst: up.Listener.Addr().String()}
+		o.upstreams = everyDestination(up.Listener.Addr().String())
 	}
 	if o.istioDir == "" {
 		o.istioDir = istioDir
+	}
+
+	if o.extAuthzAddr == "" {
+		o.extAuthzAddr = s.startKeys(t, o.keysNow, o.productsFile)
 	}
 
 	b := devPKI(t)
@@ -145,6 +177,10 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatal(err)
 	}
 	s.addr = ln.Addr().String()
+	mc := meshConfig(t)
+	if o.mesh != nil {
+		o.mesh(mc)
+	}
 	var accessLog io.Writer = s.log
 	if o.discardAccessLog {
 		accessLog = io.Discard
@@ -158,6 +194,8 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		Logger:       slog.New(slog.DiscardHandler),
 		AccessLog:    slog.New(slog.NewJSONHandler(accessLog, nil)),
 		Listener:     ln,
+		MeshConfig:   mc,
+		ExtAuthz:     map[string]string{apikeysService: o.extAuthzAddr},
 	})
 	if err != nil {
 		t.Fatalf("gateway.New: %v", err)
@@ -331,4 +369,67 @@ func verifyEmail(t testing.TB, idpURL, uid string) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("verifying the email of %s: %d %s", uid, resp.StatusCode, b)
 	}
+}
+
+// apikeysService is the provider's service:port in deploy/istio/operator.yaml.
+const apikeysService = "apikeys.api.svc.cluster.local:9191"
+
+// meshConfig is the repository's mesh config, from the Istio install file.
+func meshConfig(t testing.TB) *meshv1alpha1.MeshConfig {
+	t.Helper()
+	mc, err := LoadMeshConfig("../../deploy/istio/operator.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mc
+}
+
+// startKeys runs the real decision service with the repository's products
+// and an in-memory store on loopback gRPC, and returns its address.
+func (s *stack) startKeys(t testing.TB, now func() time.Time, products string) string {
+	t.Helper()
+	if products == "" {
+		products = "../../deploy/kubernetes/apikeys/products.yaml"
+	}
+	cat, err := apikeys.LoadCatalog(products)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keyStore = apikeys.NewMemoryStore()
+	s.keys, err = apikeys.New(apikeys.Config{Catalog: cat, Store: s.keyStore, Verifier: signsNobodyIn{}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	s.keys.Register(g)
+	served := make(chan struct{})
+	go func() { defer close(served); g.Serve(ln) }()
+	t.Cleanup(func() {
+		g.Stop()
+		<-served
+		s.keyStore.Close()
+	})
+	return ln.Addr().String()
+}
+
+// newApp creates an app for products and returns its id and key.
+func (s *stack) newApp(t testing.TB, products ...string) (id, key string) {
+	t.Helper()
+	app, key, err := s.keys.CreateApp(context.Background(), s.uid, "partner "+t.Name(), products)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return app.ID, key
+}
+
+// signsNobodyIn is the decision service's token verifier here: the gateway's
+// tests use only its check, never its management API.
+type signsNobodyIn struct{}
+
+func (signsNobodyIn) Verify(context.Context, string) (*auth.Token, error) {
+	return nil, fmt.Errorf("%w: the gateway's tests sign nobody in to the management API", idtoken.ErrInvalidToken)
 }

@@ -28,7 +28,7 @@ func timeoutBase(t *testing.T) string {
 			t.Fatal(err)
 		}
 		if e.Name() == "virtualservice.yaml" {
-			s := strings.Replace(string(b), "timeout: 10s", "timeout: 0.1s", 1)
+			s := strings.ReplaceAll(string(b), "timeout: 10s", "timeout: 0.1s")
 			if s == string(b) {
 				t.Fatal("virtualservice.yaml no longer has `timeout: 10s`; update this test")
 			}
@@ -62,7 +62,7 @@ func TestUpstreamFailuresGetEnvoysAnswers(t *testing.T) {
 		{
 			name:       "a backend that refuses connections gets 503",
 			doc:        "https://www.envoyproxy.io/docs/envoy/latest/configuration/observability/access_log/usage#config-access-log-format-response-flags (UF, URX)",
-			opts:       stackOptions{upstreams: map[string]string{backendDst: dead}},
+			opts:       stackOptions{upstreams: everyDestination(dead)},
 			path:       "/api/healthz",
 			wantStatus: 503,
 			wantBody:   bodyUpstreamRefused,
@@ -108,7 +108,7 @@ func TestNewRefusesConfigItCannotServe(t *testing.T) {
 		return Config{
 			Resources:   rs,
 			Credentials: map[string]string{"api-gateway-mtls": b.GatewayDir},
-			Upstreams:   map[string]string{backendDst: "127.0.0.1:1"},
+			Upstreams:   everyDestination("127.0.0.1:1"),
 			HTTPClient:  http.DefaultClient,
 			Logger:      discardSlog(),
 		}
@@ -119,10 +119,10 @@ func TestNewRefusesConfigItCannotServe(t *testing.T) {
 		want   string
 	}{
 		{"no credential directory for the Gateway's credentialName", func(c *Config) { c.Credentials = nil }, `credentialName "api-gateway-mtls"`},
-		{"no local address for the VirtualService destination", func(c *Config) { c.Upstreams = nil }, `no local address for "backend.api.svc.cluster.local:80"`},
+		{"no local address for the VirtualService destination", func(c *Config) { c.Upstreams = nil }, `no local address for "apikeys.api.svc.cluster.local:80"`},
 		{"a workload no Gateway selects", func(c *Config) { c.Workload = Workload{Namespace: "x", Labels: map[string]string{"istio": "other"}} }, "no Gateway selects workload"},
 		{"a port no server listens on", func(c *Config) { c.Port = 80 }, "no selected Gateway has a server on port 80"},
-		{"an upstream address without a port", func(c *Config) { c.Upstreams = map[string]string{backendDst: "localhost"} }, "Config.Upstreams"},
+		{"an upstream address without a port", func(c *Config) { c.Upstreams = everyDestination("localhost") }, "Config.Upstreams"},
 		{"no HTTP client for JWKS", func(c *Config) { c.HTTPClient = nil }, "Config.HTTPClient"},
 	}
 	for _, tt := range tests {
@@ -211,7 +211,7 @@ func TestStoppingClosesTheConnectionsToTheUpstream(t *testing.T) {
 	}
 	up.Start()
 	t.Cleanup(up.Close)
-	s := newStack(t, stackOptions{upstreams: map[string]string{backendDst: up.Listener.Addr().String()}})
+	s := newStack(t, stackOptions{upstreams: everyDestination(up.Listener.Addr().String())})
 	resp, err := s.do(t, s.client, newRequest(t, "GET", "/api/secure.json", http.Header{"Authorization": {"Bearer " + s.token(t)}}))
 	if err != nil || resp.status != http.StatusOK {
 		t.Fatalf("GET through the gateway: %v %v, want 200", resp, err)

@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strconv"
 	"time"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
 // Local is how one machine stands in for the cluster around the gateway.
@@ -25,9 +27,14 @@ type Local struct {
 	// https://accounts.google.com to local/google's CertsURL. A JWT rule
 	// whose issuer is missing here is an error: the gateway would otherwise
 	// fetch Google's real keys, and no local token would verify.
-	JWKS     map[string]string
-	Logger   *slog.Logger
-	Listener net.Listener
+	JWKS map[string]string
+	// MeshConfig is the mesh config (LoadMeshConfig), and ExtAuthz the
+	// local gRPC address of the decision service: every envoyExtAuthzGrpc
+	// provider goes there, as on one machine there is one.
+	MeshConfig *meshv1alpha1.MeshConfig
+	ExtAuthz   string
+	Logger     *slog.Logger
+	Listener   net.Listener
 }
 
 // LocalConfig wires rs for one machine as Local describes. Every mapping is
@@ -47,6 +54,13 @@ func LocalConfig(rs *Resources, l Local) (Config, error) {
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       l.Logger,
 		Listener:     l.Listener,
+		MeshConfig:   l.MeshConfig,
+		ExtAuthz:     map[string]string{},
+	}
+	for _, p := range l.MeshConfig.GetExtensionProviders() {
+		if g := p.GetEnvoyExtAuthzGrpc(); g != nil && l.ExtAuthz != "" {
+			cfg.ExtAuthz[net.JoinHostPort(g.GetService(), strconv.Itoa(int(g.GetPort())))] = l.ExtAuthz
+		}
 	}
 	for _, g := range rs.Gateways {
 		for _, s := range g.Spec.GetServers() {

@@ -28,8 +28,8 @@ func TestLocalConfigDerivesEveryMappingFromTheResources(t *testing.T) {
 	if got := cfg.Credentials["api-gateway-mtls"]; got != "/pki/gateway" || len(cfg.Credentials) != 1 {
 		t.Errorf("Credentials = %v, want api-gateway-mtls → /pki/gateway only", cfg.Credentials)
 	}
-	if got := cfg.Upstreams["backend.api.svc.cluster.local:80"]; got != "127.0.0.1:8081" || len(cfg.Upstreams) != 1 {
-		t.Errorf("Upstreams = %v, want backend.api.svc.cluster.local:80 → 127.0.0.1:8081 only", cfg.Upstreams)
+	if len(cfg.Upstreams) != 2 || cfg.Upstreams[backendDst] != "127.0.0.1:8081" || cfg.Upstreams[apikeysDst] != "127.0.0.1:8081" {
+		t.Errorf("Upstreams = %v, want %s and %s → 127.0.0.1:8081 only", cfg.Upstreams, backendDst, apikeysDst)
 	}
 	t.Run("each issuer's jwksUri is fetched from its own stand-in", func(t *testing.T) {
 		if cfg.JWKSOverride[securetokenKey] != emulatorKey || cfg.JWKSOverride[googleKey] != standInKey || len(cfg.JWKSOverride) != 2 {

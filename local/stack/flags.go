@@ -37,6 +37,9 @@ Flags:
 	fs.StringVar(&c.BackendAddr, "backend-addr", c.BackendAddr, "listen address of the backend")
 	fs.StringVar(&c.GatewayAddr, "gateway-addr", c.GatewayAddr, "listen address of the gateway (HTTPS, mTLS)")
 	fs.StringVar(&c.FrontendAddr, "frontend-addr", c.FrontendAddr, "listen address of the frontend")
+	fs.StringVar(&c.APIKeysAddr, "apikeys-addr", c.APIKeysAddr, "listen address of the API-key decision service (gRPC ext_authz, asked by the gateway)")
+	fs.StringVar(&c.MeshConfigFile, "mesh-config", c.MeshConfigFile, "the Istio install file whose meshConfig names the gateway's ext_authz provider (default: deploy/istio/operator.yaml beside -istio-dir)")
+	fs.StringVar(&c.ProductsFile, "api-products", c.ProductsFile, "the API products of partner keys (default: deploy/kubernetes/apikeys/products.yaml beside -istio-dir)")
 	fs.BoolVar(&c.AllowNonLoopback, "allow-non-loopback", c.AllowNonLoopback, "allow listen addresses beyond loopback (exposes the emulator's admin API and the backend to the network)")
 	fs.StringVar(&c.DemoEmail, "demo-email", c.DemoEmail, "email of the demo user, created if missing")
 	fs.StringVar(&c.DemoPassword, "demo-password", c.DemoPassword, "password of the demo user")
@@ -59,12 +62,17 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(w, "backend   %-24s private API (stands in for the GKE backend in namespace api)\n", s.BackendURL)
 	fmt.Fprintf(w, "gateway   %-24s Istio ingress gateway stand-in: mTLS + JWT + istio/ policy, host %s\n", s.GatewayURL, s.GatewayServerName)
 	fmt.Fprintf(w, "frontend  %-24s the web app (stands in for Cloud Run) — open this\n", s.FrontendURL)
+	fmt.Fprintf(w, "apikeys   %-24s API-key decision service: Envoy ext_authz gRPC for the gateway's CUSTOM policy, in-memory store\n", "grpc://"+s.APIKeysAddr)
 	for _, d := range s.LocalDifferences {
 		fmt.Fprintf(w, "local     %s (the one difference from istio/)\n", d)
 	}
 	fmt.Fprintf(w, "apiclient %s as %s (key file: GOOGLE_APPLICATION_CREDENTIALS=%s)\n", s.MachineTLSDir, s.MachineAccount, s.MachineKeyFile)
 	fmt.Fprintf(w, "call API  %s\n", s.APIClientCommand())
 	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
+	// The key is shown here only: the service keeps its hash.
+	fmt.Fprintf(w, "demo key  %s (app %s, product %s; shown once), call the API as a partner through the frontend:\n", s.DemoAPIKey, s.DemoAppID, DemoProduct)
+	fmt.Fprintf(w, "          go run ./cmd/apiclient -url %s/api/secure.json -api-key %s\n", s.FrontendURL, s.DemoAPIKey)
+	fmt.Fprintf(w, "          curl -H 'x-api-key: %s' %s/api/secure.json\n", s.DemoAPIKey, s.FrontendURL)
 	for _, warning := range s.Warnings {
 		fmt.Fprintf(w, "WARNING   %s\n", warning)
 	}

@@ -8,6 +8,7 @@
 //	   └──── sign-in ────▶ identity emulator ◀── JWKS ──┘
 //	apiclient ──mTLS + Google ID token──▶ gateway
 //	   └── token ──▶ local/google ◀── certs ── gateway, backend
+//	partner (x-api-key) → frontend ──mTLS + key──▶ gateway ──ext_authz──▶ apikeys
 //
 // cmd/devstack is its command line; the e2e tests start it in-process on free
 // ports. Its state — the dev PKI, the emulator's accounts and signing keys —
@@ -28,7 +29,9 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
 
+	"github.com/acme/cloudrun-istio-gke/apikeys"
 	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/frontend"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
@@ -47,6 +50,8 @@ const (
 	// certificate; the frontend reaches the gateway by IP, as it reaches the
 	// internal load balancer in production, and names this host.
 	GatewayServerName = "api.internal.example"
+	// DemoProduct is the API product of the demo app's key.
+	DemoProduct = "secure-message"
 )
 
 // Config configures a stack. Zero values take the defaults in Defaults.
@@ -54,9 +59,16 @@ type Config struct {
 	StateDir  string // dev PKI and emulator state
 	ProjectID string
 	IstioDir  string // the istio/ kustomize base to render and enforce
+	// MeshConfigFile is the Istio install file whose meshConfig names the
+	// CUSTOM policy's provider; ProductsFile the API products. Empty: the
+	// repository's, beside IstioDir (deploy/istio/operator.yaml,
+	// deploy/kubernetes/apikeys/products.yaml).
+	MeshConfigFile, ProductsFile string
 	// Listen addresses; "127.0.0.1:0" picks a free port. GoogleAddr is the
 	// metadata server and OAuth stand-in: GCE_METADATA_HOST for callers.
 	IdentityAddr, GoogleAddr, BackendAddr, GatewayAddr, FrontendAddr string
+	// APIKeysAddr is the API-key decision service's gRPC (ext_authz) address.
+	APIKeysAddr string
 	// The demo user, created if missing, its password reset if changed.
 	DemoEmail, DemoPassword string
 	Logger                  *slog.Logger // component logs; nil discards
@@ -83,6 +95,7 @@ var Defaults = Config{
 	BackendAddr:  "127.0.0.1:8081",
 	GatewayAddr:  "127.0.0.1:8443",
 	FrontendAddr: "127.0.0.1:8080",
+	APIKeysAddr:  "127.0.0.1:9191", // the port of its Service in the cluster
 	DemoEmail:    "demo@acme.test",
 	DemoPassword: "correct-horse-battery",
 }
@@ -92,7 +105,7 @@ func (c Config) withDefaults() Config {
 	for _, f := range []struct{ v, def *string }{
 		{&c.StateDir, &d.StateDir}, {&c.ProjectID, &d.ProjectID}, {&c.IstioDir, &d.IstioDir},
 		{&c.IdentityAddr, &d.IdentityAddr}, {&c.GoogleAddr, &d.GoogleAddr}, {&c.BackendAddr, &d.BackendAddr},
-		{&c.GatewayAddr, &d.GatewayAddr}, {&c.FrontendAddr, &d.FrontendAddr},
+		{&c.GatewayAddr, &d.GatewayAddr}, {&c.FrontendAddr, &d.FrontendAddr}, {&c.APIKeysAddr, &d.APIKeysAddr},
 		{&c.DemoEmail, &d.DemoEmail}, {&c.DemoPassword, &d.DemoPassword},
 	} {
 		if *f.v == "" {
@@ -102,16 +115,31 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	repo := filepath.Dir(filepath.Clean(c.IstioDir))
+	if c.MeshConfigFile == "" {
+		c.MeshConfigFile = filepath.Join(repo, "deploy", "istio", "operator.yaml")
+	}
+	if c.ProductsFile == "" {
+		c.ProductsFile = filepath.Join(repo, "deploy", "kubernetes", "apikeys", "products.yaml")
+	}
 	return c
 }
 
 // Stack is a running local stack.
 type Stack struct {
 	IdentityURL, BackendURL, GatewayURL, FrontendURL string
-	GatewayServerName                                string
-	Emulator                                         *identity.Emulator
-	PKIDir                                           string // ca/, gateway/, frontend/, apiclient/ in the TLS secret layout
-	ProjectID, DemoEmail, DemoPassword               string
+	// APIKeysAddr is the decision service's gRPC address; APIKeys the
+	// service itself, for tests that create or revoke apps.
+	APIKeysAddr string
+	APIKeys     *apikeys.Service
+	APIKeyStore apikeys.Store // its store, for tests that revoke a key
+	// DemoAPIKey is a key of the demo app, created at start for the demo
+	// user with the product secure-message; shown once, in PrintSummary.
+	DemoAPIKey, DemoAppID              string
+	GatewayServerName                  string
+	Emulator                           *identity.Emulator
+	PKIDir                             string // ca/, gateway/, frontend/, apiclient/ in the TLS secret layout
+	ProjectID, DemoEmail, DemoPassword string
 	// Google is the metadata server, token endpoint and certs stand-in;
 	// GoogleURL its address (GCE_METADATA_HOST is its host:port).
 	Google    *google.Google
@@ -155,6 +183,14 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	mesh, err := gateway.LoadMeshConfig(cfg.MeshConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	catalog, err := apikeys.LoadCatalog(cfg.ProductsFile)
+	if err != nil {
+		return nil, fmt.Errorf("API products: %w", err)
+	}
 	pkiConfig := pki.Config{Dir: filepath.Join(cfg.StateDir, "pki"), GatewayHosts: []string{GatewayServerName}}
 	certs, err := pki.Ensure(pkiConfig)
 	if err != nil {
@@ -163,10 +199,10 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 
 	addrs := map[string]string{
 		"identity": cfg.IdentityAddr, "google": cfg.GoogleAddr, "backend": cfg.BackendAddr,
-		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr,
+		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr, "apikeys": cfg.APIKeysAddr,
 	}
 	var warnings []string
-	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend"} {
+	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend", "apikeys"} {
 		w, err := checkBind(name, addrs[name], cfg.AllowNonLoopback)
 		if err != nil {
 			return nil, err
@@ -207,6 +243,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		BackendURL:        "http://" + lns["backend"].Addr().String(),
 		GatewayURL:        "https://" + lns["gateway"].Addr().String(),
 		FrontendURL:       "http://" + lns["frontend"].Addr().String(),
+		APIKeysAddr:       lns["apikeys"].Addr().String(),
 		GatewayServerName: GatewayServerName,
 		PKIDir:            filepath.Join(cfg.StateDir, "pki"),
 		ProjectID:         cfg.ProjectID,
@@ -228,7 +265,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("identity emulator: %w", err)
 	}
 	s.IdentityNotices = s.Emulator.Notices()
-	if _, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword); err != nil {
+	demoUID, err := s.Emulator.EnsureUser(ctx, cfg.DemoEmail, cfg.DemoPassword)
+	if err != nil {
 		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
 	}
 
@@ -263,12 +301,35 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		MachineCallers:  machineCallers, MachineAudience: s.MachineAudience, GoogleCertsURL: s.Google.CertsURL(),
 	}, verifier, log.With("component", "backend"))
 
+	// The decision service, with the embedded store: nothing to install,
+	// and its apps last as long as the stack. The demo app is made anew at
+	// each start, so its key is printed once and never stored in clear.
+	keyStore := apikeys.NewMemoryStore()
+	defer func() {
+		if !ok {
+			keyStore.Close()
+		}
+	}()
+	s.APIKeys, err = apikeys.New(apikeys.Config{Catalog: catalog, Store: keyStore, Verifier: verifier, Logger: log.With("component", "apikeys")})
+	if err != nil {
+		return nil, err
+	}
+	demoApp, demoKey, err := s.APIKeys.CreateApp(ctx, demoUID, "Demo partner", []string{DemoProduct})
+	if err != nil {
+		return nil, fmt.Errorf("creating the demo app: %w", err)
+	}
+	s.DemoAppID, s.DemoAPIKey = demoApp.ID, demoKey
+	s.APIKeyStore = keyStore
+	keysServer := grpc.NewServer()
+	s.APIKeys.Register(keysServer)
+
 	gcfg, err := gateway.LocalConfig(resources, gateway.Local{
 		CredentialDir: certs.GatewayDir, Upstream: lns["backend"].Addr().String(),
 		JWKS: map[string]string{
 			s.Emulator.Issuer(): s.IdentityURL + identity.JWKSPath,
 			google.Issuer:       s.Google.CertsURL(),
 		},
+		MeshConfig: mesh, ExtAuthz: s.APIKeysAddr,
 		Logger: log.With("component", "gateway"), Listener: lns["gateway"],
 	})
 	if err != nil {
@@ -314,6 +375,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	gatewayCtx, stopGateway := afterStop(ctx)
 	backendCtx, stopBackend := afterStop(ctx)
+	keysCtx, stopKeys := afterStop(ctx)
 	identityCtx, stopIdentity := afterStop(ctx)
 	g.Go(func() error {
 		defer stopGateway()
@@ -322,7 +384,20 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	})
 	g.Go(func() error {
 		defer stopBackend()
+		defer stopKeys()
 		return gw.Run(gatewayCtx)
+	})
+	g.Go(func() error {
+		defer keyStore.Close()
+		served := make(chan error, 1)
+		go func() { served <- keysServer.Serve(lns["apikeys"]) }()
+		select {
+		case err := <-served:
+			return fmt.Errorf("apikeys: %w", err)
+		case <-keysCtx.Done():
+			keysServer.GracefulStop()
+			return <-served
+		}
 	})
 	g.Go(func() error {
 		defer stopIdentity()

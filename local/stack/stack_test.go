@@ -27,6 +27,7 @@ func testConfig(t *testing.T) Config {
 	return Config{
 		StateDir: t.TempDir(), IstioDir: filepath.Join("..", "..", "istio"),
 		IdentityAddr: "127.0.0.1:0", GoogleAddr: "127.0.0.1:0", BackendAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", FrontendAddr: "127.0.0.1:0",
+		APIKeysAddr: "127.0.0.1:0",
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package components holds the frontend's templ components, one per concept:
 // the page shell, the sign-in card, the account card, the secret message and
 // the error card. They take typed arguments and only render: handlers in
-// package frontend fetch the data.
+// package frontend fetch the data. The developers' page's are in developers.*.
 package components
 
 // Session is the server's view of the browser's session, which the page hands

@@ -29,6 +29,7 @@ import {
   sendEmailVerification,
   reload,
 } from 'firebase/auth';
+import './developers.js'; // the developers' page's copy buttons and address
 
 // The server hands over the Firebase web configuration in a JSON script
 // element. None of it is secret: the Firebase apiKey only identifies the

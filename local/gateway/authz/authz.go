@@ -10,10 +10,11 @@
 // istio.io/dry-run never change a decision. A policy with no rules matches
 // nothing, so an ALLOW policy with an empty spec denies everything.
 //
-// CUSTOM delegates to an external authorizer (ext_authz) that does not exist
-// on one machine. The engine fails closed, as Envoy's ext_authz filter does
-// with failure_mode_allow false when its server is unreachable: a request
-// that matches a CUSTOM rule is denied.
+// CUSTOM delegates to an external authorizer (ext_authz). The gateway asks
+// it itself: MatchCustom says whether and which provider, and DecideLocal
+// is the DENY and ALLOW step after it (custom.go). Decide, for callers with
+// no provider, fails closed as Envoy's ext_authz filter does with
+// failure_mode_allow false when its server is unreachable.
 //
 // Within a rule, from, to and when are AND'ed; the entries of from (and of
 // to) are OR'ed; within a source or operation the fields are AND'ed; the
@@ -138,20 +139,7 @@ func (e *Engine) Decide(req Request) Decision {
 				r.provider, r.name), Policy: r.policy}
 		}
 	}
-	for _, r := range e.deny {
-		if r.match(&req) {
-			return Decision{Reason: "rbac_access_denied_matched_policy[" + r.name + "]", Policy: r.policy}
-		}
-	}
-	if !e.hasAllow {
-		return Decision{Allow: true, Reason: "no ALLOW policy applies"}
-	}
-	for _, r := range e.allow {
-		if r.match(&req) {
-			return Decision{Allow: true, Reason: "allowed by " + r.name, Policy: r.policy}
-		}
-	}
-	return Decision{Reason: "rbac_access_denied_matched_policy[none]"}
+	return e.DecideLocal(req)
 }
 
 // compilePolicy validates one policy as Istio's ValidateAuthorizationPolicy
