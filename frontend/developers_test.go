@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"firebase.google.com/go/v4/auth"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"golang.org/x/net/html"
+	"google.golang.org/grpc"
 
 	"github.com/acme/cloudrun-istio-gke/apikeys"
 	"github.com/acme/cloudrun-istio-gke/internal/htmltest"
@@ -91,8 +93,23 @@ func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The gateway's CUSTOM policy asks the same decision service over gRPC,
+	// as the install file's extension provider says.
+	mesh, err := gateway.LoadMeshConfig(filepath.Join("..", "deploy", "istio", "operator.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcSrv := grpc.NewServer()
+	keys.Register(grpcSrv)
+	go grpcSrv.Serve(grpcLn)
+	t.Cleanup(grpcSrv.Stop)
 	gcfg, err := gateway.LocalConfig(rs, gateway.Local{CredentialDir: bundle.GatewayDir,
-		Upstream: mustURL(t, backendSrv.URL).Host, JWKSOrigin: idp.URL, Logger: logger.With("component", "gateway")})
+		Upstream: mustURL(t, backendSrv.URL).Host, JWKSOrigin: idp.URL, Logger: logger.With("component", "gateway"),
+		MeshConfig: mesh, ExtAuthz: grpcLn.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -276,11 +276,11 @@ func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 		}
 		req := func(project, path, email string) authz.Request {
 			return authz.Request{Method: "GET", Host: "api.internal.example", Path: path, Port: 443,
-				// As the gateway's authn sets it from the verified claim.
-				Headers:          http.Header{"X-Jwt-Claim-Email-Verified": {"true"}},
 				Principal:        "acme.internal/ns/frontend/sa/frontend",
 				RequestPrincipal: "https://securetoken.google.com/" + project + "/uid",
-				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email, "email_verified": true}}
+				Claims:           map[string]any{"iss": "https://securetoken.google.com/" + project, "sub": "uid", "email": email, "email_verified": true},
+				// As the gateway's authn sets it from the verified claim.
+				Headers: http.Header{"X-Jwt-Claim-Email-Verified": {"true"}}}
 		}
 		if d := eng.DecideLocal(req("demo-acme", "/api/secure.json", "demo@acme.test")); !d.Allow {
 			t.Errorf("the load's request with %d deny rules: %+v, want allowed", n, d)

@@ -28,7 +28,7 @@ func BenchmarkCustomPolicy(b *testing.B) {
 		io.WriteString(w, `{"message":"Hello World","uid":"u","email":"ada@example.com"}`)
 	}))
 	defer direct.Close()
-	ups := map[string]string{backendDst: direct.Listener.Addr().String()}
+	ups := everyDestination(direct.Listener.Addr().String())
 	without := newStack(b, stackOptions{istioDir: istioWithoutAPIKeys(b), upstreams: ups, discardAccessLog: true})
 	// Quotas no benchmark reaches, so every partner call is a pass.
 	products := filepath.Join(b.TempDir(), "products.yaml")

@@ -271,7 +271,7 @@ func TestMeshConfigIsReadStrictly(t *testing.T) {
 				}
 				_, err = New(Config{Resources: rs, HTTPClient: http.DefaultClient, Logger: discardSlog(),
 					Credentials: map[string]string{"api-gateway-mtls": devPKI(t).GatewayDir},
-					Upstreams:   map[string]string{backendDst: "127.0.0.1:1"},
+					Upstreams:   everyDestination("127.0.0.1:1"),
 					MeshConfig:  mc, ExtAuthz: map[string]string{apikeysService: "127.0.0.1:1"}})
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {

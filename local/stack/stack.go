@@ -45,7 +45,10 @@ import (
 
 // Names the local stack shares with the production configuration.
 const (
-	DefaultProjectID = "demo-acme"
+	// apikeysManagement is the decision service's HTTP destination in
+	// istio/virtualservice.yaml (its Service in deploy/kubernetes/apikeys).
+	apikeysManagement = "apikeys.api.svc.cluster.local:80"
+	DefaultProjectID  = "demo-acme"
 	// GatewayServerName is the gateway's host name in istio/ and in its
 	// certificate; the frontend reaches the gateway by IP, as it reaches the
 	// internal load balancer in production, and names this host.
@@ -200,6 +203,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	addrs := map[string]string{
 		"identity": cfg.IdentityAddr, "google": cfg.GoogleAddr, "backend": cfg.BackendAddr,
 		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr, "apikeys": cfg.APIKeysAddr,
+		// The decision service's management API, reached only through the
+		// gateway's route (the developers' page): any free loopback port.
+		"apikeys-http": "127.0.0.1:0",
 	}
 	var warnings []string
 	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend", "apikeys"} {
@@ -335,6 +341,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
+	// LocalConfig sends every destination to the backend; the management
+	// route of istio/virtualservice.yaml goes to the decision service.
+	if _, ok := gcfg.Upstreams[apikeysManagement]; !ok {
+		return nil, fmt.Errorf("istio/ has no route to %s: the developers' page needs it", apikeysManagement)
+	}
+	gcfg.Upstreams[apikeysManagement] = lns["apikeys-http"].Addr().String()
 	s.LocalDifferences = gcfg.Overrides()
 	gw, err := gateway.New(gcfg)
 	if err != nil {
@@ -398,6 +410,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			keysServer.GracefulStop()
 			return <-served
 		}
+	})
+	g.Go(func() error {
+		return serve.Run(keysCtx, serve.Options{Name: "apikeys", Handler: s.APIKeys.Handler(), Listener: lns["apikeys-http"], Logger: log})
 	})
 	g.Go(func() error {
 		defer stopIdentity()

@@ -89,6 +89,8 @@ func TestStartWiresTheWholeFlowAndShutsDownCleanly(t *testing.T) {
 		{"health is open", "/api/healthz", "", 200, ""},
 		{"the secret needs a token", "/api/secure.json", "", 403, "RBAC: access denied"},
 		{"the demo user's token gets the secret", "/api/secure.json", token, 200, `"message":"Hello World"`},
+		// The developers' page's route reaches the decision service, not the backend.
+		{"the demo user's apps come from the decision service", "/api/apikeys/v1/apps", token, 200, `"Demo partner"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
