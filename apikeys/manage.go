@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 )
 
 // maxAppsPerOwner bounds what one user can make the store hold.
@@ -47,25 +48,23 @@ func (s *Service) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
-	status, body, level := http.StatusInternalServerError, ErrorBody{"internal", "Internal error."}, slog.LevelError
+	status, body := http.StatusInternalServerError, ErrorBody{"internal", "Internal error."}
 	var ae *apiError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
-		status, body, level = ae.status, ErrorBody{ae.code, ae.message}, slog.LevelInfo
-		if status >= 500 {
-			level = slog.LevelError
-		}
+		status, body = ae.status, ErrorBody{ae.code, ae.message}
 	case errors.As(err, &he) && he.Code < 500:
-		status, level = he.Code, slog.LevelInfo
+		status = he.Code
 		body = ErrorBody{"bad_request", http.StatusText(he.Code) + "."}
 		if he.Code == http.StatusNotFound {
 			body = ErrorBody{"not_found", "No such resource."}
 		}
 	}
-	s.log.Log(c.Request().Context(), level, "request failed", "status", status, "code", body.Error, "error", err)
+	// The request's access line (internal/middleware) logs the error.
+	middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyReason, body.Error))
 	if err := c.JSON(status, body); err != nil {
-		s.log.ErrorContext(c.Request().Context(), "writing error answer", "error", err)
+		s.log.ErrorContext(c.Request().Context(), "writing error answer", middleware.KeyError, err)
 	}
 }
 
@@ -93,6 +92,8 @@ func (s *Service) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 				"The request could not be authenticated right now; try again.", err}
 		}
 		c.Set(ctxOwner, tok.UID)
+		// Istio's request.auth.principal: the user, as every hop logs it.
+		middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
 		return next(c)
 	}
 }

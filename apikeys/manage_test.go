@@ -212,6 +212,10 @@ func TestManagementAPI(t *testing.T) {
 		if !strings.Contains(log, appID) {
 			t.Fatalf("the log does not even name the app: %s", log)
 		}
+		// The shared access line, naming the user as every hop does.
+		if !strings.Contains(log, `"component":"apikeys"`) || !strings.Contains(log, `"requestPrincipal":"https://securetoken.google.com/`+project+"/"+m.uids["alice"]+`"`) {
+			t.Errorf("no access line of component apikeys with alice as requestPrincipal: %s", log)
+		}
 		for name, secret := range map[string]string{"the key": key, "alice's token": m.tokens["alice"], "bob's token": m.tokens["bob"]} {
 			if strings.Contains(log, secret) {
 				t.Errorf("the log contains %s", name)

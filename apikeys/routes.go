@@ -1,17 +1,13 @@
 package apikeys
 
 import (
-	"fmt"
-	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 )
 
 // ManagementPrefix is where the management API lives. It is under /api/, so
@@ -26,16 +22,14 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(
-		s.accessLog,
-		middleware.RecoverWithConfig(middleware.RecoverConfig{
-			LogErrorFunc: func(_ echo.Context, err error, stack []byte) error {
-				return fmt.Errorf("panic: %w\n%s", err, stack)
-			},
-		}),
-		middleware.BodyLimit("16K"),
-		noSniff,
-	)
+	e.Use(middleware.Stack(middleware.Config{
+		Component: "apikeys",
+		Logger:    s.log,
+		BodyLimit: 16 << 10,
+		// Probes and scrapes every few seconds are not news.
+		QuietPaths: []string{"/healthz", "/metrics"},
+	})...)
+	e.Use(noSniff)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 
@@ -46,30 +40,7 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	g.GET("/apps/:id", s.getApp)
 	g.POST("/apps/:id/revoke", s.revokeApp)
 	g.GET("/apps/:id/usage", s.appUsage)
-	return logging.Middleware(e)
-}
-
-// accessLog logs one line per request: method, path, status, duration and
-// the caller once known. Never headers or the query: they carry tokens.
-func (s *Service) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		if err := next(c); err != nil {
-			c.Error(err) // the answer must be written before its status is logged
-		}
-		req := c.Request()
-		attrs := []any{"method", req.Method, "path", req.URL.Path, "status", c.Response().Status,
-			"durationMs", float64(time.Since(start).Microseconds()) / 1000}
-		if who, ok := c.Get(ctxOwner).(string); ok {
-			attrs = append(attrs, "uid", who)
-		}
-		level := slog.LevelInfo
-		if req.URL.Path == "/healthz" || req.URL.Path == "/metrics" {
-			level = slog.LevelDebug // probes and scrapes every few seconds are not news
-		}
-		s.log.Log(req.Context(), level, "request", attrs...)
-		return nil
-	}
+	return e
 }
 
 func noSniff(next echo.HandlerFunc) echo.HandlerFunc {

@@ -19,7 +19,6 @@ import (
 	"sync"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/labstack/echo/v4"
 )
@@ -48,9 +47,7 @@ func New(cfg Config, verifier idtoken.Verifier, log *slog.Logger) *Server {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	s.routes(e)
-	// Trace correlation wraps everything, so that every line logged while
-	// serving a request, the access log included, carries its trace.
-	s.handler = logging.Middleware(e)
+	s.handler = e
 	return s
 }
 

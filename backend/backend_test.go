@@ -382,16 +382,24 @@ func TestEveryRequestIsLoggedWithItsIDAndTrace(t *testing.T) {
 			if access == nil {
 				t.Fatalf("no access log line among %v", lines)
 			}
-			want := map[string]any{"severity": tt.wantSeverity, "method": "GET", "path": path, "status": float64(tt.wantAnswer)}
+			want := map[string]any{"severity": tt.wantSeverity, "component": "backend"}
 			if tt.wantTrace != "" {
 				want["logging.googleapis.com/trace"] = tt.wantTrace
 			}
 			if tt.wantUID != "" {
-				want["uid"] = tt.wantUID
+				// Istio's request.auth.principal: issuer/subject.
+				want["requestPrincipal"] = "https://securetoken.google.com/" + project + "/" + tt.wantUID
 			}
 			for k, v := range want {
 				if access[k] != v {
 					t.Errorf("access log %s = %v, want %v (line %v)", k, access[k], v, access)
+				}
+			}
+			hr, _ := access["httpRequest"].(map[string]any)
+			wantHR := map[string]any{"requestMethod": "GET", "requestUrl": ts.URL + path, "status": float64(tt.wantAnswer)}
+			for k, v := range wantHR {
+				if hr[k] != v {
+					t.Errorf("access log httpRequest.%s = %v, want %v (line %v)", k, hr[k], v, access)
 				}
 			}
 		})
@@ -444,7 +452,8 @@ func TestAPanicIsAJSON500LoggedWithItsStack(t *testing.T) {
 	}
 	var logged bool
 	for _, l := range logLines(t, logs) {
-		msg, _ := l["error"].(string)
+		// In the message, with its stack, where Error Reporting finds it.
+		msg, _ := l["message"].(string)
 		if l["severity"] == "ERROR" && strings.Contains(msg, "verifier bug") && strings.Contains(msg, "goroutine") {
 			logged = true
 		}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
 
@@ -52,42 +53,41 @@ type apiError struct {
 func (e *apiError) Error() string { return e.code + ": " + e.cause.Error() }
 func (e *apiError) Unwrap() error { return e.cause }
 
-// handleError is the one place errors become answers.
+// handleError is the one place errors become answers. The request's access
+// line (internal/middleware) logs the error; this adds the code answered.
 func (s *Server) handleError(err error, c echo.Context) {
+	ctx := c.Request().Context()
 	if c.Response().Committed {
-		s.logger(c).ErrorContext(c.Request().Context(), "error after the response began", "error", err)
+		s.log.ErrorContext(ctx, "error after the response began", middleware.KeyError, err)
 		return
 	}
-	status, code, level := http.StatusInternalServerError, codeInternal, slog.LevelError
+	status, code := http.StatusInternalServerError, codeInternal
 	var ae *apiError
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &ae):
-		status, code, level = ae.status, ae.code, slog.LevelInfo
-		if status >= 500 {
-			level = slog.LevelError
-		}
+		status, code = ae.status, ae.code
 	case errors.As(err, &he):
 		// echo's own: unknown route, wrong method, body too large.
-		status, level = he.Code, slog.LevelInfo
+		status = he.Code
 		switch he.Code {
 		case http.StatusNotFound:
 			code = codeNotFound
 		case http.StatusMethodNotAllowed:
 			code = codeMethod
 		case http.StatusInternalServerError:
-			code, level = codeInternal, slog.LevelError
+			code = codeInternal
 		default:
 			code = codeBadRequest
 		}
 	}
-	s.logger(c).Log(c.Request().Context(), level, "request failed", "status", status, "code", code, "error", err)
+	middleware.Annotate(ctx, slog.String(middleware.KeyReason, code))
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(status)
 	} else {
 		err = c.JSON(status, ErrorBody{Error: code, Message: messages[code]})
 	}
 	if err != nil {
-		s.logger(c).ErrorContext(c.Request().Context(), "writing error answer", "error", err)
+		s.log.ErrorContext(ctx, "writing error answer", middleware.KeyError, err)
 	}
 }

@@ -52,6 +52,7 @@ type machineVerifier struct {
 // machineCaller is what a verified machine token says about its caller.
 type machineCaller struct {
 	email string
+	sub   string // the account's numeric unique id
 }
 
 func newMachineVerifier(cfg Config) (*machineVerifier, error) {
@@ -120,9 +121,9 @@ func (m *machineVerifier) verifySignature(ctx context.Context, raw string) (mach
 		return machineCaller{}, invalidToken{errors.New("the token carries no email claim")}
 	}
 	if verified, _ := p.Claims["email_verified"].(bool); !verified {
-		return machineCaller{email: email}, errMachineEmailUnverified
+		return machineCaller{email: email, sub: p.Subject}, errMachineEmailUnverified
 	}
-	c := machineCaller{email: email}
+	c := machineCaller{email: email, sub: p.Subject}
 	m.cache.Put(raw, c, time.Unix(p.Expires, 0))
 	return c, nil
 }

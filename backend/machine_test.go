@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -186,12 +187,14 @@ func TestAWorkloadCallsWithItsGoogleIDToken(t *testing.T) {
 	t.Run("the access log names the service account and never holds its token", func(t *testing.T) {
 		var named bool
 		for _, l := range logLines(t, logs) {
-			if l["message"] == "request" && l["serviceAccount"] == reporter && l["status"] == float64(200) {
+			req, _ := l["httpRequest"].(map[string]any)
+			if l["message"] == "request" && l["serviceAccount"] == reporter && req["status"] == float64(200) &&
+				strings.HasPrefix(fmt.Sprint(l["requestPrincipal"]), "https://accounts.google.com/") {
 				named = true
 			}
 		}
 		if !named {
-			t.Errorf("no access log line with serviceAccount %s and status 200:\n%s", reporter, logs.String())
+			t.Errorf("no access line with serviceAccount %s, a Google request principal and status 200:\n%s", reporter, logs.String())
 		}
 		if s := logs.String(); strings.Contains(s, valid) {
 			t.Error("the log holds a service account's ID token")

@@ -1,97 +1,18 @@
 package backend
 
 import (
-	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	gidtoken "cloud.google.com/go/auth/credentials/idtoken"
 	"firebase.google.com/go/v4/auth"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
-
-// headerRequestID is the header Envoy sets on every request it proxies (and
-// propagates), so one id follows a request through gateway and backend logs.
-const headerRequestID = "X-Request-Id"
-
-// maxRequestIDLen bounds an incoming id we adopt; Envoy's are 36-character
-// UUIDs.
-const maxRequestIDLen = 128
-
-const ctxRequestID = "requestId"
-
-// requestID adopts the incoming X-Request-Id when it is sane, otherwise makes
-// one, and echoes it in the response so clients can quote it.
-func requestID(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		id := c.Request().Header.Get(headerRequestID)
-		if !saneRequestID(id) {
-			id = rand.Text()
-		}
-		c.Set(ctxRequestID, id)
-		c.Response().Header().Set(headerRequestID, id)
-		return next(c)
-	}
-}
-
-// saneRequestID accepts short ids of printable ASCII without spaces, so that
-// a client cannot make log lines huge or confusing with its header.
-func saneRequestID(id string) bool {
-	if id == "" || len(id) > maxRequestIDLen {
-		return false
-	}
-	for i := range len(id) {
-		if id[i] <= ' ' || id[i] > '~' {
-			return false
-		}
-	}
-	return true
-}
-
-// logger returns the server's logger with the request's id attached.
-func (s *Server) logger(c echo.Context) *slog.Logger {
-	id, _ := c.Get(ctxRequestID).(string)
-	return s.log.With("requestId", id)
-}
-
-// accessLog logs one line per request: method, path, status, duration, and
-// the user when there is one. Never headers or the query: they may carry
-// credentials.
-func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		if err != nil {
-			c.Error(err) // the response must be written before its status is logged
-		}
-		req := c.Request()
-		attrs := []any{
-			"method", req.Method,
-			"path", req.URL.Path,
-			"status", c.Response().Status,
-			"durationMs", float64(time.Since(start).Microseconds()) / 1000,
-		}
-		if tok, ok := c.Get(ctxToken).(*auth.Token); ok {
-			attrs = append(attrs, "uid", tok.UID)
-		}
-		if m, ok := c.Get(ctxMachine).(machineCaller); ok {
-			attrs = append(attrs, "serviceAccount", m.email)
-		}
-		level := slog.LevelInfo
-		if c.Path() == pathHealthz && c.Response().Status == http.StatusOK {
-			// The kubelet probes every few seconds; a healthy answer is
-			// not news worth paying Cloud Logging for.
-			level = slog.LevelDebug
-		}
-		s.logger(c).Log(req.Context(), level, "request", attrs...)
-		return nil
-	}
-}
 
 const (
 	ctxToken   = "idToken"       // *auth.Token of a user
@@ -143,13 +64,27 @@ func (s *Server) admitMachine(c echo.Context, next echo.HandlerFunc, raw string)
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
 		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: err}
 	case errors.Is(err, errNotAllowed), errors.Is(err, errMachineEmailUnverified):
-		c.Set(ctxMachine, caller) // the access log names the account
+		annotateMachine(c, caller) // the access line names the account refused
 		return &apiError{status: http.StatusForbidden, code: codeCallerNotAllowed, cause: err}
 	case err != nil:
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
 	}
+	annotateMachine(c, caller)
 	c.Set(ctxMachine, caller)
 	return next(c)
+}
+
+// annotateMachine puts the workload on the request's access line: Istio's
+// request.auth.principal (iss/sub, the account's numeric id) and, since
+// nobody reads that, the account's email.
+func annotateMachine(c echo.Context, m machineCaller) {
+	ctx := c.Request().Context()
+	if m.sub != "" {
+		middleware.Annotate(ctx, slog.String(middleware.KeyRequestPrincipal, GoogleIssuer+"/"+m.sub))
+	}
+	if m.email != "" {
+		middleware.Annotate(ctx, slog.String("serviceAccount", m.email))
+	}
 }
 
 func (s *Server) admitUser(c echo.Context, next echo.HandlerFunc, raw string) error {
@@ -163,11 +98,12 @@ func (s *Server) admitUser(c echo.Context, next echo.HandlerFunc, raw string) er
 		// not a reason to let it in.
 		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
 	}
+	// Istio's request.auth.principal: the user, as every hop logs it.
+	middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
 	if verified, _ := tok.Claims["email_verified"].(bool); !verified {
 		// Sign-up is open: anyone can make an account for any address,
 		// so an unverified email proves nothing about who this is. The
 		// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
-		c.Set(ctxToken, tok) // the access log names the user
 		return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
 	}
 	c.Set(ctxToken, tok)

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/stack"
 )
@@ -129,7 +130,9 @@ func runMain(m *testing.M) int {
 		DemoPassword: password,
 		// A service account the policy does not list (e2e/machine_test.go).
 		ExtraServiceAccounts: []string{intruderAccount},
-		Logger:               slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		// As devstack logs: Cloud Logging's shape, with each request's
+		// trace, request id and component on its lines.
+		Logger: logging.New(logs, slog.LevelDebug, "demo-acme"),
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: starting the local stack: %v\nits logs:\n%s", err, logs.String())

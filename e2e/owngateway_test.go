@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
@@ -100,7 +101,7 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 			"https://securetoken.google.com/" + st.ProjectID: o.jwksOrigin + identity.JWKSPath,
 			google.Issuer: st.Google.CertsURL(),
 		},
-		Logger:     slog.New(slog.NewJSONHandler(logTo, nil)),
+		Logger:     logging.New(logTo, slog.LevelInfo, st.ProjectID),
 		Listener:   ln,
 		MeshConfig: mesh,
 		ExtAuthz:   st.APIKeysAddr,

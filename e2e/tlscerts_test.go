@@ -19,6 +19,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/frontend"
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
 	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
@@ -32,7 +33,7 @@ import (
 // crossed by moving a clock or by issuing a certificate with a past NotAfter,
 // never by waiting.
 
-// field reads a dotted path ("peer_certificate.serial") of a JSON line.
+// field reads a dotted path ("peerCertificate.serial") of a JSON line.
 func field(t *testing.T, line, path string) string {
 	t.Helper()
 	var v any
@@ -157,7 +158,7 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 
 	host := hostPort(t, st.IdentityURL)
 	verifier := verifierFor(t, st.ProjectID, host)
-	log := slog.New(slog.NewJSONHandler(e.frontLog, nil))
+	log := logging.New(e.frontLog, slog.LevelInfo, st.ProjectID)
 	// Only the frontend's certificates run on its clock: sessions are
 	// checked against the emulator's tokens in real time.
 	if e.frontCerts, err = tlsdir.Open(tlsdir.Config{Dir: e.clientDir, Logger: log, Now: e.feClock.Now}); err != nil {
@@ -270,7 +271,7 @@ func (e *certEnv) servedSerial(t *testing.T) string {
 // it from an internal address.
 func (e *certEnv) requestLine(t *testing.T, id string) string {
 	t.Helper()
-	return e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"msg":"request"`, `"request_id":"`+id+`"`))
+	return e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"message":"request"`, `"requestId":"`+id+`"`))
 }
 
 func TestCertificateRotationWithoutRestart(t *testing.T) {
@@ -293,8 +294,8 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 			if !before.showsSecret() {
 				t.Fatalf("before the rotation the page does not show the secret:\n%s", before.body)
 			}
-			if got, want := field(t, e.requestLine(t, before.id), "peer_serial"), tlsdir.Serial(e.client.Cert); got != want {
-				t.Fatalf("before the rotation the gateway logged peer_serial %s, want the first client certificate's %s", got, want)
+			if got, want := field(t, e.requestLine(t, before.id), "peerSerial"), tlsdir.Serial(e.client.Cert); got != want {
+				t.Fatalf("before the rotation the gateway logged peerSerial %s, want the first client certificate's %s", got, want)
 			}
 
 			switch tt.side {
@@ -311,12 +312,12 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 				// kept-alive connection would carry the old one until it
 				// closed.
 				line := e.requestLine(t, after.id)
-				if got, want := field(t, line, "peer_serial"), tlsdir.Serial(next.Cert); got != want {
-					t.Errorf("after the rotation the gateway logged peer_serial %s, want the new client certificate's %s (the old was %s)",
+				if got, want := field(t, line, "peerSerial"), tlsdir.Serial(next.Cert); got != want {
+					t.Errorf("after the rotation the gateway logged peerSerial %s, want the new client certificate's %s (the old was %s)",
 						got, want, tlsdir.Serial(e.client.Cert))
 				}
-				if got, want := field(t, line, "peer_not_after"), next.Cert.NotAfter.UTC().Format(time.RFC3339); got != want {
-					t.Errorf("after the rotation the gateway logged peer_not_after %s, want %s", got, want)
+				if got, want := field(t, line, "peerNotAfter"), next.Cert.NotAfter.UTC().Format(time.RFC3339); got != want {
+					t.Errorf("after the rotation the gateway logged peerNotAfter %s, want %s", got, want)
 				}
 				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("tls material reloaded", tlsdir.Serial(next.Cert)))
 
@@ -381,13 +382,13 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
 				line := e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", tlsdir.Serial(e.client.Cert)))
 				for path, want := range map[string]string{
-					"level":                       "WARN",
-					"reason":                      "client_certificate_expired",
-					"sni":                         env.gatewayServerName,
-					"peer_certificate.subject":    "CN=frontend",
-					"peer_certificate.sans":       pki.DefaultClientURI,
-					"peer_certificate.not_after":  e.client.Cert.NotAfter.UTC().Format(time.RFC3339),
-					"peer_certificate.not_before": e.client.Cert.NotBefore.UTC().Format(time.RFC3339),
+					"severity":                  "WARNING",
+					"reason":                    "client_certificate_expired",
+					"sni":                       env.gatewayServerName,
+					"peerCertificate.subject":   "CN=frontend",
+					"peerCertificate.sans":      pki.DefaultClientURI,
+					"peerCertificate.notAfter":  e.client.Cert.NotAfter.UTC().Format(time.RFC3339),
+					"peerCertificate.notBefore": e.client.Cert.NotBefore.UTC().Format(time.RFC3339),
 				} {
 					if got := field(t, line, path); got != want {
 						t.Errorf("gateway log %s = %q, want %q in %s", path, got, want, line)
@@ -403,7 +404,7 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 				file := filepath.Join(e.clientDir, certgen.CertFile)
 				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing("fetching the secret message failed", p.id, file, "has expired and no valid replacement",
 					tlsdir.Serial(e.client.Cert), e.client.Cert.NotAfter.UTC().Format(time.RFC3339)))
-				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing(`"level":"ERROR"`, "has expired and nothing has replaced it", file, tlsdir.Serial(e.client.Cert)))
+				e.frontLog.WaitFor(t, "from the frontend", logtest.Containing(`"severity":"ERROR"`, "has expired and nothing has replaced it", file, tlsdir.Serial(e.client.Cert)))
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
 				if log := e.gatewayLog.String(); strings.Contains(log, "tls handshake failed") {
@@ -423,7 +424,7 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			},
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
 				file := filepath.Join(e.gatewayDir, certgen.CertFile)
-				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"level":"ERROR"`, "has expired and nothing has replaced it", file,
+				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing(`"severity":"ERROR"`, "has expired and nothing has replaced it", file,
 					tlsdir.Serial(e.server.Cert), e.server.Cert.NotAfter.UTC().Format(time.RFC3339)))
 				e.gatewayLog.WaitFor(t, "from the gateway", logtest.Containing("tls handshake failed", file, "has expired"))
 			},
@@ -459,8 +460,8 @@ func TestExpiredCertificatesAreRefusedAndNamed(t *testing.T) {
 			},
 			wantSecret: true,
 			checkGateway: func(t *testing.T, e *certEnv, p page) {
-				if got, want := field(t, e.requestLine(t, p.id), "peer_serial"), tlsdir.Serial(e.client.Cert); got != want {
-					t.Errorf("the gateway logged peer_serial %s, want the last good certificate's %s", got, want)
+				if got, want := field(t, e.requestLine(t, p.id), "peerSerial"), tlsdir.Serial(e.client.Cert); got != want {
+					t.Errorf("the gateway logged peerSerial %s, want the last good certificate's %s", got, want)
 				}
 			},
 		},

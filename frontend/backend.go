@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
@@ -147,7 +148,8 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 		ResponseHeaderTimeout: b.timeout,
 	}
 	client := &http.Client{
-		Transport: transport,
+		// The gateway's access line shares this request's trace and id.
+		Transport: middleware.Transport(transport),
 		Timeout:   b.timeout,
 		// The API does not redirect; if something does, it is an answer,
 		// not a place to send the user's token.
@@ -298,27 +300,28 @@ func (b *Backend) Close() {
 	b.pool.Load().client.CloseIdleConnections()
 }
 
-// Get sends GET path to the gateway with the bearer token (may be empty) and
-// the request id, within the per-request timeout. The caller closes the body.
-func (b *Backend) Get(ctx context.Context, path, idToken, requestID string) (*http.Response, error) {
-	return b.Send(ctx, http.MethodGet, path, nil, idToken, requestID)
+// Get sends GET path to the gateway with the bearer token (may be empty),
+// within the per-request timeout; the request id and trace of ctx go with it
+// (middleware.Transport). The caller closes the body.
+func (b *Backend) Get(ctx context.Context, path, idToken string) (*http.Response, error) {
+	return b.Send(ctx, http.MethodGet, path, nil, idToken)
 }
 
 // Send is Get for any method, as a signed-in user (the management API of
 // the developers' page): a non-nil body is sent as JSON, and path may end in
 // a query.
-func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken, requestID string) (*http.Response, error) {
+func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken string) (*http.Response, error) {
 	path, query, _ := strings.Cut(path, "?")
 	h := http.Header{}
 	if idToken != "" {
 		h.Set("Authorization", "Bearer "+idToken)
 	}
-	return b.send(ctx, method, path, query, body, h, requestID)
+	return b.send(ctx, method, path, query, body, h)
 }
 
 // send is the one request to the gateway: any method, query, JSON body and
 // headers (each replacing the default of the same name).
-func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header, requestID string) (*http.Response, error) {
+func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header) (*http.Response, error) {
 	u := b.base.JoinPath(path)
 	u.RawQuery = rawQuery
 	var rd io.Reader
@@ -338,9 +341,6 @@ func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body 
 	req.Header.Set("Accept", "application/json")
 	for k, vs := range header {
 		req.Header[http.CanonicalHeaderKey(k)] = vs
-	}
-	if requestID != "" {
-		req.Header.Set("X-Request-Id", requestID)
 	}
 	var reused atomic.Bool
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
@@ -393,12 +393,15 @@ type SecureMessage struct {
 	Message string `json:"message"`
 	UID     string `json:"uid"`
 	Email   string `json:"email"`
+	// Hops is what the hops reported of this call (requestpath.go).
+	Hops Hops `json:"-"`
 }
 
 // SecureMessage fetches /api/secure.json as the user whose ID token is given.
 // Failures wrap ErrUnauthorized, ErrForbidden or ErrUnavailable.
-func (b *Backend) SecureMessage(ctx context.Context, idToken, requestID string) (SecureMessage, error) {
-	resp, err := b.Get(ctx, "/api/secure.json", idToken, requestID)
+func (b *Backend) SecureMessage(ctx context.Context, idToken string) (SecureMessage, error) {
+	start := time.Now()
+	resp, err := b.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
 		return SecureMessage{}, err
 	}
@@ -414,6 +417,7 @@ func (b *Backend) SecureMessage(ctx context.Context, idToken, requestID string) 
 	if err := json.Unmarshal(body, &m); err != nil {
 		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
 	}
+	m.Hops = readHops(resp.Header, time.Since(start))
 	return m, nil
 }
 

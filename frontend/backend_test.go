@@ -151,7 +151,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			m, err := b.SecureMessage(context.Background(), "a-token", "req-1")
+			m, err := b.SecureMessage(context.Background(), "a-token")
 			if tt.wantErr == nil {
 				if err != nil || m.Message != "Hello World" {
 					t.Fatalf("SecureMessage: got %+v, %v; want Hello World", m, err)
@@ -180,8 +180,8 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 		}
 		defer b.Close()
 		before := gw.conns.Load()
-		for i := range 5 {
-			if _, err := b.SecureMessage(context.Background(), "a-token", fmt.Sprint("req-", i)); err != nil {
+		for range 5 {
+			if _, err := b.SecureMessage(context.Background(), "a-token"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -215,7 +215,7 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t", "r"); err != nil {
+	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatal(err)
 	}
 	first := gw.lastSerial()
@@ -241,7 +241,7 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 
 	// Established connections keep their certificate; new ones use the new.
 	b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t", "r"); err != nil {
+	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	if got, want := gw.lastSerial(), leaf.Cert.SerialNumber.String(); got != want || got == first {
@@ -296,7 +296,7 @@ func TestBackendCallsAreBoundedByTheTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	_, err = b.SecureMessage(context.Background(), "t", "r")
+	_, err = b.SecureMessage(context.Background(), "t")
 	var ne net.Error
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("a gateway that never answers: got %v, want ErrUnavailable from a timeout", err)

@@ -166,9 +166,10 @@ func TestBrowserSignsInWithTheBundle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Leave the signed-in page first: its module posts a fresh token on
-		// load, which could otherwise land after the cookie set below.
-		if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		// Leave the signed-in page first, once its module has posted its
+		// fresh token (it marks the body): that answer could otherwise land
+		// after the cookie set below and replace it.
+		if err := chromedp.Do(ctx, chromedp.WaitReady(`body[data-session-posted]`), chromedp.Navigate("about:blank")); err != nil {
 			t.Fatal(err)
 		}
 		httpOnly := true

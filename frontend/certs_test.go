@@ -210,7 +210,7 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			_, err = b.SecureMessage(context.Background(), "a-token", "req-1")
+			_, err = b.SecureMessage(context.Background(), "a-token")
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("SecureMessage: %v; want ErrUnavailable", err)
 			}
@@ -250,7 +250,7 @@ func TestBackendPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
 	defer b.Close()
 	get := func(what string) {
 		t.Helper()
-		if _, err := b.SecureMessage(context.Background(), "t", "r"); err != nil {
+		if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}

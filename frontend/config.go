@@ -152,19 +152,19 @@ func (c Config) Validate() error {
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("addr", c.Addr),
-		slog.String("project", c.ProjectID),
-		slog.String("firebase_api_key", c.FirebaseAPIKey),
-		slog.String("firebase_auth_domain", c.FirebaseAuthDomain),
-		slog.String("auth_emulator_host", c.AuthEmulatorHost),
-		slog.Bool("google_sign_in", c.GoogleSignIn),
-		slog.String("gateway_url", redactURL(c.GatewayURL)),
-		slog.String("gateway_server_name", c.GatewayServerName),
-		slog.String("client_tls_dir", c.ClientTLSDir),
-		slog.String("client_tls_cert_file", c.ClientCertFile),
-		slog.String("client_tls_key_file", c.ClientKeyFile), // a path, never the key
-		slog.String("client_tls_ca_file", c.ClientCAFile),
-		slog.String("session_key_file", c.SessionKeyFile), // a path, never the secret
-		slog.Duration("backend_timeout", c.BackendTimeout),
+		slog.String("projectId", c.ProjectID),
+		slog.String("firebaseApiKey", c.FirebaseAPIKey),
+		slog.String("firebaseAuthDomain", c.FirebaseAuthDomain),
+		slog.String("authEmulatorHost", c.AuthEmulatorHost),
+		slog.Bool("googleSignIn", c.GoogleSignIn),
+		slog.String("gatewayUrl", redactURL(c.GatewayURL)),
+		slog.String("gatewayServerName", c.GatewayServerName),
+		slog.String("clientTlsDir", c.ClientTLSDir),
+		slog.String("clientTlsCertFile", c.ClientCertFile),
+		slog.String("clientTlsKeyFile", c.ClientKeyFile), // a path, never the key
+		slog.String("clientTlsCaFile", c.ClientCAFile),
+		slog.String("sessionKeyFile", c.SessionKeyFile), // a path, never the secret
+		slog.String("backendTimeout", c.BackendTimeout.String()),
 	)
 }
 

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/web/components"
 )
 
@@ -92,7 +93,7 @@ func (s *server) createApp(c echo.Context) error {
 	if err != nil || !ok {
 		return orToStart(c, err)
 	}
-	ctx, id := c.Request().Context(), requestID(c)
+	ctx := c.Request().Context()
 	form, err := c.FormParams()
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "That form could not be read. Reload the page and try again.").SetInternal(err)
@@ -105,16 +106,16 @@ func (s *server) createApp(c echo.Context) error {
 	f.Error = checkNewApp(f, d.Products)
 	if f.Error == "" {
 		var created CreatedApp
-		created, err = s.backend.CreateApp(ctx, f.Name, f.Products, dev.token, id)
+		created, err = s.backend.CreateApp(ctx, f.Name, f.Products, dev.token)
 		switch {
 		case err == nil:
-			s.log.InfoContext(ctx, "app created", "app", created.App.ID, "uid", dev.uid, "request_id", id)
+			s.log.InfoContext(ctx, "app created", "app", created.App.ID, "uid", dev.uid)
 			d = s.developersPage(c, dev) // the list now holds the new app
 			d.NewKey = &components.NewKey{AppID: created.App.ID, AppName: created.App.Name, Key: created.Key}
 			return s.renderDevelopers(c, http.StatusCreated, d)
 		case errors.Is(err, ErrAppRefused):
 			f.Error = refusalMessage(err)
-			s.log.InfoContext(ctx, "app refused", "uid", dev.uid, "error", err, "request_id", id)
+			s.log.InfoContext(ctx, "app refused", "uid", dev.uid, middleware.KeyError, err)
 		default:
 			return s.developersFailed(c, d, "We could not create the app.", err)
 		}
@@ -130,15 +131,15 @@ func (s *server) revokeApp(c echo.Context) error {
 	if err != nil || !ok {
 		return orToStart(c, err)
 	}
-	ctx, id, appID := c.Request().Context(), requestID(c), c.Param("id")
-	app, err := s.backend.RevokeApp(ctx, appID, dev.token, id)
+	ctx, appID := c.Request().Context(), c.Param("id")
+	app, err := s.backend.RevokeApp(ctx, appID, dev.token)
 	switch {
 	case errors.Is(err, ErrNoSuchApp):
 		return echo.NewHTTPError(http.StatusNotFound, "There is no such app among yours.").SetInternal(err)
 	case err != nil:
 		return s.developersFailed(c, s.developersPage(c, dev), "We could not revoke the key.", err)
 	}
-	s.log.InfoContext(ctx, "app revoked", "app", app.ID, "uid", dev.uid, "request_id", id)
+	s.log.InfoContext(ctx, "app revoked", "app", app.ID, "uid", dev.uid)
 	return c.Redirect(http.StatusSeeOther, "/developers?revoked="+app.ID)
 }
 
@@ -146,8 +147,8 @@ func (s *server) revokeApp(c echo.Context) error {
 // gateway means the session went stale (the module refreshes it), anything
 // else that the service is unavailable.
 func (s *server) developersFailed(c echo.Context, d components.Developers, title string, err error) error {
-	id := requestID(c)
-	s.log.WarnContext(c.Request().Context(), "developers' page: "+title, "error", err, "request_id", id)
+	id := middleware.RequestID(c.Request().Context())
+	s.log.WarnContext(c.Request().Context(), "developers' page: "+title, middleware.KeyError, err)
 	d.Problem = problemFor(title, err, id)
 	if errors.Is(err, ErrUnauthorized) {
 		d.Shell.Session = components.SessionStale
@@ -205,7 +206,8 @@ func problemFor(title string, err error, requestID string) *components.Problem {
 // hour too) with its quota left. A failed usage call costs only that app's
 // chart; a failed list, the page's Problem.
 func (s *server) developersPage(c echo.Context, dev developer) components.Developers {
-	ctx, id := c.Request().Context(), requestID(c)
+	ctx := c.Request().Context()
+	id := middleware.RequestID(ctx)
 	d := components.Developers{Shell: s.shell(c, components.SessionActive), Email: dev.email}
 	d.CSRF = d.Shell.Client.CSRFToken
 	d.Shell.Title = "Developers · Acme Vault"
@@ -213,10 +215,10 @@ func (s *server) developersPage(c echo.Context, dev developer) components.Develo
 	var products []Product
 	var apps []App
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { products, err = s.backend.Products(gctx, dev.token, id); return err })
-	g.Go(func() (err error) { apps, err = s.backend.Apps(gctx, dev.token, id); return err })
+	g.Go(func() (err error) { products, err = s.backend.Products(gctx, dev.token); return err })
+	g.Go(func() (err error) { apps, err = s.backend.Apps(gctx, dev.token); return err })
 	if err := g.Wait(); err != nil {
-		s.log.WarnContext(ctx, "loading the developers' page", "error", err, "request_id", id)
+		s.log.WarnContext(ctx, "loading the developers' page", middleware.KeyError, err)
 		d.Problem = problemFor("We could not load your apps.", err, id)
 		if errors.Is(err, ErrUnauthorized) {
 			d.Shell.Session = components.SessionStale
@@ -239,9 +241,9 @@ func (s *server) developersPage(c echo.Context, dev developer) components.Develo
 			d.Apps[i].Products = append(d.Apps[i].Products, cmp.Or(names[p], p))
 		}
 		g.Go(func() error {
-			u, err := s.backend.Usage(ctx, a.ID, "24h", dev.token, id)
+			u, err := s.backend.Usage(ctx, a.ID, "24h", dev.token)
 			if err != nil {
-				s.log.WarnContext(ctx, "loading an app's usage", "app", a.ID, "error", err, "request_id", id)
+				s.log.WarnContext(ctx, "loading an app's usage", "app", a.ID, middleware.KeyError, err)
 				d.Apps[i].UsageProblem = "Usage is unavailable right now; reload the page in a minute."
 				return nil
 			}

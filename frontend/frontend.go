@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"firebase.google.com/go/v4/auth"
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/web"
 	"github.com/labstack/echo/v4"
 )
@@ -106,9 +106,15 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
-	e.Use(withRequestID, accessLog(s.log), securityHeaders(contentSecurityPolicy(cfg)))
+	e.Use(middleware.Stack(middleware.Config{
+		Component: "frontend",
+		Logger:    s.log,
+		// The public edge: a client must not choose the id support searches for.
+		TrustRequestID: middleware.TrustNone,
+		// Cloud Run's startup probe (deploy/cloudrun/frontend.yaml).
+		QuietPaths: []string{"/healthz"},
+	})...)
+	e.Use(securityHeaders(contentSecurityPolicy(cfg)))
 	s.routes(e)
-	// The trace middleware runs first, so every log line of a request is
-	// correlated with its Cloud Trace trace.
-	return &Frontend{Handler: logging.Middleware(e), backend: backend}, nil
+	return &Frontend{Handler: e, backend: backend}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"firebase.google.com/go/v4/auth"
 	"github.com/a-h/templ"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/web/components"
 	"github.com/labstack/echo/v4"
 )
@@ -29,7 +30,7 @@ func (s *server) home(c echo.Context) error {
 		h.Shell.Session = components.SessionStale
 		h.SignIn.Restoring = true
 		c.SetCookie(newCookie(r, sessionCookieBase, "", -1))
-		s.log.InfoContext(r.Context(), "session cookie refused", "reason", err, "request_id", requestID(c))
+		s.log.InfoContext(r.Context(), "session cookie refused", middleware.KeyError, err)
 	case err != nil:
 		return sessionRefused(err)
 	case tok != nil:
@@ -57,12 +58,13 @@ func (s *server) home(c echo.Context) error {
 // backend call's, for the caller to branch on.
 func (s *server) secret(c echo.Context, idToken string) (components.Secret, error) {
 	ctx := c.Request().Context()
-	id := requestID(c)
-	m, err := s.backend.SecureMessage(ctx, idToken, id)
+	id := middleware.RequestID(ctx)
+	m, err := s.backend.SecureMessage(ctx, idToken)
 	if err == nil {
-		return components.Secret{Message: m.Message}, nil
+		setServerTiming(c, m.Hops)
+		return components.Secret{Message: m.Message, Path: requestPath(m.Hops, s.now())}, nil
 	}
-	s.log.WarnContext(ctx, "fetching the secret message failed", "error", err, "request_id", id)
+	s.log.WarnContext(ctx, "fetching the secret message failed", middleware.KeyError, err)
 	p := &components.Problem{RequestID: id}
 	switch {
 	case errors.Is(err, ErrUnauthorized):

@@ -295,7 +295,7 @@ func TestRequestLogsCarryTheTraceAndRequestID(t *testing.T) {
 	var line map[string]any
 	for _, l := range strings.Split(strings.TrimSpace(s.logs.String()), "\n") {
 		var m map[string]any
-		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "request" && m["request_id"] == id {
+		if json.Unmarshal([]byte(l), &m) == nil && m["message"] == "request" && m["requestId"] == id {
 			line = m
 		}
 	}
@@ -305,7 +305,8 @@ func TestRequestLogsCarryTheTraceAndRequestID(t *testing.T) {
 	if got, want := line["logging.googleapis.com/trace"], "projects/"+testProject+"/traces/"+traceID; got != want {
 		t.Errorf("trace: got %v, want %s", got, want)
 	}
-	if line["path"] != "/" || line["status"] != float64(200) || line["severity"] != "INFO" {
-		t.Errorf("access log %v: want path / (no query), status 200, severity INFO", line)
+	hr, _ := line["httpRequest"].(map[string]any)
+	if hr["requestUrl"] != s.front.URL+"/?mode=create" || hr["status"] != float64(200) || line["severity"] != "INFO" || line["component"] != "frontend" {
+		t.Errorf("access log %v: want requestUrl %s/?mode=create, status 200, severity INFO, component frontend", line, s.front.URL)
 	}
 }

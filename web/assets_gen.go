@@ -4,6 +4,6 @@ package web
 
 // Content-hashed names of the built assets in static/dist.
 const (
-	signInScript = "signin-f68de444b8dda24d.js"
-	stylesheet   = "app-9ddc6cf4d26ea595.css"
+	signInScript = "signin-f1a5352d2b8cd839.js"
+	stylesheet   = "app-cfe2997f600a6c7d.css"
 )

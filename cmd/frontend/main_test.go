@@ -68,7 +68,7 @@ func TestRunServesThenShutsDownOnCancel(t *testing.T) {
 		t.Fatalf("run after cancel: %v, want a clean shutdown", err)
 	}
 	out := logs.String()
-	for _, want := range []string{`"severity":"INFO"`, `"service":"frontend"`, `"revision":"frontend-00001-abc"`, `"gateway_url":"https://127.0.0.1:9"`} {
+	for _, want := range []string{`"severity":"INFO"`, `"service":"frontend"`, `"revision":"frontend-00001-abc"`, `"gatewayUrl":"https://127.0.0.1:9"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs lack %s:\n%s", want, out)
 		}

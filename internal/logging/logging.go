@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 )
 
 // Keys Cloud Logging lifts out of a JSON log line into the LogEntry.
@@ -86,6 +87,12 @@ func WithAttrs(ctx context.Context, attrs ...slog.Attr) context.Context {
 type traceHandler struct {
 	slog.Handler
 	projectID string
+	// own are the top-level keys the logger already carries (Logger.With):
+	// a context's attrs under the same keys are left out, so that a line
+	// never holds one key twice (local/stack names each component's logger,
+	// and the HTTP layer names the component of each request).
+	own     []string
+	grouped bool
 }
 
 func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
@@ -101,15 +108,26 @@ func (h traceHandler) Handle(ctx context.Context, r slog.Record) error {
 		r.AddAttrs(slog.Bool(keyTraceSampled, t.Sampled))
 	}
 	if as, ok := ctx.Value(attrsKey{}).([]slog.Attr); ok {
-		r.AddAttrs(as...)
+		for _, a := range as {
+			if !slices.Contains(h.own, a.Key) {
+				r.AddAttrs(a)
+			}
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
 func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return traceHandler{Handler: h.Handler.WithAttrs(as), projectID: h.projectID}
+	own := h.own
+	if !h.grouped {
+		own = slices.Clip(own)
+		for _, a := range as {
+			own = append(own, a.Key)
+		}
+	}
+	return traceHandler{Handler: h.Handler.WithAttrs(as), projectID: h.projectID, own: own, grouped: h.grouped}
 }
 
 func (h traceHandler) WithGroup(name string) slog.Handler {
-	return traceHandler{Handler: h.Handler.WithGroup(name), projectID: h.projectID}
+	return traceHandler{Handler: h.Handler.WithGroup(name), projectID: h.projectID, own: h.own, grouped: true}
 }

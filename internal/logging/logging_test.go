@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 )
 
@@ -75,24 +74,6 @@ func TestTraceFromHeaders(t *testing.T) {
 	}
 }
 
-func TestMiddlewareCorrelatesLinesWithTheRequest(t *testing.T) {
-	var buf bytes.Buffer
-	log := New(&buf, slog.LevelInfo, "p")
-	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		log.InfoContext(r.Context(), "handled")
-	}))
-	req := httptest.NewRequest("GET", "/", nil)
-	req.Header.Set("X-Cloud-Trace-Context", "105445aa7843bc8bf206b12000100000/7;o=1")
-	h.ServeHTTP(httptest.NewRecorder(), req)
-	var got map[string]any
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
-		t.Fatal(err)
-	}
-	if got["logging.googleapis.com/trace"] != "projects/p/traces/105445aa7843bc8bf206b12000100000" {
-		t.Fatalf("line %s: want the request's trace", buf.String())
-	}
-}
-
 func TestWithAttrsAddsToEveryLineOfTheContext(t *testing.T) {
 	var buf bytes.Buffer
 	log := New(&buf, slog.LevelInfo, "p")
@@ -117,5 +98,27 @@ func TestWithAttrsAddsToEveryLineOfTheContext(t *testing.T) {
 	}
 	if _, ok := second["requestId"]; ok {
 		t.Errorf("line logged without the context carries its attrs: %s", lines[1])
+	}
+}
+
+func TestAKeyTheLoggerCarriesIsNotRepeatedFromTheContext(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, slog.LevelInfo, "p").With("component", "backend")
+	ctx := WithAttrs(t.Context(), slog.String("component", "backend"), slog.String("requestId", "r-1"))
+	log.InfoContext(ctx, "one")
+	log.WithGroup("g").InfoContext(ctx, "two") // a group's keys are not top-level ones
+
+	lines := bytes.Split(bytes.TrimSpace(buf.Bytes()), []byte("\n"))
+	if len(lines) != 2 {
+		t.Fatalf("want 2 lines, got %q", buf.String())
+	}
+	if n := bytes.Count(lines[0], []byte(`"component"`)); n != 1 {
+		t.Errorf("line holds %d component keys, want 1: %s", n, lines[0])
+	}
+	if !bytes.Contains(lines[0], []byte(`"requestId":"r-1"`)) {
+		t.Errorf("line lost the context's other attrs: %s", lines[0])
+	}
+	if !bytes.Contains(lines[1], []byte(`"requestId":"r-1"`)) {
+		t.Errorf("a grouped logger lost the context's attrs: %s", lines[1])
 	}
 }

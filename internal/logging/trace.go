@@ -58,14 +58,3 @@ func isHex(s string, n int) bool {
 	}
 	return true
 }
-
-// Middleware puts the request's trace into its context, so that every line
-// logged while serving it is correlated with the trace in Cloud Logging.
-func Middleware(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if t, ok := TraceFromHeaders(r.Header); ok {
-			r = r.WithContext(WithTrace(r.Context(), t))
-		}
-		next.ServeHTTP(w, r)
-	})
-}

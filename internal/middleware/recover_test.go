@@ -105,6 +105,13 @@ func TestAbortHandlerIsNotAnError(t *testing.T) {
 			if strings.Contains(sink.String(), "panic: ") {
 				t.Fatalf("an aborted response was logged as a panic:\n%s", sink.String())
 			}
+			if form == "net/http" {
+				// The gateway resets HTTP/2 streams so: no status was sent.
+				line := sink.wait(t, "request")
+				if hr, _ := line[KeyHTTPRequest].(map[string]any); hr["status"] != float64(0) {
+					t.Errorf("the aborted response's access line has status %v, want 0 (none sent): %v", hr["status"], line)
+				}
+			}
 		})
 	}
 }

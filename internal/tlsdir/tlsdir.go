@@ -297,7 +297,7 @@ func (d *Dir) refresh(now time.Time) {
 			d.retryAt = early.notBefore
 		}
 		d.log.Error("tls material rotation refused; keeping the last good one", "dir", d.where,
-			"error", err.Error(), "in_use", CertLogValue(d.cur.Load().cert.Leaf))
+			"error", err.Error(), "inUse", CertLogValue(d.cur.Load().cert.Leaf))
 		return
 	}
 	d.cur.Store(m)
@@ -404,8 +404,8 @@ func CertLogValue(c *x509.Certificate) slog.Value {
 	attrs = append(attrs,
 		slog.String("serial", Serial(c)),
 		slog.String("issuer", c.Issuer.String()),
-		slog.String("not_before", c.NotBefore.UTC().Format(time.RFC3339)),
-		slog.String("not_after", c.NotAfter.UTC().Format(time.RFC3339)),
+		slog.String("notBefore", c.NotBefore.UTC().Format(time.RFC3339)),
+		slog.String("notAfter", c.NotAfter.UTC().Format(time.RFC3339)),
 	)
 	return slog.GroupValue(attrs...)
 }

@@ -340,6 +340,16 @@ func TestUpstreamSeesWhatIstioSendsIt(t *testing.T) {
 			},
 		},
 		{
+			name:   "the trace goes on to the backend in a span of the gateway's own",
+			header: http.Header{"Traceparent": {"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}},
+			check: func(t *testing.T, e echoed) {
+				got := e.Header.Get("Traceparent")
+				if !strings.HasPrefix(got, "00-4bf92f3577b34da6a3ce929d0e0e4736-") || strings.Contains(got, "00f067aa0ba902b7") {
+					t.Errorf("traceparent upstream: got %q, want trace 4bf92f3577b34da6a3ce929d0e0e4736 with a new span id", got)
+				}
+			},
+		},
+		{
 			name:   "x-forwarded-for is the client's address, not what the client claims",
 			header: http.Header{"X-Forwarded-For": {"203.0.113.9"}},
 			check: func(t *testing.T, e echoed) {
@@ -416,10 +426,11 @@ func TestAccessLogHasOneJSONLinePerRequestWithoutSecrets(t *testing.T) {
 		t.Fatalf("access log: got %d lines, want 2:\n%s", len(lines), s.log.String())
 	}
 	type line struct {
-		Method, Path, Reason, Principal string
-		Status                          int
-		RequestPrincipal                string  `json:"request_principal"`
-		Duration                        float64 `json:"duration_ms"`
+		Component, RequestID, Reason, Principal, RequestPrincipal, NormalizedPath string
+		HTTPRequest                                                               struct {
+			RequestMethod, RequestURL, Latency string
+			Status                             int
+		}
 	}
 	var first, second line
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
@@ -428,12 +439,17 @@ func TestAccessLogHasOneJSONLinePerRequestWithoutSecrets(t *testing.T) {
 	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
 		t.Fatal(err)
 	}
-	if first.Method != "GET" || first.Path != "/api/secure.json" || first.Status != 200 || first.Principal != "acme.internal/ns/frontend/sa/frontend" ||
-		first.RequestPrincipal != "https://securetoken.google.com/demo-acme/"+s.uid || first.Reason == "" || first.Duration <= 0 {
-		t.Errorf("first access log line %s: want GET /api/secure.json 200 with both principals, a reason and a duration", lines[0])
+	if first.HTTPRequest.RequestMethod != "GET" || first.NormalizedPath != "/api/secure.json" || first.HTTPRequest.Status != 200 ||
+		first.Principal != "acme.internal/ns/frontend/sa/frontend" || first.RequestPrincipal != "https://securetoken.google.com/demo-acme/"+s.uid ||
+		first.Reason == "" || first.HTTPRequest.Latency == "" || first.Component != "gateway" || first.RequestID == "" {
+		t.Errorf("first access log line %s: want GET /api/secure.json 200 with both principals, a reason, a latency, the component and a request id", lines[0])
 	}
-	if second.Status != 403 || second.Path != "/api/secure.json" || second.Reason == "" {
-		t.Errorf("second access log line %s: want the normalized path, 403 and the denial's reason", lines[1])
+	if !strings.HasSuffix(first.HTTPRequest.RequestURL, "/api/secure.json?code=REDACTED") {
+		t.Errorf("first access log line %s: want the query's code redacted in requestUrl", lines[0])
+	}
+	if second.HTTPRequest.Status != 403 || second.NormalizedPath != "/api/secure.json" || second.Reason == "" ||
+		!strings.HasSuffix(second.HTTPRequest.RequestURL, "/api/healthz/../secure.json") {
+		t.Errorf("second access log line %s: want the path as sent and normalized, 403 and the denial's reason", lines[1])
 	}
 	if strings.Contains(s.log.String(), tok) || strings.Contains(s.log.String(), "zzz") {
 		t.Errorf("access log holds a token:\n%s", s.log.String())

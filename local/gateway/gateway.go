@@ -25,9 +25,7 @@ import (
 	securityv1beta1 "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
-	"github.com/google/uuid"
-
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/gateway/authn"
@@ -186,17 +184,19 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.extAuthz[name] = x
 		g.log.Info("gateway: CUSTOM provider", "name", name, "service", x.target, "address", cfg.ExtAuthz[x.target],
-			"timeout", x.timeout.String(), "fail_open", x.failOpen, "status_on_error", x.statusOnError)
+			"timeout", x.timeout.String(), "failOpen", x.failOpen, "statusOnError", x.statusOnError)
 	}
 	g.transport = cfg.Transport
 	if g.transport == nil {
 		g.transport = NewUpstreamTransport()
 	}
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:      g.rewrite,
-		Transport:    g.transport,
-		ErrorHandler: g.upstreamError,
-		ErrorLog:     slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		Rewrite: g.rewrite,
+		// The backend's access line shares the request's trace and id.
+		Transport:      middleware.Transport(g.transport),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.upstreamError,
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 		// Zero still streams what must stream: ReverseProxy flushes at once
 		// for a response of unknown length or text/event-stream. A response
 		// of known length goes out in one write instead of a flush per copy
@@ -206,7 +206,7 @@ func New(cfg Config) (*Gateway, error) {
 		BufferPool: &bufferPool{},
 	}
 	for from, to := range cfg.JWKSOverride {
-		g.log.Info("gateway: jwksUri overridden for local use", "jwksUri", from, "fetched_from", to)
+		g.log.Info("gateway: jwksUri overridden for local use", "jwksUri", from, "fetchedFrom", to)
 	}
 	return g, nil
 }
@@ -318,9 +318,13 @@ func (g *Gateway) TLSConfig() *tls.Config {
 	return g.listener.tlsConfig()
 }
 
-// Handler is the gateway's HTTP surface, for tests that bring their own
-// server (httptest.NewUnstartedServer with TLSConfig()).
-func (g *Gateway) Handler() http.Handler { return logging.Middleware(g) }
+// Handler is the gateway's HTTP surface behind the shared HTTP layer (request
+// id, trace, access log), for tests that bring their own server
+// (httptest.NewUnstartedServer with TLSConfig()). Bodies stream on unlimited,
+// as Envoy's do.
+func (g *Gateway) Handler() http.Handler {
+	return middleware.Handler(middleware.Config{Component: "gateway", Logger: g.access, BodyLimit: -1}, g)
+}
 
 // Run serves on Config.Listener until ctx ends, then shuts down gracefully.
 func (g *Gateway) Run(ctx context.Context) error {
@@ -355,14 +359,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 // its way out; a caller serving Handler itself calls it when done.
 func (g *Gateway) Close() error { return closeExtAuthz(g.extAuthz) }
 
-// outcome is what the access log records of one request.
+// outcome is what the access log records of one request, beside what the
+// HTTP layer records of every request.
 type outcome struct {
-	status           int
 	reason           string // Envoy's response code details, or the policy decision
 	route, upstream  string
 	principal        string
 	requestPrincipal string
-	reset            bool // the HTTP/2 stream was reset: no status at all
 	// peerSerial and peerNotAfter are the client certificate's, as Envoy's
 	// %DOWNSTREAM_PEER_SERIAL% and %DOWNSTREAM_PEER_CERT_V_END% log them:
 	// which certificate a request came with shows when a rotated one is
@@ -373,59 +376,51 @@ type outcome struct {
 // ServeHTTP runs Envoy's filter chain for a gateway: path normalization
 // (connection manager), jwt_authn, rbac, then the router.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
 	// Before the gateway adds a header of its own: the codec judged the
 	// request as it came.
 	refused := refusedBeforeFilters(r)
+	// The connection manager rewrites XFCC before any filter, so policies
+	// and the backend see only the gateway's own (forwarded.go).
+	r = r.WithContext(r.Context())
+	r.Header = r.Header.Clone()
+	sanitizeSetXFCC(r.Header, r.TLS)
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
 		o.peerSerial, o.peerNotAfter = tlsdir.Serial(leaf), leaf.NotAfter.UTC().Format(time.RFC3339)
 	}
 	w.Header().Set("Server", serverHeader)
-	// An edge Envoy (use_remote_address, as on Istio gateways) keeps the
-	// x-request-id of a request from an internal address (loopback, RFC 1918:
-	// the frontend reaches the ILB from the VPC) and replaces an external
-	// client's with its own.
-	rid := r.Header.Get("X-Request-Id")
-	if ip := remoteIP(r); rid == "" || len(rid) > 128 || !(ip.IsLoopback() || ip.IsPrivate()) {
-		rid = uuid.NewString()
-	}
-	r.Header.Set("X-Request-Id", rid)
-	sw := &statusWriter{ResponseWriter: w}
-	path := "" // logged normalized, never with the query (it may hold a token)
+	// The request id is the HTTP layer's: it keeps an internal client's
+	// x-request-id, as an edge Envoy (use_remote_address) does, and
+	// middleware.Transport passes it on to the backend.
+	path := "" // normalized; the layer logs the URL as the client sent it
 	defer func() {
-		if o.status == 0 && !o.reset {
-			o.status = sw.status()
-		}
-		g.access.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method),
-			slog.String("host", r.Host),
-			slog.String("path", path),
-			slog.Int("status", o.status),
-			slog.String("reason", o.reason),
-			slog.String("principal", o.principal),
-			slog.String("request_principal", o.requestPrincipal),
-			slog.String("peer_serial", o.peerSerial),
-			slog.String("peer_not_after", o.peerNotAfter),
+		attrs := []slog.Attr{
+			slog.String(middleware.KeyReason, o.reason),
+			slog.String(middleware.KeyPrincipal, o.principal),
+			slog.String(middleware.KeyRequestPrincipal, o.requestPrincipal),
+			slog.String("peerSerial", o.peerSerial),
+			slog.String("peerNotAfter", o.peerNotAfter),
 			slog.String("route", o.route),
 			slog.String("upstream", o.upstream),
-			slog.String("request_id", rid),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-		)
+		}
+		if path != "" {
+			attrs = append(attrs, slog.String("normalizedPath", path))
+		}
+		middleware.Annotate(r.Context(), attrs...)
 	}()
 
 	if c := refused; c != nil {
 		o.reason = c.reason
 		if c.status == 0 {
-			o.reset = true
-			// net/http resets an HTTP/2 stream whose handler aborts.
+			// net/http resets an HTTP/2 stream whose handler aborts; the
+			// HTTP layer logs no status, as Envoy logs 0.
 			panic(http.ErrAbortHandler)
 		}
 		if c.close {
-			sw.Header().Set("Connection", "close")
+			w.Header().Set("Connection", "close")
 		}
-		localReply(sw, c.status, c.body, o)
+		localReply(w, c.status, c.body)
 		return
 	}
 
@@ -433,7 +428,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The connection manager's local reply: 400, no body.
 		o.reason = "path_normalization_failed"
-		localReply(sw, http.StatusBadRequest, "", o)
+		localReply(w, http.StatusBadRequest, "")
 		return
 	}
 	path = norm
@@ -448,14 +443,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Method: r.Method, Host: r.Host, Path: norm, Headers: r.Header, Principal: o.principal,
 		Port: int(g.cfg.Port), SourceIP: remoteIP(r),
 	}); ok {
-		in := checkInput{r: r, path: r.URL.RequestURI(), scheme: schemeOf(r), requestID: rid}
+		in := checkInput{r: r, path: r.URL.RequestURI(), scheme: schemeOf(r), requestID: middleware.RequestID(r.Context())}
 		x := g.extAuthz[m.Provider].check(r.Context(), in)
 		if !x.allow {
 			o.reason = x.reason + " (" + m.Rule + ")"
 			for k, vs := range x.header {
-				sw.Header()[k] = vs
+				w.Header()[k] = vs
 			}
-			localReply(sw, x.status, x.body, o)
+			localReply(w, x.status, x.body)
 			return
 		}
 		r = r.Clone(r.Context())
@@ -466,8 +461,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	res, fail := g.authn.Authenticate(r)
 	if fail != nil {
 		o.reason = fail.Reason
-		sw.Header().Set("Www-Authenticate", fail.WWWAuthenticate)
-		localReply(sw, fail.Status, fail.Body, o)
+		w.Header().Set("Www-Authenticate", fail.WWWAuthenticate)
+		localReply(w, fail.Status, fail.Body)
 		return
 	}
 	o.requestPrincipal = res.RequestPrincipal
@@ -491,7 +486,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	o.reason = d.Reason
 	if !d.Allow {
-		localReply(sw, http.StatusForbidden, bodyRBACDenied, o)
+		localReply(w, http.StatusForbidden, bodyRBACDenied)
 		return
 	}
 
@@ -507,7 +502,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt := g.router.find(f)
 	if rt == nil {
 		o.reason = "route_not_found"
-		localReply(sw, http.StatusNotFound, "", o)
+		localReply(w, http.StatusNotFound, "")
 		return
 	}
 	o.route = rt.name
@@ -520,13 +515,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, rt.timeout)
 		defer cancel()
 	}
-	resp := &responseOps{ResponseWriter: sw, ops: []*networking.Headers_HeaderOperations{rt.headers.GetResponse(), dst.headers.GetResponse()},
+	resp := &responseOps{ResponseWriter: w, ops: []*networking.Headers_HeaderOperations{rt.headers.GetResponse(), dst.headers.GetResponse()},
 		extra: extOK.GetResponseHeadersToAdd()}
 	g.proxy.ServeHTTP(resp, r.WithContext(ctx))
 }
 
 // call is what the proxy's Rewrite and ErrorHandler need of one request.
 type call struct {
+	sent    time.Time // when the request went upstream
 	outcome *outcome
 	route   *route
 	dest    *destination
@@ -558,6 +554,15 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 		out.Header.Set("X-Envoy-External-Address", ip)
 	}
 	out.Header.Set("X-Forwarded-Proto", c.facts.scheme)
+	c.sent = time.Now()
+}
+
+// modifyResponse adds what Envoy's router adds to an upstream's response.
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if c, ok := resp.Request.Context().Value(callKey{}).(*call); ok {
+		setUpstreamServiceTime(resp.Header, c.sent)
+	}
+	return nil
 }
 
 // upstreamError is the router's answer when the backend gives none: 504 on
@@ -571,23 +576,22 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		o.reason = "upstream_response_timeout"
-		localReply(w, http.StatusGatewayTimeout, bodyUpstreamTimeout, o)
+		localReply(w, http.StatusGatewayTimeout, bodyUpstreamTimeout)
 	case errors.Is(err, context.Canceled):
-		// The client went away: Envoy logs 0 / downstream_remote_disconnect.
+		// The client went away: Envoy logs 0 / downstream_remote_disconnect;
+		// the HTTP layer logs the 499 of nginx.
 		o.reason = "downstream_remote_disconnect"
-		o.status = 499
 	case errors.As(err, &op) && op.Op == "dial" && errors.Is(err, syscall.ECONNREFUSED):
 		o.reason = "upstream_reset_before_response_started{remote_connection_failure}"
-		localReply(w, http.StatusServiceUnavailable, bodyUpstreamRefused, o)
+		localReply(w, http.StatusServiceUnavailable, bodyUpstreamRefused)
 	default:
 		o.reason = "upstream_reset_before_response_started{connection_failure}"
-		localReply(w, http.StatusServiceUnavailable, bodyUpstreamFailure, o)
+		localReply(w, http.StatusServiceUnavailable, bodyUpstreamFailure)
 	}
 }
 
 // localReply writes one of Envoy's local replies: text/plain, the body as is.
-func localReply(w http.ResponseWriter, status int, body string, o *outcome) {
-	o.status = status
+func localReply(w http.ResponseWriter, status int, body string) {
 	h := w.Header()
 	h.Del("Content-Length")
 	// A content-type already set is ext_authz's, which Envoy applies over
@@ -646,35 +650,6 @@ func (bp *bufferPool) Get() []byte {
 }
 
 func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
-
-// statusWriter remembers the status for the access log.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) status() int {
-	if w.code == 0 {
-		return http.StatusOK
-	}
-	return w.code
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // responseOps applies the route's response header operations to the
 // backend's response just before its header is written.

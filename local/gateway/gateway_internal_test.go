@@ -20,9 +20,11 @@ func TestRequestIDFromAnExternalClientIsReplaced(t *testing.T) {
 			r := httptest.NewRequest("GET", "/%00", nil) // stops at normalization: no engines needed
 			r.RemoteAddr = tt.remote
 			r.Header.Set("X-Request-Id", "client-id")
-			// ServeHTTP sets the id on the request it forwards.
-			g.ServeHTTP(httptest.NewRecorder(), r)
-			got := r.Header.Get("X-Request-Id")
+			// The id the request is served, logged and forwarded under
+			// (middleware.Transport) is the one the answer carries.
+			rec := httptest.NewRecorder()
+			g.Handler().ServeHTTP(rec, r)
+			got := rec.Header().Get("X-Request-Id")
 			if (got == "client-id") != tt.keep {
 				t.Fatalf("x-request-id from %s: got %q, want kept=%v", tt.remote, got, tt.keep)
 			}

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
@@ -198,14 +200,19 @@ func (g *Gateway) handshakeFailed(conn *tls.Conn, err error) {
 	}
 	switch {
 	case len(peers) > 0:
-		attrs = append(attrs, slog.Any("peer_certificate", tlsdir.CertLogValue(peers[0])))
+		// Who the certificate says it is; refused, so not authenticated.
+		attrs = append(attrs, slog.String(middleware.KeyPrincipal, peerPrincipal(&tls.ConnectionState{PeerCertificates: peers})),
+			slog.Any("peerCertificate", tlsdir.CertLogValue(peers[0])))
 	case errors.Is(err, io.EOF):
 		// The client hung up before saying anything: a port probe, most
 		// often, not worth a warning.
 		level = slog.LevelDebug
 	}
-	attrs = append(attrs, slog.String("reason", reason), slog.String("error", err.Error()))
-	g.access.LogAttrs(context.Background(), level, "tls handshake failed", attrs...)
+	attrs = append(attrs, slog.String(middleware.KeyReason, reason), slog.String(middleware.KeyError, err.Error()))
+	// No request, so no HTTP layer: name the component as it does, through
+	// the context, so that a logger already naming it does not repeat it.
+	ctx := logging.WithAttrs(context.Background(), slog.String(middleware.KeyComponent, "gateway"))
+	g.access.LogAttrs(ctx, level, "tls handshake failed", attrs...)
 }
 
 // peerCertificateReason says in a few words why the client's certificate

@@ -21,6 +21,7 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/internal/certgen"
 	"github.com/acme/cloudrun-istio-gke/internal/clocktest"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
@@ -62,7 +63,7 @@ func startCertGateway(t *testing.T, serverValidity func(now time.Time) certgen.V
 		t.Fatal(err)
 	}
 	g.addr = ln.Addr().String()
-	log := slog.New(slog.NewJSONHandler(g.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := logging.New(g.logs, slog.LevelDebug, projectID)
 	gw, err := New(Config{
 		Resources:   rs,
 		Credentials: map[string]string{"api-gateway-mtls": g.dir},
@@ -205,13 +206,13 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 				t.Fatalf("handshake: %v; want the gateway's %q alert", err, tt.wantAlert)
 			}
 			line := g.logs.WaitForJSON(t, "for the refused connection from "+local, func(m map[string]any) bool {
-				return m["msg"] == "tls handshake failed" && m["remote"] == local
+				return m["message"] == "tls handshake failed" && m["remote"] == local
 			})
-			if line["level"] != "WARN" || line["reason"] != tt.wantReason || line["sni"] != gatewayHost ||
+			if line["severity"] != "WARNING" || line["component"] != "gateway" || line["reason"] != tt.wantReason || line["sni"] != gatewayHost ||
 				!strings.Contains(fmt.Sprint(line["error"]), tt.wantError) {
-				t.Errorf("log line %v: want level WARN, reason %q, sni %q and an error containing %q", line, tt.wantReason, gatewayHost, tt.wantError)
+				t.Errorf("log line %v: want severity WARNING, component gateway, reason %q, sni %q and an error containing %q", line, tt.wantReason, gatewayHost, tt.wantError)
 			}
-			peer, _ := line["peer_certificate"].(map[string]any)
+			peer, _ := line["peerCertificate"].(map[string]any)
 			if tt.cert == nil {
 				if peer != nil {
 					t.Errorf("log line names a peer certificate %v; none was presented", peer)
@@ -220,17 +221,20 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 			}
 			c := tt.cert.Cert
 			want := map[string]string{
-				"subject":    c.Subject.String(),
-				"sans":       pki.DefaultClientURI,
-				"serial":     c.SerialNumber.Text(16),
-				"issuer":     c.Issuer.String(),
-				"not_before": c.NotBefore.UTC().Format(time.RFC3339),
-				"not_after":  c.NotAfter.UTC().Format(time.RFC3339),
+				"subject":   c.Subject.String(),
+				"sans":      pki.DefaultClientURI,
+				"serial":    c.SerialNumber.Text(16),
+				"issuer":    c.Issuer.String(),
+				"notBefore": c.NotBefore.UTC().Format(time.RFC3339),
+				"notAfter":  c.NotAfter.UTC().Format(time.RFC3339),
 			}
 			for k, v := range want {
 				if peer[k] != v {
-					t.Errorf("peer_certificate.%s = %v, want %q (line %v)", k, peer[k], v, line)
+					t.Errorf("peerCertificate.%s = %v, want %q (line %v)", k, peer[k], v, line)
 				}
+			}
+			if line["principal"] != strings.TrimPrefix(pki.DefaultClientURI, "spiffe://") {
+				t.Errorf("log line %v: want principal %s, what the refused certificate names", line, pki.DefaultClientURI)
 			}
 		})
 	}
@@ -260,9 +264,9 @@ func TestRefusedHandshakesAreLoggedNamingTheClientCertificate(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 			t.Errorf("GET /api/healthz: %d over %s, want 200 over HTTP/2", resp.StatusCode, resp.Proto)
 		}
-		line := g.logs.WaitForJSON(t, "for the request", func(m map[string]any) bool { return m["msg"] == "request" })
-		if line["peer_serial"] != p.Cert.SerialNumber.Text(16) || line["peer_not_after"] != p.Cert.NotAfter.UTC().Format(time.RFC3339) {
-			t.Errorf("access log line %v: want peer_serial %s and peer_not_after %s", line,
+		line := g.logs.WaitForJSON(t, "for the request", func(m map[string]any) bool { return m["message"] == "request" })
+		if line["peerSerial"] != p.Cert.SerialNumber.Text(16) || line["peerNotAfter"] != p.Cert.NotAfter.UTC().Format(time.RFC3339) {
+			t.Errorf("access log line %v: want peerSerial %s and peerNotAfter %s", line,
 				p.Cert.SerialNumber.Text(16), p.Cert.NotAfter.UTC().Format(time.RFC3339))
 		}
 	})
@@ -292,7 +296,7 @@ func TestAGatewayWithAnExpiredCertificateSaysWhichOne(t *testing.T) {
 			t.Fatalf("handshake %d: %v; want the gateway's internal error alert", i, err)
 		}
 		line := g.logs.WaitForJSON(t, "for the failed handshake from "+local, func(m map[string]any) bool {
-			return m["msg"] == "tls handshake failed" && m["remote"] == local
+			return m["message"] == "tls handshake failed" && m["remote"] == local
 		})
 		for _, w := range []string{file, serial, notAfter, "has expired"} {
 			if !strings.Contains(fmt.Sprint(line["error"]), w) {
@@ -304,7 +308,7 @@ func TestAGatewayWithAnExpiredCertificateSaysWhichOne(t *testing.T) {
 	for l := range strings.Lines(g.logs.String()) {
 		if strings.Contains(l, "has expired and nothing has replaced it") {
 			n++
-			for _, w := range []string{`"level":"ERROR"`, file, serial, notAfter} {
+			for _, w := range []string{`"severity":"ERROR"`, file, serial, notAfter} {
 				if !strings.Contains(l, w) {
 					t.Errorf("expiry line %s: want it to contain %s", l, w)
 				}

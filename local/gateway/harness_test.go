@@ -26,6 +26,7 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/apikeys"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
@@ -192,7 +193,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath, googleCerts: s.google.CertsURL()},
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       slog.New(slog.DiscardHandler),
-		AccessLog:    slog.New(slog.NewJSONHandler(accessLog, nil)),
+		AccessLog:    logging.New(accessLog, slog.LevelInfo, projectID),
 		Listener:     ln,
 		MeshConfig:   mc,
 		ExtAuthz:     map[string]string{apikeysService: o.extAuthzAddr},

@@ -24,7 +24,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 )
 
 // Issuer is the iss of every ID token, as Google's.
@@ -196,5 +196,5 @@ func (g *Google) Handler() http.Handler {
 	mux.Handle(CertsPath, oauth)
 	mux.Handle(DiscoveryPath, oauth)
 	mux.Handle(iamPrefix, oauth)
-	return logging.Middleware(mux)
+	return middleware.Handler(middleware.Config{Component: "google", Logger: g.log}, mux)
 }

@@ -124,7 +124,7 @@ func (g *Google) generateIDToken(w http.ResponseWriter, r *http.Request) {
 		writeAPIError(w, http.StatusInternalServerError, "INTERNAL", "signing the ID token failed")
 		return
 	}
-	g.log.InfoContext(r.Context(), "impersonation", "user", grant.user, "service_account", a.email)
+	g.log.InfoContext(r.Context(), "impersonation", "user", grant.user, "serviceAccount", a.email)
 	writeJSON(w, http.StatusOK, map[string]string{"token": tok})
 }
 

@@ -585,6 +585,9 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 	if !strings.Contains(logged, "accounts:signInWithPassword") || !strings.Contains(logged, `"reason":"INVALID_LOGIN_CREDENTIALS"`) {
 		t.Fatalf("the log has no request lines (so this test would prove nothing):\n%s", logged)
 	}
+	if !strings.Contains(logged, `"httpRequest":{"requestMethod":"POST"`) || !strings.Contains(logged, `"component":"identity"`) {
+		t.Errorf("the request lines are not the shared access lines (httpRequest, component identity):\n%s", logged)
+	}
 	secrets := map[string]string{
 		"a password": pw, "a new password": newPW, "a wrong password": "wrong-Secret", "the API key": apiKey,
 		"a rejected token": "garbage.Secret.token", "a private key": "PRIVATE KEY",

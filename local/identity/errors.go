@@ -3,8 +3,10 @@ package identity
 import (
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
 
@@ -82,10 +84,16 @@ func (e *Emulator) handleError(err error, c echo.Context) {
 			ae.message, ae.status = "Method Not Allowed: this path does not take "+c.Request().Method, "INVALID_ARGUMENT"
 		}
 	default:
-		e.log.ErrorContext(c.Request().Context(), "identity request failed",
-			"method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		e.log.ErrorContext(c.Request().Context(), "identity request failed", middleware.KeyError, err)
 		ae = internalError()
 	}
+	// Identity Toolkit codes (INVALID_LOGIN_CREDENTIALS, ...) and Google's
+	// statuses help debug a sign-in; other messages may quote the request.
+	reason := ae.status
+	if reason == "" {
+		reason = ae.message
+	}
+	middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyReason, reason))
 	body := googleError{Error: googleErrorBody{
 		Code:    ae.code,
 		Message: ae.message,

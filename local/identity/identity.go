@@ -255,7 +255,7 @@ func New(cfg Config) (*Emulator, error) {
 	for _, n := range notice {
 		e.log.Warn("identity state: "+n, "stateDir", cfg.StateDir)
 	}
-	e.log.Info("identity emulator state loaded", "project", e.project, "stateDir", cfg.StateDir,
+	e.log.Info("identity emulator state loaded", "projectId", e.project, "stateDir", cfg.StateDir,
 		"accounts", accounts.len(), "kid", keys.currentKID(), "nextKid", keys.nextKID())
 	return e, nil
 }

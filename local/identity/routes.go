@@ -1,14 +1,12 @@
 package identity
 
 import (
-	"errors"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
 
@@ -24,8 +22,10 @@ func (e *Emulator) Handler() http.Handler {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.HTTPErrorHandler = e.handleError
+	// Pre, so that CORS preflights, refused hosts and unrouted requests are
+	// logged too; the layer's default body limit (1 MiB) is above maxBody.
+	ec.Pre(middleware.Stack(middleware.Config{Component: "identity", Logger: e.log})...)
 	ec.Pre(e.checkHost, e.cors, refuseAdminFromBrowsers)
-	ec.Use(e.accessLog)
 
 	// Client API: what the Firebase JS SDK calls, with ?key=API_KEY.
 	ec.POST(toolkit+`/accounts\:signUp`, e.signUp, requireAPIKey)
@@ -69,7 +69,7 @@ func (e *Emulator) Handler() http.Handler {
 	ec.GET(SessionCookieKeysPath, e.x509)
 	ec.GET("/securetoken.google.com/:project/.well-known/openid-configuration", e.discovery, e.checkProject)
 
-	return logging.Middleware(ec)
+	return ec
 }
 
 // SessionCookieKeysPath is Google's path of the certificates that sign
@@ -168,28 +168,6 @@ func (e *Emulator) checkHost(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		return &apiError{code: http.StatusForbidden, status: "PERMISSION_DENIED",
 			message: "Host " + strconv.Quote(c.Request().Host) + " is not served: name a loopback address, or add the host to identity.Config.AllowedHosts."}
-	}
-}
-
-// accessLog logs method, path (not the query: it carries the API key),
-// status and duration. Bodies, which hold passwords and tokens, never are.
-func (e *Emulator) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		start := time.Now()
-		err := next(c)
-		// Identity Toolkit codes (INVALID_LOGIN_CREDENTIALS, ...) help debug a
-		// sign-in; other messages may quote the request, so they stay out.
-		var reason string
-		if ae := (*apiError)(nil); errors.As(err, &ae) && ae.status == "" {
-			reason = ae.message
-		}
-		if err != nil {
-			c.Error(err)
-		}
-		req := c.Request()
-		e.log.DebugContext(req.Context(), "identity request", "method", req.Method, "path", req.URL.Path,
-			"status", c.Response().Status, "reason", reason, "ms", time.Since(start).Milliseconds())
-		return nil
 	}
 }
 

@@ -28,10 +28,10 @@ func Renew(ctx context.Context, cfg Config, log *slog.Logger) error {
 		b, err := Ensure(cfg)
 		switch {
 		case err != nil:
-			log.Error("dev PKI renewal failed; retrying", "dir", cfg.Dir, "retry_in", retryAfter.String(), "error", err.Error())
+			log.Error("dev PKI renewal failed; retrying", "dir", cfg.Dir, "retryIn", retryAfter.String(), "error", err.Error())
 		default:
 			if len(b.Issued) > 0 {
-				log.Info("dev PKI renewed", "dir", cfg.Dir, "issued", b.Issued, "next_renewal", b.RenewAt.UTC().Format(time.RFC3339))
+				log.Info("dev PKI renewed", "dir", cfg.Dir, "issued", b.Issued, "nextRenewal", b.RenewAt.UTC().Format(time.RFC3339))
 			}
 			wait = max(b.RenewAt.Sub(now()), time.Second)
 		}

@@ -77,6 +77,8 @@ type Account struct {
 type Secret struct {
 	Message string
 	Problem *Problem
+	// Path, when the hops reported it, is shown under the message.
+	Path *RequestPath
 }
 
 // Problem is a failure explained to the user, with the request id they can

@@ -137,6 +137,9 @@ onIdTokenChanged(auth, async (user) => {
   try {
     if (session === 'active') {
       await postSession(user, false); // keep the cookie as fresh as the token
+      // Done: a test (or anything else) that replaces the cookie after this
+      // knows no late answer of ours will overwrite it.
+      document.body.dataset.sessionPosted = 'true';
       return;
     }
     if (!interactive && !mayQuietlyRefresh()) {
