@@ -108,7 +108,7 @@ func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	go grpcSrv.Serve(grpcLn)
 	t.Cleanup(grpcSrv.Stop)
 	gcfg, err := gateway.LocalConfig(rs, gateway.Local{CredentialDir: bundle.GatewayDir,
-		Upstream: mustURL(t, backendSrv.URL).Host, JWKSOrigin: idp.URL, Logger: logger.With("component", "gateway"),
+		Upstream: mustURL(t, backendSrv.URL).Host, JWKS: gateway.KeysAt(rs, idp.URL), Logger: logger.With("component", "gateway"),
 		MeshConfig: mesh, ExtAuthz: grpcLn.Addr().String()})
 	if err != nil {
 		t.Fatal(err)

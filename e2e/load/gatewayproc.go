@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,7 +62,7 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := gateway.LocalConfig(res, gateway.Local{
 		CredentialDir: filepath.Join(stateDir, "pki", "gateway"), Upstream: backendAddr, Logger: log, Listener: ln,
-		JWKS: userKeysAt(res, identityURL), MeshConfig: mesh, ExtAuthz: apikeysAddr,
+		JWKS: gateway.KeysAt(res, identityURL), MeshConfig: mesh, ExtAuthz: apikeysAddr,
 	})
 	if err != nil {
 		ln.Close()
@@ -135,21 +134,4 @@ func (p *GatewayProcess) Stop() error {
 		return err
 	}
 	return p.cmd.Wait()
-}
-
-// userKeysAt maps every issuer in res to identityURL: the emulator serves
-// Google's key paths on its own host. The load tool sends users' tokens only;
-// a workload's Google ID token finds no keys of its issuer there and is
-// refused. (local/identity's JWKSPath is not imported: its benchmarks import
-// this package.)
-func userKeysAt(res *gateway.Resources, identityURL string) map[string]string {
-	m := map[string]string{}
-	for _, ra := range res.RequestAuthentications {
-		for _, r := range ra.Spec.GetJwtRules() {
-			if u, err := url.Parse(r.GetJwksUri()); err == nil {
-				m[r.GetIssuer()] = identityURL + u.EscapedPath()
-			}
-		}
-	}
-	return m
 }

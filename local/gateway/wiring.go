@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -120,4 +121,21 @@ func (c Config) Overrides() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// KeysAt is a Local.JWKS for one stand-in serving every issuer's key path on
+// its own origin, as the identity emulator serves Google's: each jwksUri in rs
+// with its scheme and host replaced by origin's. For callers that are users
+// only (load tools, component tests): a workload's Google ID token finds no
+// key of its issuer there and is refused, as a token of an unknown key is.
+func KeysAt(rs *Resources, origin string) map[string]string {
+	m := map[string]string{}
+	for _, ra := range rs.RequestAuthentications {
+		for _, r := range ra.Spec.GetJwtRules() {
+			if u, err := url.Parse(r.GetJwksUri()); err == nil && r.GetJwksUri() != "" {
+				m[r.GetIssuer()] = strings.TrimSuffix(origin, "/") + u.EscapedPath()
+			}
+		}
+	}
+	return m
 }

@@ -79,3 +79,23 @@ func TestTheRenderedPolicyNamesTheMachineCallersAndTheirAudience(t *testing.T) {
 		t.Errorf("Audiences(Identity Platform) = %q, want %q", got, want)
 	}
 }
+
+func TestKeysAtPutsEveryIssuersKeyPathOnOneOrigin(t *testing.T) {
+	rs, err := Load(filepath.Join("..", "..", "istio"), "demo-acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := KeysAt(rs, "http://127.0.0.1:9099/")
+	want := map[string]string{
+		"https://securetoken.google.com/demo-acme": "http://127.0.0.1:9099/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com",
+		"https://accounts.google.com":              "http://127.0.0.1:9099/oauth2/v3/certs",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("KeysAt = %v, want %v", got, want)
+	}
+	for iss, u := range want {
+		if got[iss] != u {
+			t.Errorf("KeysAt[%s] = %q, want %q", iss, got[iss], u)
+		}
+	}
+}
