@@ -396,7 +396,7 @@ func TestOneDeveloperCannotSeeOrRevokeAnothersApp(t *testing.T) {
 	})
 	t.Run("the gateway route to the service checks the user too: usage of another's app is no such app", func(t *testing.T) {
 		_, bobToken := s.user("bob@example.com")
-		b, err := NewBackend(s.cfg.GatewayURL, gatewayHost, 5*time.Second, mustClientTLS(t, s.cfg.ClientTLSDir))
+		b, err := NewGatewayClient(s.cfg.GatewayURL, gatewayHost, 5*time.Second, mustClientTLS(t, s.cfg.ClientTLSDir))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -497,7 +497,7 @@ func TestManagementAnswersBecomeErrors(t *testing.T) {
 			io.WriteString(w, answer.body)
 		}),
 	})
-	b, err := NewBackend(gwURL, gatewayHost, 5*time.Second, mustClientTLS(t, bundle.FrontendDir))
+	b, err := NewGatewayClient(gwURL, gatewayHost, 5*time.Second, mustClientTLS(t, bundle.FrontendDir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ type server struct {
 	sessionKey []byte // the session cookie's MAC key (binding.go)
 	verifier   Verifier
 	revoker    Revoker
-	backend    *Backend
+	gateway    *GatewayClient
 	log        *slog.Logger
 	now        func() time.Time
 	assets     assetURLs
@@ -65,11 +65,11 @@ type assetURLs struct{ script, stylesheet string }
 // Frontend is the frontend's HTTP handler.
 type Frontend struct {
 	http.Handler
-	backend *Backend
+	gateway *GatewayClient
 }
 
-// Close releases the backend client's idle connections.
-func (f *Frontend) Close() { f.backend.Close() }
+// Close releases the gateway client's idle connections.
+func (f *Frontend) Close() { f.gateway.Close() }
 
 // New validates cfg and returns the frontend's handler.
 func New(cfg Config, deps Deps) (*Frontend, error) {
@@ -83,7 +83,7 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
-	backend, err := NewBackend(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
+	gateway, err := NewGatewayClient(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -92,7 +92,7 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 		sessionKey: sessionKey,
 		verifier:   deps.Verifier,
 		revoker:    deps.Revoker,
-		backend:    backend,
+		gateway:    gateway,
 		log:        deps.Logger,
 		now:        deps.Now,
 		assets:     assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
@@ -116,5 +116,5 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	})...)
 	e.Use(securityHeaders(contentSecurityPolicy(cfg)))
 	s.routes(e)
-	return &Frontend{Handler: e, backend: backend}, nil
+	return &Frontend{Handler: e, gateway: gateway}, nil
 }

@@ -59,7 +59,7 @@ func (s *server) home(c echo.Context) error {
 func (s *server) secret(c echo.Context, idToken string) (components.Secret, error) {
 	ctx := c.Request().Context()
 	id := middleware.RequestID(ctx)
-	m, err := s.backend.SecureMessage(ctx, idToken)
+	m, err := s.gateway.SecureMessage(ctx, idToken)
 	if err == nil {
 		setServerTiming(c, m.Hops)
 		return components.Secret{Message: m.Message, Path: requestPath(m.Hops, s.now())}, nil

@@ -120,7 +120,7 @@ func ensurePKI(t *testing.T, now time.Time) *pki.Bundle {
 	return b
 }
 
-func TestBackendClientSpeaksMutualTLS(t *testing.T) {
+func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	foreign := ensurePKI(t, now)
@@ -146,7 +146,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, tt.creds)
+			b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,7 +174,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	}
 
 	t.Run("requests reuse one HTTP/2 connection", func(t *testing.T) {
-		b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, frontendDir)
+		b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, frontendDir)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	})
 }
 
-func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
+func TestGatewayClientPicksUpARotatedCertificate(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	gw := startMTLSGateway(t, ours)
@@ -210,7 +210,7 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, dir)
+	b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 	}
 }
 
-func TestBackendErrorsFollowTheGatewayStatus(t *testing.T) {
+func TestGatewayClientErrorsFollowTheGatewayStatus(t *testing.T) {
 	tests := []struct {
 		status int
 		want   error
@@ -268,7 +268,7 @@ func TestBackendErrorsFollowTheGatewayStatus(t *testing.T) {
 // discardLogger keeps the expected handshake failures out of test output.
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
 
-func TestBackendCallsAreBoundedByTheTimeout(t *testing.T) {
+func TestGatewayClientCallsAreBoundedByTheTimeout(t *testing.T) {
 	ours := ensurePKI(t, time.Now())
 	dir, err := tlsdir.Open(tlsdir.Config{Dir: ours.GatewayDir})
 	if err != nil {
@@ -291,7 +291,7 @@ func TestBackendCallsAreBoundedByTheTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBackend("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
+	b, err := NewGatewayClient("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
 	if err != nil {
 		t.Fatal(err)
 	}
