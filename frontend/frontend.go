@@ -18,17 +18,11 @@ import (
 	"net/http"
 	"time"
 
-	"firebase.google.com/go/v4/auth"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/web"
 	"github.com/labstack/echo/v4"
 )
-
-// Verifier checks Identity Platform ID tokens; *idtoken.Firebase implements
-// it. Refusals wrap idtoken.ErrInvalidToken.
-type Verifier interface {
-	Verify(ctx context.Context, idToken string) (*auth.Token, error)
-}
 
 // Revoker ends a user's sessions at Identity Platform: their refresh tokens
 // stop working, so no new ID token is minted for them. *auth.Client (the
@@ -39,7 +33,9 @@ type Revoker interface {
 
 // Deps are the frontend's collaborators.
 type Deps struct {
-	Verifier Verifier
+	// Verifier checks Identity Platform ID tokens; refusals wrap
+	// idtoken.ErrInvalidToken.
+	Verifier idtoken.Verifier
 	// Revoker is called at sign-out.
 	Revoker Revoker
 	// GatewayTLS gives the client certificate and gateway CA per connection;
@@ -52,7 +48,7 @@ type Deps struct {
 type server struct {
 	cfg        Config
 	sessionKey []byte // the session cookie's MAC key (binding.go)
-	verifier   Verifier
+	verifier   idtoken.Verifier
 	revoker    Revoker
 	gateway    *GatewayClient
 	log        *slog.Logger
