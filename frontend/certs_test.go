@@ -205,12 +205,12 @@ func TestGatewayClientNamesTheCertificateAtFault(t *testing.T) {
 			if tt.start != nil {
 				start = tt.start
 			}
-			b, err := NewGatewayClient(start(t), gatewayHost, 5*time.Second, tt.creds)
+			gc, err := NewGatewayClient(start(t), gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			_, err = b.SecureMessage(context.Background(), "a-token")
+			defer gc.Close()
+			_, _, err = gc.SecureMessage(context.Background(), "a-token")
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("SecureMessage: %v; want ErrUnavailable", err)
 			}
@@ -243,14 +243,14 @@ func TestGatewayClientPresentsARotatedCertificateFromTheNextRequest(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
+	gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer gc.Close()
 	get := func(what string) {
 		t.Helper()
-		if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+		if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
@@ -388,37 +389,28 @@ func closedBeforeFirstRequest(err error) bool {
 	return strings.Contains(err.Error(), "http2: client conn could not be established")
 }
 
-// SecureMessage is the backend's answer to GET /api/secure.json.
-type SecureMessage struct {
-	Message string `json:"message"`
-	UID     string `json:"uid"`
-	Email   string `json:"email"`
-	// Hops is what the hops reported of this call (requestpath.go).
-	Hops Hops `json:"-"`
-}
-
-// SecureMessage fetches /api/secure.json as the user whose ID token is given.
-// Failures wrap ErrUnauthorized, ErrForbidden or ErrUnavailable.
-func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (SecureMessage, error) {
+// SecureMessage fetches /api/secure.json as the user whose ID token is given,
+// with what the hops reported of the call (requestpath.go). Failures wrap
+// ErrUnauthorized, ErrForbidden or ErrUnavailable.
+func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (backend.SecureMessage, Hops, error) {
 	start := time.Now()
 	resp, err := g.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
-		return SecureMessage{}, err
+		return backend.SecureMessage{}, Hops{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendBody))
 	if err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
 	}
 	if err := statusError(resp.StatusCode); err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
 	}
-	var m SecureMessage
+	var m backend.SecureMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
 	}
-	m.Hops = readHops(resp.Header, time.Since(start))
-	return m, nil
+	return m, readHops(resp.Header, time.Since(start)), nil
 }
 
 // statusError maps a gateway status to the error a user is shown.

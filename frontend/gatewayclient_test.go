@@ -146,12 +146,12 @@ func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, tt.creds)
+			gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			m, err := b.SecureMessage(context.Background(), "a-token")
+			defer gc.Close()
+			m, _, err := gc.SecureMessage(context.Background(), "a-token")
 			if tt.wantErr == nil {
 				if err != nil || m.Message != "Hello World" {
 					t.Fatalf("SecureMessage: got %+v, %v; want Hello World", m, err)
@@ -174,14 +174,14 @@ func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 	}
 
 	t.Run("requests reuse one HTTP/2 connection", func(t *testing.T) {
-		b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, frontendDir)
+		gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, frontendDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer b.Close()
+		defer gc.Close()
 		before := gw.conns.Load()
 		for range 5 {
-			if _, err := b.SecureMessage(context.Background(), "a-token"); err != nil {
+			if _, _, err := gc.SecureMessage(context.Background(), "a-token"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -210,12 +210,12 @@ func TestGatewayClientPicksUpARotatedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
+	gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+	defer gc.Close()
+	if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatal(err)
 	}
 	first := gw.lastSerial()
@@ -240,8 +240,8 @@ func TestGatewayClientPicksUpARotatedCertificate(t *testing.T) {
 	offset.Store(int64(2 * tlsdir.CheckInterval))
 
 	// Established connections keep their certificate; new ones use the new.
-	b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+	gc.Close()
+	if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	if got, want := gw.lastSerial(), leaf.Cert.SerialNumber.String(); got != want || got == first {
@@ -291,12 +291,12 @@ func TestGatewayClientCallsAreBoundedByTheTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewGatewayClient("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
+	gc, err := NewGatewayClient("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	_, err = b.SecureMessage(context.Background(), "t")
+	defer gc.Close()
+	_, _, err = gc.SecureMessage(context.Background(), "t")
 	var ne net.Error
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("a gateway that never answers: got %v, want ErrUnavailable from a timeout", err)
