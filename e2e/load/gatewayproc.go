@@ -21,7 +21,7 @@ import (
 // the backend and the frontend, so its RSS and CPU say nothing about the
 // gateway alone. For those figures the load tool starts a second gateway, in a
 // process of its own, wired to the running stack exactly as devstack wires
-// its own (stack.GatewayConfig), and measures that process.
+// its own (gateway.LocalConfig), and measures that process.
 
 // GatewayChildArg, as the first argument, makes the load tool's binary serve
 // a gateway instead (see ServeGateway).
