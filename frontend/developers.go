@@ -18,7 +18,7 @@ import (
 )
 
 // The developers' page: a signed-in user's apps and API keys, through the
-// management API of the decision service (devapi.go). Handlers fetch and
+// management API of the decision service (managementapi.go). Handlers fetch and
 // shape the data; web/components only renders it.
 
 // maxAppName is the management API's limit, checked here first so the user
