@@ -13,7 +13,10 @@ type SecureMessage struct {
 	Message string `json:"message"`
 	UID     string `json:"uid,omitempty"`
 	Email   string `json:"email,omitempty"`
-	Caller  Caller `json:"caller"`
+	// Caller is always set by this backend; a pointer so that a client
+	// decoding an older answer, without it, writes none back (the frontend
+	// relays this type).
+	Caller *Caller `json:"caller,omitempty"`
 }
 
 // Caller is who called: a person ("user", with their uid and email) or a
@@ -36,10 +39,10 @@ func (s *Server) secure(c echo.Context) error {
 	if tok, ok := userToken(c); ok {
 		email, _ := tok.Claims["email"].(string) // absent for phone or anonymous users
 		msg.UID, msg.Email = tok.UID, email
-		msg.Caller = Caller{Kind: CallerUser, UID: tok.UID, Email: email}
+		msg.Caller = &Caller{Kind: CallerUser, UID: tok.UID, Email: email}
 	} else {
 		m := c.Get(ctxMachine).(machineCaller)
-		msg.Caller = Caller{Kind: CallerServiceAccount, Email: m.email}
+		msg.Caller = &Caller{Kind: CallerServiceAccount, Email: m.email}
 	}
 	// The answer is per caller: no shared cache may keep it.
 	c.Response().Header().Set("Cache-Control", "no-store")

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/e2e/load"
+	"github.com/acme/cloudrun-istio-gke/loadtest"
 )
 
 // freePorts runs every component on a port the kernel picks.
@@ -112,7 +112,7 @@ func BenchmarkStartToReady(b *testing.B) {
 		if sc.Err() != nil || took <= 0 {
 			b.Fatalf("no ready line: %v", sc.Err())
 		}
-		p, err := load.ReadProc(cmd.Process.Pid)
+		p, err := loadtest.ReadProc(cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}
