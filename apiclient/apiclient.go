@@ -74,10 +74,11 @@ type Config struct {
 
 // Client calls the API. It is safe for concurrent use.
 type Client struct {
-	creds   *auth.Credentials
-	http    *http.Client
-	tls     *tlsdir.Dir
-	timeout time.Duration
+	serverName string
+	creds      *auth.Credentials
+	http       *http.Client
+	tls        *tlsdir.Dir
+	timeout    time.Duration
 }
 
 // New finds the credentials and prepares the mutual-TLS transport. It fails
@@ -105,9 +106,10 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		creds:   creds,
-		tls:     cfg.TLS,
-		timeout: cfg.Timeout,
+		serverName: cfg.ServerName,
+		creds:      creds,
+		tls:        cfg.TLS,
+		timeout:    cfg.Timeout,
 		http: &http.Client{
 			Transport: &http.Transport{
 				DialTLSContext:  dialHTTP1(cfg.TLS, cfg.ServerName),
@@ -353,6 +355,9 @@ func (c *Client) Get(ctx context.Context, rawURL string) (*Answer, error) {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
+	// The gateway is reached by IP; its VirtualService routes by host, the
+	// name its certificate carries, as the frontend sends it.
+	req.Host = c.serverName
 	res, err := c.http.Do(req)
 	if err != nil {
 		return nil, c.classify(err)

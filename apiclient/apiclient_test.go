@@ -126,6 +126,12 @@ func (w *world) startGateway(t testing.TB, serverCA, clientCA *certgen.Pair, hos
 		t.Fatal(err)
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.Host != serverName {
+			// The VirtualService routes by host: a request for the IP
+			// the gateway is dialled at finds no route (Envoy's empty 404).
+			rw.WriteHeader(http.StatusNotFound)
+			return
+		}
 		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok {
 			http.Error(rw, "RBAC: access denied", http.StatusForbidden)

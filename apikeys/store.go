@@ -52,7 +52,7 @@ const usageRetention = 24 * time.Hour
 
 // Store holds apps, quota counters and usage. MemoryStore serves one replica;
 // RedisStore shares everything between replicas. Both pass the same test
-// suite (storetest_test.go).
+// suite (TestStores, store_test.go).
 type Store interface {
 	// CreateApp stores a new app.
 	CreateApp(ctx context.Context, a App) error

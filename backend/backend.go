@@ -1,10 +1,13 @@
 // Package backend is the private API that runs on GKE behind the Istio
-// ingress gateway: GET /api/secure.json answers the signed-in user, and
-// GET /api/healthz tells Kubernetes whether to send traffic.
+// ingress gateway: GET /api/secure.json answers its caller — a signed-in user
+// or a workload's service account — and GET /api/healthz tells Kubernetes
+// whether to send traffic.
 //
 // The gateway already demands mTLS and a valid JWT, but the backend trusts no
-// one blindly: it verifies the forwarded bearer token itself (idtoken), so a
-// misconfigured mesh policy does not open the API. It is a library so that
+// one blindly: it verifies the forwarded bearer token itself (a user's with
+// internal/idtoken, a workload's with cloud.google.com/go/auth's validator
+// and the same allowlist as the gateway), so a misconfigured mesh policy does
+// not open the API. It is a library so that
 // cmd/backend, devstack and tests compose it the same way.
 package backend
 
@@ -24,6 +27,7 @@ import (
 type Server struct {
 	cfg      Config
 	verifier idtoken.Verifier
+	machine  *machineVerifier // nil: no workload may call
 	log      *slog.Logger
 	handler  http.Handler
 	// draining is closed once shutdown begins: readiness then fails so that
@@ -32,10 +36,13 @@ type Server struct {
 	drainOnce sync.Once
 }
 
-// New returns the backend for cfg, verifying tokens with verifier and logging
-// to log. cfg should have been validated (ParseConfig does).
+// New returns the backend for cfg, verifying users' tokens with verifier,
+// workloads' Google ID tokens as cfg's Machine fields say, and logging to
+// log. cfg should have been validated (ParseConfig does); New does no I/O.
 func New(cfg Config, verifier idtoken.Verifier, log *slog.Logger) *Server {
 	s := &Server{cfg: cfg, verifier: verifier, log: log, draining: make(chan struct{})}
+	// NewValidator only stores its options: it cannot fail today.
+	s.machine, _ = newMachineVerifier(cfg)
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError

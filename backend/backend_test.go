@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,13 @@ func get(t *testing.T, method, url string, header http.Header) answer {
 	return a
 }
 
+// aliceAnswer is /api/secure.json's answer to the user alice@example.com: the
+// caller, and the uid and email at the top level that existing clients read.
+func aliceAnswer(uid string) map[string]any {
+	return map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com",
+		"caller": map[string]any{"kind": "user", "uid": uid, "email": "alice@example.com"}}
+}
+
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 func TestAPI(t *testing.T) {
@@ -186,11 +194,11 @@ func TestAPI(t *testing.T) {
 		{"health answers without credentials", "GET", "/api/healthz", nil,
 			200, map[string]any{"status": "ok"}, nil},
 		{"the secure message greets the user whose token verifies", "GET", "/api/secure.json", bearer(valid),
-			200, map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"},
+			200, aliceAnswer(uid),
 			map[string]string{"Cache-Control": "no-store", "Content-Type": "application/json"}},
 		{"the bearer scheme is case-insensitive", "GET", "/api/secure.json",
 			http.Header{"Authorization": {"bearer " + valid}},
-			200, map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}, nil},
+			200, aliceAnswer(uid), nil},
 		{"no token is refused with a bearer challenge", "GET", "/api/secure.json", nil,
 			401, unauthenticated, map[string]string{"WWW-Authenticate": `Bearer realm="api"`}},
 		{"another scheme is refused", "GET", "/api/secure.json",
@@ -222,7 +230,7 @@ func TestAPI(t *testing.T) {
 		{"a token only in the query is refused as a second method, not ignored", "GET", "/api/secure.json?access_token=" + valid, nil,
 			400, invalidRequest, nil},
 		{"another query parameter is harmless", "GET", "/api/secure.json?x_access_token=1", bearer(valid),
-			200, map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}, nil},
+			200, aliceAnswer(uid), nil},
 		{"an unknown path is a JSON 404", "GET", "/api/nothing", bearer(valid),
 			404, map[string]any{"error": "not_found", "message": "No such resource."}, nil},
 		{"a write to the secure message is a JSON 405", "POST", "/api/secure.json", bearer(valid),
@@ -279,7 +287,7 @@ func TestASignedOutUserIsRefusedWithinTheRevocationBound(t *testing.T) {
 	}
 	_, ts, _ := newBackend(t, v)
 	uid, tok := st.signIn(t, "alice@example.com", 10*time.Minute)
-	served := map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}
+	served := aliceAnswer(uid)
 	refused := map[string]any{"error": "unauthenticated", "message": "A valid ID token is required."}
 
 	steps := []struct {
@@ -517,7 +525,7 @@ func TestShutdownFailsReadinessAndFinishesInFlightRequests(t *testing.T) {
 
 	close(gate.release)
 	a := <-inflight
-	want := map[string]any{"message": "Hello World", "uid": uid, "email": "alice@example.com"}
+	want := aliceAnswer(uid)
 	if a.status != 200 || !equalJSON(a.body, want) {
 		t.Fatalf("in-flight request during shutdown: got %d %v, want 200 %v", a.status, a.body, want)
 	}
@@ -556,6 +564,12 @@ func TestParseConfig(t *testing.T) {
 		{"a missing project is named", nil, nil, backend.Config{}, "ProjectID is required"},
 		{"a bad address is named", []string{"-project", "p", "-addr", "nowhere"}, nil, backend.Config{}, `Addr "nowhere"`},
 		{"a bad log level is named", []string{"-project", "p"}, map[string]string{"LOG_LEVEL": "LOUD"}, backend.Config{}, "LOG_LEVEL"},
+		{"the machine allowlist and audience come from the environment",
+			[]string{"-project", "p"}, map[string]string{"MACHINE_CALLERS": "reporter@p.iam.gserviceaccount.com, auditor@p.iam.gserviceaccount.com", "API_AUDIENCE": "https://api.internal.example"},
+			backend.Config{Addr: backend.DefaultAddr, ProjectID: "p", Grace: 8 * time.Second, RevocationCheck: 30 * time.Second,
+				MachineCallers: []string{"reporter@p.iam.gserviceaccount.com", "auditor@p.iam.gserviceaccount.com"}, MachineAudience: "https://api.internal.example"}, ""},
+		{"an allowlist without an audience is refused", []string{"-project", "p", "-machine-callers", "reporter@p.iam.gserviceaccount.com"}, nil, backend.Config{}, "MachineAudience is required"},
+		{"a person on the machine allowlist is refused", []string{"-project", "p", "-machine-callers", "ada@example.com", "-machine-audience", "x"}, nil, backend.Config{}, `"ada@example.com" is not a service account's email`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -566,7 +580,7 @@ func TestParseConfig(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("ParseConfig: got (%+v, %v), want (%+v, nil)", got, err, tt.want)
 			}
 		})
@@ -575,14 +589,16 @@ func TestParseConfig(t *testing.T) {
 
 func TestConfigPrintsEveryFieldAndNoSecret(t *testing.T) {
 	var buf bytes.Buffer
-	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second, Drain: 3 * time.Second, RevocationCheck: 30 * time.Second}
+	cfg := backend.Config{Addr: ":8080", ProjectID: "demo-acme", AuthEmulatorHost: "127.0.0.1:9099", Grace: time.Second, Drain: 3 * time.Second, RevocationCheck: 30 * time.Second,
+		MachineCallers: []string{"reporter@demo-acme.iam.gserviceaccount.com"}, MachineAudience: "https://api.internal.example", GoogleCertsURL: "http://127.0.0.1:9300/certs"}
 	logging.New(&buf, slog.LevelInfo, "").Info("config", "config", cfg)
 	var line struct{ Config map[string]string }
 	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{"addr": ":8080", "projectId": "demo-acme",
-		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s", "drain": "3s", "revocationCheck": "30s"}
+		"tokenVerification": "emulator at 127.0.0.1:9099", "logLevel": "INFO", "grace": "1s", "drain": "3s", "revocationCheck": "30s",
+		"machineCallers": "reporter@demo-acme.iam.gserviceaccount.com", "machineAudience": "https://api.internal.example", "googleCertsUrl": "http://127.0.0.1:9300/certs"}
 	if !equalStrings(line.Config, want) {
 		t.Fatalf("config logged as %v, want %v", line.Config, want)
 	}

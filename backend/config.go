@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/config"
@@ -38,6 +40,20 @@ type Config struct {
 	// deleted: each user is looked up in Identity Platform at most once per
 	// this period (idtoken.Config.RevocationCheck).
 	RevocationCheck time.Duration
+	// MachineCallers are the service accounts, by email, whose Google ID
+	// tokens the API accepts: the allowlist of istio/'s machine rule (the
+	// AuthorizationPolicy's request.auth.claims[email] values), which is
+	// their one source — devstack reads it from the rendered policy, and
+	// production passes the same list (MACHINE_CALLERS). Empty: no
+	// workload may call.
+	MachineCallers []string
+	// MachineAudience is the aud those tokens must carry: API_AUDIENCE of
+	// istio/project.env, e.g. "https://api.internal.example".
+	MachineAudience string
+	// GoogleCertsURL is where Google's ID-token keys are fetched; empty means
+	// Google's own (https://www.googleapis.com/oauth2/v3/certs). devstack
+	// points it at local/google.
+	GoogleCertsURL string
 }
 
 // DefaultAddr is where the backend listens when neither -addr nor PORT says
@@ -57,7 +73,12 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	fs.DurationVar(&c.RevocationCheck, "revocation-check", idtoken.DefaultRevocationCheck,
 		"longest a signed-out, disabled or deleted user keeps access (one Identity Platform lookup per user per period)")
+	var callers string
+	fs.StringVar(&callers, "machine-callers", "", "service accounts (emails, comma-separated) whose Google ID tokens may call the API: istio/'s machine allowlist")
+	fs.StringVar(&c.MachineAudience, "machine-audience", "", "audience workloads' Google ID tokens must carry (istio/project.env API_AUDIENCE)")
 	err := config.Parse(fs, args, getenv, map[string]string{
+		"machine-callers":  "MACHINE_CALLERS",
+		"machine-audience": "API_AUDIENCE",
 		"project":          "GOOGLE_CLOUD_PROJECT",
 		"log-level":        "LOG_LEVEL",
 		"drain":            "DRAIN",
@@ -65,6 +86,11 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	})
 	if err != nil {
 		return Config{}, err
+	}
+	for _, e := range strings.Split(callers, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			c.MachineCallers = append(c.MachineCallers, e)
+		}
 	}
 	// Not a flag: the Firebase Admin SDK reads only this variable, and a flag
 	// that disagreed with it would be refused by idtoken.New anyway.
@@ -87,6 +113,17 @@ func (c Config) Validate() error {
 	if c.RevocationCheck <= 0 {
 		errs = append(errs, fmt.Errorf("backend: RevocationCheck %v must be positive: without it a signed-out user keeps access until the token expires (an hour)", c.RevocationCheck))
 	}
+	if len(c.MachineCallers) > 0 && c.MachineAudience == "" {
+		errs = append(errs, errors.New("backend: MachineAudience is required with MachineCallers (-machine-audience or API_AUDIENCE)"))
+	}
+	for _, e := range c.MachineCallers {
+		if at := strings.IndexByte(e, '@'); at <= 0 || !strings.HasSuffix(e, ".gserviceaccount.com") {
+			errs = append(errs, fmt.Errorf("backend: MachineCallers: %q is not a service account's email", e))
+		}
+	}
+	if u, err := url.Parse(c.GoogleCertsURL); c.GoogleCertsURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		errs = append(errs, fmt.Errorf("backend: GoogleCertsURL %q is not an http(s) URL", c.GoogleCertsURL))
+	}
 	if c.Grace <= 0 {
 		errs = append(errs, fmt.Errorf("backend: Grace %v must be positive", c.Grace))
 	}
@@ -108,5 +145,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("grace", c.Grace.String()),
 		slog.String("drain", c.Drain.String()),
 		slog.String("revocationCheck", c.RevocationCheck.String()),
+		slog.String("machineCallers", strings.Join(c.MachineCallers, ",")),
+		slog.String("machineAudience", c.MachineAudience),
+		slog.String("googleCertsUrl", c.GoogleCertsURL),
 	)
 }

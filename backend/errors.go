@@ -15,6 +15,7 @@ const (
 	codeUnauthenticated  = "unauthenticated"    // 401: no valid ID token
 	codeInvalidRequest   = "invalid_request"    // 400: more than one credential (RFC 6750 section 3.1)
 	codeEmailNotVerified = "email_not_verified" // 403: a valid token, but the email is not verified
+	codeCallerNotAllowed = "caller_not_allowed" // 403: a valid workload token for a service account not on the allowlist
 	codeUnavailable      = "unavailable"        // 503: the token could not be checked right now
 	codeNotFound         = "not_found"
 	codeMethod           = "method_not_allowed"
@@ -33,6 +34,7 @@ var messages = map[string]string{
 	codeInvalidRequest:   "Send the ID token once, in a single Authorization: Bearer header, and never in the query string.",
 	codeEmailNotVerified: "Verify your email address first: follow the link in the email you were sent, then sign in again.",
 	codeUnavailable:      "The request could not be authenticated right now; try again.",
+	codeCallerNotAllowed: "This service account may not call the API.",
 	codeNotFound:         "No such resource.",
 	codeMethod:           "Method not allowed.",
 	codeBadRequest:       "Bad request.",

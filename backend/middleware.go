@@ -7,20 +7,26 @@ import (
 	"net/url"
 	"strings"
 
+	gidtoken "cloud.google.com/go/auth/credentials/idtoken"
 	"firebase.google.com/go/v4/auth"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/labstack/echo/v4"
 )
 
-const ctxToken = "idToken"
+const (
+	ctxToken   = "idToken"       // *auth.Token of a user
+	ctxMachine = "machineCaller" // machineCaller of a workload
+)
 
 var errNoBearer = errors.New("no bearer token in Authorization")
 
-// requireUser admits requests whose bearer token verifies, and keeps the
-// verified token for the handler. Every refusal gets the same answer, so it
-// tells an attacker nothing; the reason is logged.
-func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
+// requireCaller admits requests whose bearer token verifies — a person's
+// Identity Platform token, or a workload's Google-signed ID token for a
+// service account on the allowlist — and keeps who called for the handler.
+// Every refusal gets the same answer for its status, so it tells an attacker
+// nothing; the reason is logged.
+func (s *Server) requireCaller(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if err := oneCredential(c.Request()); err != nil {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_request"`)
@@ -33,27 +39,75 @@ func (s *Server) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api"`)
 			return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: errNoBearer}
 		}
-		tok, err := s.verifier.Verify(c.Request().Context(), raw)
-		if errors.Is(err, idtoken.ErrInvalidToken) {
-			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
-			return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: err}
+		if s.machine != nil && issuer(raw) == GoogleIssuer {
+			return s.admitMachine(c, next, raw)
 		}
-		if err != nil {
-			// We could not check the token: not the client's fault, and
-			// not a reason to let it in.
-			return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
-		}
-		// Istio's request.auth.principal: the user, as every hop logs it.
-		middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
-		if verified, _ := tok.Claims["email_verified"].(bool); !verified {
-			// Sign-up is open: anyone can make an account for any address,
-			// so an unverified email proves nothing about who this is. The
-			// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
-			return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
-		}
-		c.Set(ctxToken, tok)
-		return next(c)
+		return s.admitUser(c, next, raw)
 	}
+}
+
+// issuer is the iss of raw, unverified: it only chooses the verifier, which
+// then checks the issuer itself.
+func issuer(raw string) string {
+	p, err := gidtoken.ParsePayload(raw)
+	if err != nil {
+		return ""
+	}
+	return p.Issuer
+}
+
+func (s *Server) admitMachine(c echo.Context, next echo.HandlerFunc, raw string) error {
+	caller, err := s.machine.verify(c.Request().Context(), raw)
+	var invalid invalidToken
+	switch {
+	case errors.As(err, &invalid):
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: err}
+	case errors.Is(err, errNotAllowed), errors.Is(err, errMachineEmailUnverified):
+		annotateMachine(c, caller) // the access line names the account refused
+		return &apiError{status: http.StatusForbidden, code: codeCallerNotAllowed, cause: err}
+	case err != nil:
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
+	}
+	annotateMachine(c, caller)
+	c.Set(ctxMachine, caller)
+	return next(c)
+}
+
+// annotateMachine puts the workload on the request's access line: Istio's
+// request.auth.principal (iss/sub, the account's numeric id) and, since
+// nobody reads that, the account's email.
+func annotateMachine(c echo.Context, m machineCaller) {
+	ctx := c.Request().Context()
+	if m.sub != "" {
+		middleware.Annotate(ctx, slog.String(middleware.KeyRequestPrincipal, GoogleIssuer+"/"+m.sub))
+	}
+	if m.email != "" {
+		middleware.Annotate(ctx, slog.String("serviceAccount", m.email))
+	}
+}
+
+func (s *Server) admitUser(c echo.Context, next echo.HandlerFunc, raw string) error {
+	tok, err := s.verifier.Verify(c.Request().Context(), raw)
+	if errors.Is(err, idtoken.ErrInvalidToken) {
+		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="api", error="invalid_token"`)
+		return &apiError{status: http.StatusUnauthorized, code: codeUnauthenticated, cause: err}
+	}
+	if err != nil {
+		// We could not check the token: not the client's fault, and
+		// not a reason to let it in.
+		return &apiError{status: http.StatusServiceUnavailable, code: codeUnavailable, cause: err}
+	}
+	// Istio's request.auth.principal: the user, as every hop logs it.
+	middleware.Annotate(c.Request().Context(), slog.String(middleware.KeyRequestPrincipal, tok.Issuer+"/"+tok.Subject))
+	if verified, _ := tok.Claims["email_verified"].(bool); !verified {
+		// Sign-up is open: anyone can make an account for any address,
+		// so an unverified email proves nothing about who this is. The
+		// gateway requires the same (istio/authorizationpolicy-gateway.yaml).
+		return &apiError{status: http.StatusForbidden, code: codeEmailNotVerified, cause: errEmailNotVerified}
+	}
+	c.Set(ctxToken, tok)
+	return next(c)
 }
 
 var errEmailNotVerified = errors.New("the token's email_verified claim is not true")
@@ -98,9 +152,10 @@ func hasQueryParam(rawQuery, name string) bool {
 	return false
 }
 
-// userToken is the token requireUser verified.
-func userToken(c echo.Context) *auth.Token {
-	return c.Get(ctxToken).(*auth.Token)
+// userToken is the user's token requireCaller verified, if a user called.
+func userToken(c echo.Context) (*auth.Token, bool) {
+	tok, ok := c.Get(ctxToken).(*auth.Token)
+	return tok, ok
 }
 
 // bearerToken extracts the token from an Authorization header value. The

@@ -25,10 +25,10 @@ type PartnerMessage struct {
 }
 
 // partnerOrUser answers a partner app's call, which carries x-api-app and
-// no token; every other request goes to the user's path (requireUser),
-// which still refuses one with two credentials.
+// no token; every other request goes to the token path (requireCaller: a
+// user or a workload), which still refuses one with two credentials.
 func (s *Server) partnerOrUser(user echo.HandlerFunc) echo.HandlerFunc {
-	users := s.requireUser(user)
+	users := s.requireCaller(user)
 	return func(c echo.Context) error {
 		r := c.Request()
 		apps := r.Header.Values(headerAPIApp)

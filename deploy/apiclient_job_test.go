@@ -23,7 +23,13 @@ const apiclientJob = "deploy/cloudrun/apiclient-job.yaml"
 // misplaced field fails.
 func readAPIClientJob(t *testing.T) *runv1.Job {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot, apiclientJob))
+	return readAPIClientJobAt(t, repoRoot)
+}
+
+// readAPIClientJobAt is readAPIClientJob in the repository copy at root.
+func readAPIClientJobAt(t *testing.T, root string) *runv1.Job {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, apiclientJob))
 	if err != nil {
 		t.Fatal(err)
 	}

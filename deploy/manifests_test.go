@@ -331,10 +331,52 @@ func TestIstioPolicyFitsTheManifests(t *testing.T) {
 			t.Errorf("no route goes to the backend Service %s", backendName)
 		}
 	})
+	t.Run("the backend checks the gateway's machine allowlist and audience", func(t *testing.T) {
+		ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
+		var audiences []string
+		for _, r := range ra.Spec.JwtRules {
+			if r.Issuer == "https://accounts.google.com" {
+				audiences = r.Audiences
+			}
+		}
+		ap := find[istiosec.AuthorizationPolicy](t, m, "AuthorizationPolicy", ingressNamespace, "api-gateway")
+		var allowed []string
+		for _, r := range ap.Spec.Rules {
+			for _, c := range r.When {
+				if c.Key == "request.auth.claims[email]" {
+					allowed = append(allowed, c.Values...)
+				}
+			}
+		}
+		dep := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
+		env := map[string]string{}
+		for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		if len(allowed) == 0 || env["MACHINE_CALLERS"] != strings.Join(allowed, ",") {
+			t.Errorf("backend MACHINE_CALLERS=%q, want the gateway's allowlist %q", env["MACHINE_CALLERS"], allowed)
+		}
+		if len(audiences) != 1 || env["API_AUDIENCE"] != audiences[0] {
+			t.Errorf("backend API_AUDIENCE=%q, want the Google rule's audience %v", env["API_AUDIENCE"], audiences)
+		}
+	})
 	t.Run("the token rules and the principals name this project and the frontend", func(t *testing.T) {
 		project := projectID(t)
 		ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
 		for _, r := range ra.Spec.JwtRules {
+			if r.Issuer == "https://accounts.google.com" {
+				// Workloads' Google ID tokens: the audience the apiclient job asks for.
+				var jobAudience string
+				for _, e := range readAPIClientJob(t).Spec.Template.Spec.Template.Spec.Containers[0].Env {
+					if e.Name == "API_AUDIENCE" {
+						jobAudience = e.Value
+					}
+				}
+				if !slices.Equal(r.Audiences, []string{jobAudience}) {
+					t.Errorf("Google jwt rule audiences %v, want the apiclient job's API_AUDIENCE %q", r.Audiences, jobAudience)
+				}
+				continue
+			}
 			if r.Issuer != "https://securetoken.google.com/"+project || !slices.Equal(r.Audiences, []string{project}) {
 				t.Errorf("jwt rule issuer %q audiences %v, want the issuer and audience of project %s", r.Issuer, r.Audiences, project)
 			}

@@ -177,6 +177,18 @@ func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
 		env[e.Name] = e.Value
 	}
 	gatewayURL, _ := url.Parse(env["GATEWAY_URL"])
+	job := readAPIClientJobAt(t, root)
+	jobTask := job.Spec.Template.Spec.Template.Spec
+	jobEnv := map[string]string{}
+	for _, e := range jobTask.Containers[0].Env {
+		jobEnv[e.Name] = e.Value
+	}
+	var jobSecrets []string
+	for _, v := range jobTask.Volumes {
+		if v.Secret != nil {
+			jobSecrets = append(jobSecrets, v.Secret.SecretName)
+		}
+	}
 	ra := find[istiosec.RequestAuthentication](t, m, "RequestAuthentication", ingressNamespace, "identity-platform-jwt")
 	backend := find[appsv1.Deployment](t, m, "Deployment", apiNamespace, backendName)
 	backendEnv := map[string]string{}
@@ -204,6 +216,11 @@ func checkConfigFollowed(t *testing.T, root string, vars map[string]string) {
 		{"the frontend's secrets are the ones it mounts", "FRONTEND_SECRETS", []string{strings.Join(secretNames, " ")}},
 		{"the frontend's account is the one it runs as", "FRONTEND_SA", []string{tmpl.Spec.ServiceAccountName}},
 		{"the frontend's service is the Cloud Run service", "FRONTEND_SERVICE", []string{run.Name}},
+		{"the apiclient job's secrets are the ones it mounts", "APICLIENT_SECRETS", []string{strings.Join(jobSecrets, " ")}},
+		{"the apiclient job's account is the one it runs as and names", "APICLIENT_SA", []string{jobTask.ServiceAccountName, jobEnv["APICLIENT_SERVICE_ACCOUNT"]}},
+		{"the apiclient job is the Cloud Run job", "APICLIENT_JOB", []string{job.Metadata.Name}},
+		{"the apiclient job runs in the project and region", "PROJECT_ID", []string{job.Metadata.Namespace}},
+		{"the apiclient job runs in the region", "REGION", []string{job.Metadata.Labels["cloud.googleapis.com/location"]}},
 		{"the region is the Cloud Run service's", "REGION", []string{run.Labels["cloud.googleapis.com/location"]}},
 		{"the project is istio/project.env's, the Cloud Run service's and, rendered, the backend's", "PROJECT_ID",
 			[]string{project, run.Namespace, env["GOOGLE_CLOUD_PROJECT"], backendEnv["GOOGLE_CLOUD_PROJECT"]}},

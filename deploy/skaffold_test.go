@@ -208,6 +208,7 @@ func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
 		{"gke", []string{"backend", "apikeys"}, []string{redis}, "kubectl"},
 		{"cloudrun", []string{"frontend"}, nil, "cloudrun"},
 		{"local-cluster", []string{"backend", "frontend", "apikeys"}, []string{redis}, "kubectl"},
+		{"cloudrun-job", []string{"apiclient"}, nil, "cloudrun"},
 	}
 	for _, tt := range tests {
 		t.Run("the "+tt.profile+" profile builds with ko exactly the images its manifests use", func(t *testing.T) {
@@ -250,11 +251,17 @@ func TestSkaffoldProfilesBuildWhatTheyDeploy(t *testing.T) {
 				}
 			}
 			for _, f := range cfg.Manifests.RawYaml {
-				if f != cloudRunService {
-					t.Fatalf("rawYaml %s: only %s is known to this test", f, cloudRunService)
-				}
-				for _, c := range readCloudRunService(t).Spec.Template.Spec.Containers {
-					used[c.Image] = true
+				switch f {
+				case cloudRunService:
+					for _, c := range readCloudRunService(t).Spec.Template.Spec.Containers {
+						used[c.Image] = true
+					}
+				case apiclientJob:
+					for _, c := range readAPIClientJob(t).Spec.Template.Spec.Template.Spec.Containers {
+						used[c.Image] = true
+					}
+				default:
+					t.Fatalf("rawYaml %s: only %s and %s are known to this test", f, cloudRunService, apiclientJob)
 				}
 			}
 			// "auto" is Istio's gateway injection placeholder: istiod sets

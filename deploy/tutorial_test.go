@@ -161,7 +161,7 @@ func TestTutorialUsesFlagsTheCommandsHave(t *testing.T) {
 		}
 	}
 	profiles := map[string]bool{}
-	for _, p := range []string{"gke", "cloudrun", "local-cluster"} {
+	for _, p := range []string{"gke", "cloudrun", "local-cluster", "cloudrun-job"} {
 		profileConfig(t, p) // fails if skaffold.yaml lacks it
 		profiles[p] = true
 	}

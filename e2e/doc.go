@@ -19,5 +19,5 @@
 // them silently. Screenshots go to e2e/testoutput/ (git-ignored).
 //
 // The package has no code besides its tests; the load driver the benchmarks
-// use lives in e2e/load.
+// use lives in loadtest/.
 package e2e

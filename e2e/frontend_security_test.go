@@ -20,9 +20,9 @@ import (
 // Where the frontend's own security rules are written down, for the hostile
 // table's doc column.
 const (
-	docFrontendRelay         = "frontend/proxy.go secureJSON: one credential, verified by the frontend before the gateway, answered in the frontend's own words"
+	docFrontendRelay         = "frontend/securejson.go secureJSON: one credential, verified by the frontend before the gateway, answered in the frontend's own words"
 	docSessionBinding        = "frontend/binding.go: the session cookie carries a MAC with this frontend's key (RFC 6265 section 8.5: cookies do not isolate ports)"
-	docFrontendEmailVerified = "frontend/proxy.go: an unverified email proves nothing while sign-up is open; the frontend asks for verification first"
+	docFrontendEmailVerified = "frontend/securejson.go: an unverified email proves nothing while sign-up is open; the frontend asks for verification first"
 )
 
 // boundSession signs idToken in at the frontend at frontendURL, as the

@@ -121,12 +121,15 @@ func runMain(m *testing.M) int {
 		ProjectID:    "demo-acme",
 		IstioDir:     filepath.Join(root, "istio"),
 		IdentityAddr: "127.0.0.1:0",
+		GoogleAddr:   "127.0.0.1:0",
 		BackendAddr:  "127.0.0.1:0",
 		GatewayAddr:  "127.0.0.1:0",
 		FrontendAddr: "127.0.0.1:0",
 		APIKeysAddr:  "127.0.0.1:0",
 		DemoEmail:    "e2e-demo@example.com",
 		DemoPassword: password,
+		// A service account the policy does not list (e2e/machine_test.go).
+		ExtraServiceAccounts: []string{intruderAccount},
 		// As devstack logs: Cloud Logging's shape, with each request's
 		// trace, request id and component on its lines.
 		Logger: logging.New(logs, slog.LevelDebug, "demo-acme"),

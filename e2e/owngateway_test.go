@@ -16,6 +16,8 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
+	"github.com/acme/cloudrun-istio-gke/local/google"
+	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
 // ownGateway is a second gateway built from the same istio/ resources and
@@ -29,7 +31,7 @@ type ownGateway struct {
 
 type ownGatewayOptions struct {
 	upstream   string        // host:port every route goes to
-	jwksOrigin string        // "" means the shared emulator
+	jwksOrigin string        // origin of the Identity Platform keys; "" means the shared emulator
 	timeout    time.Duration // route timeout replacing istio/'s 10 s; 0 keeps it
 	// jwksTimeout replaces the JWT rules' fetch timeout (Istio's default
 	// 5 s); now is the gateway's clock. Zero values keep the defaults.
@@ -95,11 +97,14 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 	cfg, err := gateway.LocalConfig(rs, gateway.Local{
 		CredentialDir: o.credentialDir,
 		Upstream:      o.upstream,
-		JWKSOrigin:    o.jwksOrigin,
-		Logger:        logging.New(logTo, slog.LevelInfo, st.ProjectID),
-		Listener:      ln,
-		MeshConfig:    mesh,
-		ExtAuthz:      st.APIKeysAddr,
+		JWKS: map[string]string{
+			"https://securetoken.google.com/" + st.ProjectID: o.jwksOrigin + identity.JWKSPath,
+			google.Issuer: st.Google.CertsURL(),
+		},
+		Logger:     logging.New(logTo, slog.LevelInfo, st.ProjectID),
+		Listener:   ln,
+		MeshConfig: mesh,
+		ExtAuthz:   st.APIKeysAddr,
 	})
 	if err != nil {
 		cancel()

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/e2e/load"
+	"github.com/acme/cloudrun-istio-gke/loadtest"
 )
 
 // killAfter is when Cloud Run and Kubernetes (terminationGracePeriodSeconds)
@@ -101,9 +101,9 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 			return p
 		}},
 		{"gateway in a process of its own, its backend slow", func(t *testing.T) *serverUnderTest {
-			p := startServer(t, bins["loadtest"], []string{load.GatewayChildArg, filepath.Join(root, "istio"), st.ProjectID,
-				filepath.Dir(st.PKIDir), slowBackend.Listener.Addr().String(), st.IdentityURL, "", /* no CPU profile */
-				st.APIKeysAddr, filepath.Join(root, "deploy", "istio", "operator.yaml")})
+			p := startServer(t, bins["loadtest"], []string{"serve-gateway", "-istio-dir", filepath.Join(root, "istio"), "-project", st.ProjectID,
+				"-state-dir", filepath.Dir(st.PKIDir), "-backend-addr", slowBackend.Listener.Addr().String(), "-identity-url", st.IdentityURL,
+				"-apikeys-addr", st.APIKeysAddr, "-mesh-config", filepath.Join(root, "deploy", "istio", "operator.yaml")})
 			addr := strings.TrimPrefix(p.waitLine(t, "the gateway's address", func(l string) bool { return strings.HasPrefix(l, "listening ") }), "listening ")
 			p.targets = []shutdownTarget{{component: "gateway", url: "https://" + addr + "/api/secure.json", host: env.gatewayServerName,
 				header: bearer, tls: clientTLS(t, env.clientCertDir, true)}}
@@ -112,7 +112,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 		{"devstack, load on each of its four components", func(t *testing.T) *serverUnderTest {
 			state, password := t.TempDir(), randomString(12)
 			p := startServer(t, bins["devstack"], []string{"-state-dir", state, "-istio-dir", filepath.Join(root, "istio"),
-				"-identity-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0",
+				"-identity-addr", "127.0.0.1:0", "-google-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0",
 				"-frontend-addr", "127.0.0.1:0", "-demo-password", password, "-log-level", "INFO"})
 			urls := map[string]string{}
 			p.waitLine(t, "devstack's ready line", func(l string) bool {
@@ -443,7 +443,7 @@ func (p *serverUnderTest) sigtermUnderLoad(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		outcomes = make([][]load.Outcome, len(p.targets))
+		outcomes = make([][]loadtest.Outcome, len(p.targets))
 		warm     = make(chan int, len(p.targets)) // a target's index once it has 20 answers
 		// Once the process has exited, the load goes on until every target
 		// has been refused since (at once: its listener is gone), so that the
@@ -458,10 +458,10 @@ func (p *serverUnderTest) sigtermUnderLoad(t *testing.T) {
 	defer func() { stopLoad(); loads.Wait() }() // on a failure, too
 	for i, tg := range p.targets {
 		u, _ := url.Parse(tg.url)
-		cfg := load.Config{
+		cfg := loadtest.Config{
 			Target: u, Rate: rate, Workers: conns, Duration: time.Minute, WantStatus: http.StatusOK,
 			NewRequest: tg.request, Client: tg.client(conns),
-			Observe: func(o load.Outcome) {
+			Observe: func(o loadtest.Outcome) {
 				mu.Lock()
 				defer mu.Unlock()
 				outcomes[i] = append(outcomes[i], o)
@@ -477,7 +477,7 @@ func (p *serverUnderTest) sigtermUnderLoad(t *testing.T) {
 			},
 		}
 		loads.Go(func() {
-			if _, err := load.Run(ctx, cfg); err != nil {
+			if _, err := loadtest.Run(ctx, cfg); err != nil {
 				t.Errorf("load on %s: %v", tg.url, err)
 			}
 		})

@@ -308,7 +308,7 @@ func TestCertificateRotationWithoutRestart(t *testing.T) {
 					t.Fatalf("after the rotation the page does not show the secret:\n%s", after.body)
 				}
 				// The frontend moves to new connections for the new
-				// certificate (frontend.Backend); without that, the
+				// certificate (frontend.GatewayClient); without that, the
 				// kept-alive connection would carry the old one until it
 				// closed.
 				line := e.requestLine(t, after.id)

@@ -76,7 +76,7 @@ func keyPair(t *testing.T, p *certgen.Pair) *tls.Certificate {
 // When a handshake with the gateway fails over a certificate, the error the
 // frontend logs says which certificate: the gateway's when the frontend
 // refused it, its own as presented when the gateway refused the connection.
-func TestBackendNamesTheCertificateAtFault(t *testing.T) {
+func TestGatewayClientNamesTheCertificateAtFault(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	ca := devCA(t, ours)
@@ -205,12 +205,12 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 			if tt.start != nil {
 				start = tt.start
 			}
-			b, err := NewBackend(start(t), gatewayHost, 5*time.Second, tt.creds)
+			gc, err := NewGatewayClient(start(t), gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			_, err = b.SecureMessage(context.Background(), "a-token")
+			defer gc.Close()
+			_, _, err = gc.SecureMessage(context.Background(), "a-token")
 			if !errors.Is(err, ErrUnavailable) {
 				t.Fatalf("SecureMessage: %v; want ErrUnavailable", err)
 			}
@@ -233,8 +233,8 @@ func TestBackendNamesTheCertificateAtFault(t *testing.T) {
 
 // A rotated client certificate is presented from the next request on, not
 // only once the kept-alive connection made with the old one happens to
-// close: the Backend moves to a new pool of connections.
-func TestBackendPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
+// close: the gateway client moves to a new pool of connections.
+func TestGatewayClientPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	gw := startMTLSGateway(t, ours)
@@ -243,14 +243,14 @@ func TestBackendPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, dir)
+	gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer gc.Close()
 	get := func(what string) {
 		t.Helper()
-		if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+		if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}

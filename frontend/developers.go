@@ -18,7 +18,7 @@ import (
 )
 
 // The developers' page: a signed-in user's apps and API keys, through the
-// management API of the decision service (devapi.go). Handlers fetch and
+// management API of the decision service (managementapi.go). Handlers fetch and
 // shape the data; web/components only renders it.
 
 // maxAppName is the management API's limit, checked here first so the user
@@ -106,7 +106,7 @@ func (s *server) createApp(c echo.Context) error {
 	f.Error = checkNewApp(f, d.Products)
 	if f.Error == "" {
 		var created CreatedApp
-		created, err = s.backend.CreateApp(ctx, f.Name, f.Products, dev.token)
+		created, err = s.gateway.CreateApp(ctx, f.Name, f.Products, dev.token)
 		switch {
 		case err == nil:
 			s.log.InfoContext(ctx, "app created", "app", created.App.ID, "uid", dev.uid)
@@ -132,7 +132,7 @@ func (s *server) revokeApp(c echo.Context) error {
 		return orToStart(c, err)
 	}
 	ctx, appID := c.Request().Context(), c.Param("id")
-	app, err := s.backend.RevokeApp(ctx, appID, dev.token)
+	app, err := s.gateway.RevokeApp(ctx, appID, dev.token)
 	switch {
 	case errors.Is(err, ErrNoSuchApp):
 		return echo.NewHTTPError(http.StatusNotFound, "There is no such app among yours.").SetInternal(err)
@@ -215,8 +215,8 @@ func (s *server) developersPage(c echo.Context, dev developer) components.Develo
 	var products []Product
 	var apps []App
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) { products, err = s.backend.Products(gctx, dev.token); return err })
-	g.Go(func() (err error) { apps, err = s.backend.Apps(gctx, dev.token); return err })
+	g.Go(func() (err error) { products, err = s.gateway.Products(gctx, dev.token); return err })
+	g.Go(func() (err error) { apps, err = s.gateway.Apps(gctx, dev.token); return err })
 	if err := g.Wait(); err != nil {
 		s.log.WarnContext(ctx, "loading the developers' page", middleware.KeyError, err)
 		d.Problem = problemFor("We could not load your apps.", err, id)
@@ -241,7 +241,7 @@ func (s *server) developersPage(c echo.Context, dev developer) components.Develo
 			d.Apps[i].Products = append(d.Apps[i].Products, cmp.Or(names[p], p))
 		}
 		g.Go(func() error {
-			u, err := s.backend.Usage(ctx, a.ID, "24h", dev.token)
+			u, err := s.gateway.Usage(ctx, a.ID, "24h", dev.token)
 			if err != nil {
 				s.log.WarnContext(ctx, "loading an app's usage", "app", a.ID, middleware.KeyError, err)
 				d.Apps[i].UsageProblem = "Usage is unavailable right now; reload the page in a minute."

@@ -108,7 +108,7 @@ func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	go grpcSrv.Serve(grpcLn)
 	t.Cleanup(grpcSrv.Stop)
 	gcfg, err := gateway.LocalConfig(rs, gateway.Local{CredentialDir: bundle.GatewayDir,
-		Upstream: mustURL(t, backendSrv.URL).Host, JWKSOrigin: idp.URL, Logger: logger.With("component", "gateway"),
+		Upstream: mustURL(t, backendSrv.URL).Host, JWKS: gateway.KeysAt(rs, idp.URL), Logger: logger.With("component", "gateway"),
 		MeshConfig: mesh, ExtAuthz: grpcLn.Addr().String()})
 	if err != nil {
 		t.Fatal(err)
@@ -396,15 +396,15 @@ func TestOneDeveloperCannotSeeOrRevokeAnothersApp(t *testing.T) {
 	})
 	t.Run("the gateway route to the service checks the user too: usage of another's app is no such app", func(t *testing.T) {
 		_, bobToken := s.user("bob@example.com")
-		b, err := NewBackend(s.cfg.GatewayURL, gatewayHost, 5*time.Second, mustClientTLS(t, s.cfg.ClientTLSDir))
+		gc, err := NewGatewayClient(s.cfg.GatewayURL, gatewayHost, 5*time.Second, mustClientTLS(t, s.cfg.ClientTLSDir))
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(b.Close)
-		if _, err := b.Usage(context.Background(), adaApp, "1h", bobToken); !isNoSuchApp(err) {
+		t.Cleanup(gc.Close)
+		if _, err := gc.Usage(context.Background(), adaApp, "1h", bobToken); !isNoSuchApp(err) {
 			t.Errorf("bob reading ada's usage: got %v, want ErrNoSuchApp", err)
 		}
-		if _, err := b.RevokeApp(context.Background(), adaApp, bobToken); !isNoSuchApp(err) {
+		if _, err := gc.RevokeApp(context.Background(), adaApp, bobToken); !isNoSuchApp(err) {
 			t.Errorf("bob revoking ada's app: got %v, want ErrNoSuchApp", err)
 		}
 	})
@@ -497,11 +497,11 @@ func TestManagementAnswersBecomeErrors(t *testing.T) {
 			io.WriteString(w, answer.body)
 		}),
 	})
-	b, err := NewBackend(gwURL, gatewayHost, 5*time.Second, mustClientTLS(t, bundle.FrontendDir))
+	gc, err := NewGatewayClient(gwURL, gatewayHost, 5*time.Second, mustClientTLS(t, bundle.FrontendDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(b.Close)
+	t.Cleanup(gc.Close)
 
 	tests := []struct {
 		name     string
@@ -523,7 +523,7 @@ func TestManagementAnswersBecomeErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			answer.status, answer.body = tt.status, tt.body
-			created, err := b.CreateApp(context.Background(), "Bot", []string{"reports"}, "a-token")
+			created, err := gc.CreateApp(context.Background(), "Bot", []string{"reports"}, "a-token")
 			if got.method != http.MethodPost || got.path != "/api/apikeys/v1/apps" || got.ctype != "application/json" ||
 				got.body != `{"name":"Bot","products":["reports"]}` {
 				t.Errorf("the gateway got %s %s (%s) %s; want POST /api/apikeys/v1/apps with the JSON app", got.method, got.path, got.ctype, got.body)
@@ -548,7 +548,7 @@ func TestManagementAnswersBecomeErrors(t *testing.T) {
 	}
 	t.Run("usage asks for the window in the query", func(t *testing.T) {
 		answer.status, answer.body = 200, `{"minutes":[],"quota":[]}`
-		if _, err := b.Usage(context.Background(), "app_1", "24h", "a-token"); err != nil {
+		if _, err := gc.Usage(context.Background(), "app_1", "24h", "a-token"); err != nil {
 			t.Fatal(err)
 		}
 		if got.path != "/api/apikeys/v1/apps/app_1/usage" || got.query != "window=24h" {

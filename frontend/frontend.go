@@ -18,17 +18,11 @@ import (
 	"net/http"
 	"time"
 
-	"firebase.google.com/go/v4/auth"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/web"
 	"github.com/labstack/echo/v4"
 )
-
-// Verifier checks Identity Platform ID tokens; *idtoken.Firebase implements
-// it. Refusals wrap idtoken.ErrInvalidToken.
-type Verifier interface {
-	Verify(ctx context.Context, idToken string) (*auth.Token, error)
-}
 
 // Revoker ends a user's sessions at Identity Platform: their refresh tokens
 // stop working, so no new ID token is minted for them. *auth.Client (the
@@ -39,7 +33,9 @@ type Revoker interface {
 
 // Deps are the frontend's collaborators.
 type Deps struct {
-	Verifier Verifier
+	// Verifier checks Identity Platform ID tokens; refusals wrap
+	// idtoken.ErrInvalidToken.
+	Verifier idtoken.Verifier
 	// Revoker is called at sign-out.
 	Revoker Revoker
 	// GatewayTLS gives the client certificate and gateway CA per connection;
@@ -52,9 +48,9 @@ type Deps struct {
 type server struct {
 	cfg        Config
 	sessionKey []byte // the session cookie's MAC key (binding.go)
-	verifier   Verifier
+	verifier   idtoken.Verifier
 	revoker    Revoker
-	backend    *Backend
+	gateway    *GatewayClient
 	log        *slog.Logger
 	now        func() time.Time
 	assets     assetURLs
@@ -65,11 +61,11 @@ type assetURLs struct{ script, stylesheet string }
 // Frontend is the frontend's HTTP handler.
 type Frontend struct {
 	http.Handler
-	backend *Backend
+	gateway *GatewayClient
 }
 
-// Close releases the backend client's idle connections.
-func (f *Frontend) Close() { f.backend.Close() }
+// Close releases the gateway client's idle connections.
+func (f *Frontend) Close() { f.gateway.Close() }
 
 // New validates cfg and returns the frontend's handler.
 func New(cfg Config, deps Deps) (*Frontend, error) {
@@ -83,7 +79,7 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
-	backend, err := NewBackend(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
+	gateway, err := NewGatewayClient(cfg.GatewayURL, cfg.GatewayServerName, cfg.BackendTimeout, deps.GatewayTLS)
 	if err != nil {
 		return nil, fmt.Errorf("frontend: %w", err)
 	}
@@ -92,7 +88,7 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 		sessionKey: sessionKey,
 		verifier:   deps.Verifier,
 		revoker:    deps.Revoker,
-		backend:    backend,
+		gateway:    gateway,
 		log:        deps.Logger,
 		now:        deps.Now,
 		assets:     assetURLs{script: web.ScriptURL(), stylesheet: web.StylesheetURL()},
@@ -116,5 +112,5 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	})...)
 	e.Use(securityHeaders(contentSecurityPolicy(cfg)))
 	s.routes(e)
-	return &Frontend{Handler: e, backend: backend}, nil
+	return &Frontend{Handler: e, gateway: gateway}, nil
 }

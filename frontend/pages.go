@@ -59,10 +59,10 @@ func (s *server) home(c echo.Context) error {
 func (s *server) secret(c echo.Context, idToken string) (components.Secret, error) {
 	ctx := c.Request().Context()
 	id := middleware.RequestID(ctx)
-	m, err := s.backend.SecureMessage(ctx, idToken)
+	m, hops, err := s.gateway.SecureMessage(ctx, idToken)
 	if err == nil {
-		setServerTiming(c, m.Hops)
-		return components.Secret{Message: m.Message, Path: requestPath(m.Hops, s.now())}, nil
+		setServerTiming(c, hops)
+		return components.Secret{Message: m.Message, Path: requestPath(hops, s.now())}, nil
 	}
 	s.log.WarnContext(ctx, "fetching the secret message failed", middleware.KeyError, err)
 	p := &components.Problem{RequestID: id}

@@ -44,7 +44,7 @@ func (s *server) partnerAPI(c echo.Context) error {
 	// The key alone; r.Header (with any x-api-app, Authorization, Cookie)
 	// is never copied.
 	h := http.Header{headerAPIKey: {strings.TrimSpace(keys[0])}}
-	resp, err := s.backend.send(r.Context(), r.Method, r.URL.EscapedPath(), r.URL.RawQuery, nil, h)
+	resp, err := s.gateway.send(r.Context(), r.Method, r.URL.EscapedPath(), r.URL.RawQuery, nil, h)
 	if err != nil {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "The API is unavailable right now.").SetInternal(err)
 	}

@@ -56,7 +56,10 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 	}
 	secretPath := filepath.Join(out, "api-gateway-mtls.secret.yaml")
 	for _, want := range []string{secretPath, "kubectl apply -f " + secretPath, "gcloud secrets create frontend-tls-key --data-file=" + filepath.Join(out, "frontend", "tls.key"),
-		"Istio principal acme.internal/ns/frontend/sa/frontend"} {
+		"Istio principal acme.internal/ns/frontend/sa/frontend", "Istio principal acme.internal/ns/jobs/sa/reporter",
+		"gcloud secrets create apiclient-tls-crt --data-file=" + filepath.Join(out, "apiclient", "tls.crt"),
+		"gcloud secrets create apiclient-tls-key --data-file=" + filepath.Join(out, "apiclient", "tls.key"),
+		"gcloud secrets create apiclient-tls-ca --data-file=" + filepath.Join(out, "apiclient", "ca.crt")} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("output does not mention %q:\n%s", want, stdout)
 		}
@@ -82,6 +85,7 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 		t.Fatalf("gateway tls.crt/tls.key from the Secret: %v", err)
 	}
 	fe := readDir(t, filepath.Join(out, "frontend"))
+	mc := readDir(t, filepath.Join(out, "apiclient"))
 	ca := readDir(t, filepath.Join(out, "ca"))
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
@@ -113,6 +117,16 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "the machine caller's certificate chains to the CA as a client with its own SPIFFE ID",
+			cert: mc.Cert, ca: readFile(t, filepath.Join(out, "apiclient", "ca.crt")),
+			opts: x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+			more: func(t *testing.T, c *x509.Certificate) {
+				if len(c.URIs) != 1 || c.URIs[0].String() != "spiffe://acme.internal/ns/jobs/sa/reporter" {
+					t.Errorf("apiclient URI SANs = %v, want [spiffe://acme.internal/ns/jobs/sa/reporter]", c.URIs)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,7 +145,7 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 	}
 
 	t.Run("every private key and the Secret are readable by the owner only", func(t *testing.T) {
-		for _, p := range []string{secretPath, filepath.Join(out, "frontend", "tls.key"), filepath.Join(out, "ca", "tls.key")} {
+		for _, p := range []string{secretPath, filepath.Join(out, "frontend", "tls.key"), filepath.Join(out, "apiclient", "tls.key"), filepath.Join(out, "ca", "tls.key")} {
 			fi, err := os.Stat(p)
 			if err != nil {
 				t.Fatal(err)
@@ -142,16 +156,12 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 		}
 	})
 
-	t.Run("the gateway's Secret and the frontend's files speak mutual TLS to each other", func(t *testing.T) {
+	t.Run("the gateway's Secret and each caller's files speak mutual TLS to each other", func(t *testing.T) {
 		gwDir := t.TempDir()
 		for k, v := range s.Data {
 			os.WriteFile(filepath.Join(gwDir, k), v, 0o600)
 		}
 		gwTLS, err := tlsdir.Open(tlsdir.Config{Dir: gwDir})
-		if err != nil {
-			t.Fatal(err)
-		}
-		feTLS, err := tlsdir.Open(tlsdir.Config{Dir: filepath.Join(out, "frontend")})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -161,15 +171,25 @@ func TestIssuesTheProductionCertificates(t *testing.T) {
 		srv.TLS = gwTLS.ServerConfig(tls.RequireAndVerifyClientCert)
 		srv.StartTLS()
 		defer srv.Close()
-		tr := &http.Transport{DialTLSContext: feTLS.DialTLSContext("api.internal.example"), ForceAttemptHTTP2: true}
-		defer tr.CloseIdleConnections()
-		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(srv.URL)
-		if err != nil {
-			t.Fatalf("GET: %v", err)
-		}
-		defer resp.Body.Close()
-		if body, _ := io.ReadAll(resp.Body); string(body) != "spiffe://acme.internal/ns/frontend/sa/frontend" {
-			t.Errorf("gateway saw client %q, want the frontend's SPIFFE ID", body)
+		for dir, want := range map[string]string{
+			"frontend":  "spiffe://acme.internal/ns/frontend/sa/frontend",
+			"apiclient": "spiffe://acme.internal/ns/jobs/sa/reporter",
+		} {
+			callerTLS, err := tlsdir.Open(tlsdir.Config{Dir: filepath.Join(out, dir)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &http.Transport{DialTLSContext: callerTLS.DialTLSContext("api.internal.example"), ForceAttemptHTTP2: true}
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get(srv.URL)
+			if err != nil {
+				t.Fatalf("GET with %s's files: %v", dir, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			tr.CloseIdleConnections()
+			if string(body) != want {
+				t.Errorf("gateway saw the %s as %q, want %q", dir, body, want)
+			}
 		}
 	})
 }
@@ -236,7 +256,7 @@ func TestFlags(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("run -h: error = %v, want flag.ErrHelp", err)
 		}
-		for _, f := range []string{"-out", "-gateway-ip", "-gateway-host", "-client-uri", "-secret-name", "-namespace", "-ca-dir", "-ca-validity", "-leaf-validity", "-force"} {
+		for _, f := range []string{"-out", "-gateway-ip", "-gateway-host", "-client-uri", "-machine-uri", "-secret-name", "-namespace", "-ca-dir", "-ca-validity", "-leaf-validity", "-force"} {
 			if !strings.Contains(out, "\n  "+f+" ") && !strings.Contains(out, "\n  "+f+"\n") {
 				t.Errorf("-h output does not document %s:\n%s", f, out)
 			}
@@ -269,6 +289,8 @@ func TestFlags(t *testing.T) {
 		{"a run without any gateway name is refused", []string{"-out", "x", "-gateway-host", ""}, "-gateway-ip or -gateway-host"},
 		{"a gateway name that is not a host is refused", []string{"-out", "x", "-gateway-ip", "10.0.0.1/24"}, `"10.0.0.1/24"`},
 		{"a relative client URI is refused", []string{"-out", "x", "-gateway-ip", "10.0.0.1", "-client-uri", "frontend"}, "ClientURI"},
+		{"a machine identity equal to the frontend's is refused", []string{"-out", "x", "-gateway-ip", "10.0.0.1",
+			"-machine-uri", "spiffe://acme.internal/ns/frontend/sa/frontend"}, "MachineURI"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

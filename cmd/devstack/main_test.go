@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/e2e/load"
+	"github.com/acme/cloudrun-istio-gke/loadtest"
 )
 
 // freePorts runs every component on a port the kernel picks.
-var freePorts = []string{"-identity-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0",
+var freePorts = []string{"-identity-addr", "127.0.0.1:0", "-google-addr", "127.0.0.1:0", "-backend-addr", "127.0.0.1:0",
 	"-gateway-addr", "127.0.0.1:0", "-frontend-addr", "127.0.0.1:0", "-apikeys-addr", "127.0.0.1:0"}
 
 func args(t testing.TB) []string {
@@ -43,8 +43,11 @@ func TestRunPrintsOneLinePerComponentThenReadyAndStopsCleanly(t *testing.T) {
 			break
 		}
 	}
-	want := []string{"identity  http://127.0.0.1:", "backend   http://127.0.0.1:", "gateway   https://127.0.0.1:",
-		"frontend  http://127.0.0.1:", "apikeys   grpc://127.0.0.1:", "local     jwksUri https://www.googleapis.com/", "demo user demo@acme.test / ",
+	want := []string{"identity  http://127.0.0.1:", "google    http://127.0.0.1:", "backend   http://127.0.0.1:", "gateway   https://127.0.0.1:",
+		"frontend  http://127.0.0.1:", "apikeys   grpc://127.0.0.1:",
+		"local     issuer https://accounts.google.com: jwksUri https://www.googleapis.com/oauth2/v3/certs → http://127.0.0.1:",
+		"local     issuer https://securetoken.google.com/demo-acme: jwksUri https://www.googleapis.com/", "apiclient ",
+		"call API  GCE_METADATA_HOST=127.0.0.1:", "demo user demo@acme.test / ",
 		"demo key  ak_", "          go run ./cmd/apiclient -url http://127.0.0.1:", "          curl -H 'x-api-key: ak_", "ready"}
 	if len(lines) != len(want) {
 		t.Fatalf("devstack printed %d lines, want %d:\n%s", len(lines), len(want), strings.Join(lines, "\n"))
@@ -72,7 +75,7 @@ func TestHelpDocumentsEveryFlag(t *testing.T) {
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run -h: %v, want flag.ErrHelp", err)
 	}
-	for _, f := range []string{"-state-dir", "-project", "-istio-dir", "-identity-addr", "-backend-addr", "-gateway-addr",
+	for _, f := range []string{"-state-dir", "-project", "-istio-dir", "-identity-addr", "-google-addr", "-backend-addr", "-gateway-addr",
 		"-frontend-addr", "-apikeys-addr", "-mesh-config", "-api-products", "-demo-email", "DEMO_EMAIL", "-demo-password", "DEMO_PASSWORD", "-log-level"} {
 		if !strings.Contains(stderr.String(), f) {
 			t.Errorf("-h does not mention %s:\n%s", f, stderr.String())
@@ -109,7 +112,7 @@ func BenchmarkStartToReady(b *testing.B) {
 		if sc.Err() != nil || took <= 0 {
 			b.Fatalf("no ready line: %v", sc.Err())
 		}
-		p, err := load.ReadProc(cmd.Process.Pid)
+		p, err := loadtest.ReadProc(cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/e2e/load"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
+	"github.com/acme/cloudrun-istio-gke/loadtest"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
 
@@ -149,7 +149,7 @@ func BenchmarkStartToServing(b *testing.B) {
 				resp.Body.Close()
 			}
 		}
-		p, err := load.ReadProc(cmd.Process.Pid)
+		p, err := loadtest.ReadProc(cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -29,3 +29,24 @@ func TestRunRefusesBadFlagsBeforeSendingAnything(t *testing.T) {
 		})
 	}
 }
+
+// TestChildSubcommandsRefuseIncompleteCommandLines checks that the child
+// processes' subcommands name what is missing instead of serving half-wired.
+func TestChildSubcommandsRefuseIncompleteCommandLines(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"serve-gateway", "-project", "demo-acme"}, "serve-gateway: -istio-dir is required"},
+		{[]string{"serve-bare-proxy", "-cert-dir", "pki/gateway"}, "serve-bare-proxy: -backend-addr is required"},
+		{[]string{"serve-bare-proxy", "-cert-dir", "pki/gateway", "-backend-addr", "127.0.0.1:1", "extra"}, `serve-bare-proxy: unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			err := run(t.Context(), tt.args, func(string) string { return "" }, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("run(%q) = %v, want an error containing %q", tt.args, err, tt.want)
+			}
+		})
+	}
+}

@@ -91,6 +91,15 @@ FRONTEND_SA="${FRONTEND_SA_NAME}@${PROJECT_ID}.iam.gserviceaccount.com"
 FRONTEND_SECRETS=(frontend-tls-crt frontend-tls-key frontend-tls-ca)
 FRONTEND_SECRET_FILES=(tls.crt tls.key ca.crt)
 
+# The machine caller (deploy/cloudrun/apiclient-job.yaml): a Cloud Run job
+# running as its own service account, on the gateway's allowlist by email,
+# with its own client certificate from Secret Manager.
+APICLIENT_JOB="${APICLIENT_JOB:-apiclient}"
+APICLIENT_SA_NAME="${APICLIENT_SA_NAME:-reporter}"
+APICLIENT_SA="${APICLIENT_SA_NAME}@${PROJECT_ID}.iam.gserviceaccount.com"
+APICLIENT_SECRETS=(apiclient-tls-crt apiclient-tls-key apiclient-tls-ca)
+APICLIENT_SECRET_FILES=(tls.crt tls.key ca.crt)
+
 # Certificates from `go run ./cmd/certs`: outside the repository, never
 # committed. Keep the CA key (ca/tls.key) safe: it renews the others.
 CERTS_DIR="${CERTS_DIR:-${STATE_DIR}/certs}"

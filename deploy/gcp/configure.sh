@@ -54,6 +54,14 @@ s#^( +serviceAccountName: ).*#\\1${FRONTEND_SA}#
 $(value GOOGLE_CLOUD_PROJECT "${PROJECT_ID}")
 $(value GATEWAY_URL "https://${GATEWAY_IP}")
 $(value FIREBASE_API_KEY "${api_key}")"
+# The machine caller's job: the frontend's egress, its own account.
+edit deploy/cloudrun/apiclient-job.yaml "
+s#^(  namespace: ).*#\\1${PROJECT_ID}#
+s#^(    cloud\\.googleapis\\.com/location: ).*#\\1${REGION}#
+s#^( +)run\\.googleapis\\.com/(vpc-access-connector|network-interfaces): .*#\\1${egress}#
+s#^( +serviceAccountName: ).*#\\1${APICLIENT_SA}#
+$(value APICLIENT_SERVICE_ACCOUNT "${APICLIENT_SA}")
+$(value API_URL "https://${GATEWAY_IP}/api/secure.json")"
 edit skaffold.yaml "s#^( +region: ).*#\\1${REGION}#"
 edit deploy/kubernetes/ingress-gateway/service.yaml \
 	"s#^( +networking\\.gke\\.io/load-balancer-ip-addresses: ).*#\\1${GATEWAY_ADDRESS_NAME}#"

@@ -150,6 +150,34 @@ for i in "${!FRONTEND_SECRETS[@]}"; do
 		--member="serviceAccount:${FRONTEND_SA}" --role=roles/secretmanager.secretAccessor >/dev/null
 done
 
+step "machine caller: service account ${APICLIENT_SA} and its secrets"
+# Certificate directories from before the machine caller existed lack
+# apiclient/: issue it with the same CA, leaving the others as they are.
+if [ ! -d "${CERTS_DIR}/apiclient" ]; then
+	scratch="$(mktemp -d)"
+	(cd "${repo}" && go run ./cmd/certs -out "${scratch}" -ca-dir "${CERTS_DIR}/ca" -gateway-ip "${GATEWAY_IP}" \
+		-gateway-host "${GATEWAY_HOST}" -secret-name "${GATEWAY_SECRET}" -namespace "${GATEWAY_NAMESPACE}" >/dev/null)
+	mv "${scratch}/apiclient" "${CERTS_DIR}/apiclient"
+	rm -rf "${scratch}"
+fi
+if ! exists gcloud iam service-accounts describe "${APICLIENT_SA}"; then
+	# No project role: the metadata server gives a job ID tokens of its own
+	# account without any, and the gateway admits it by email.
+	gcloud iam service-accounts create "${APICLIENT_SA_NAME}" --display-name="apiclient job (calls the private API)"
+fi
+for i in "${!APICLIENT_SECRETS[@]}"; do
+	secret="${APICLIENT_SECRETS[$i]}"
+	file="${CERTS_DIR}/apiclient/${APICLIENT_SECRET_FILES[$i]}"
+	if ! exists gcloud secrets describe "${secret}"; then
+		gcloud secrets create "${secret}" --replication-policy=automatic
+	fi
+	if ! gcloud secrets versions access latest --secret="${secret}" 2>/dev/null | cmp -s - "${file}"; then
+		gcloud secrets versions add "${secret}" --data-file="${file}"
+	fi
+	gcloud secrets add-iam-policy-binding "${secret}" --condition=None --quiet \
+		--member="serviceAccount:${APICLIENT_SA}" --role=roles/secretmanager.secretAccessor >/dev/null
+done
+
 step "Identity Platform: email/password sign-in, authorised domain ${FRONTEND_HOST}"
 token="$(gcloud auth print-access-token)"
 idp() { # METHOD PATH [curl args...]: one call to the Identity Toolkit admin API
@@ -246,5 +274,6 @@ Project ${PROJECT_ID} is ready, and deploy/cloudrun/frontend.yaml holds its valu
 Next (docs/tutorial.md, step 5):
   skaffold run -p gke --default-repo=${IMAGE_REPO}
   skaffold run -p cloudrun --default-repo=${IMAGE_REPO}
+  skaffold run -p cloudrun-job --default-repo=${IMAGE_REPO}   (the machine caller; docs/tutorial.md)
 Frontend URL once deployed: https://${FRONTEND_HOST}
 DONE

@@ -42,7 +42,7 @@ if [ -n "${uid}" ]; then
 fi
 
 step "secrets"
-for secret in "${FRONTEND_SECRETS[@]}" "${TEST_USER_SECRET}"; do
+for secret in "${FRONTEND_SECRETS[@]}" "${APICLIENT_SECRETS[@]}" "${TEST_USER_SECRET}"; do
 	if exists gcloud secrets describe "${secret}"; then
 		gcloud secrets delete "${secret}" --quiet
 	fi
@@ -96,7 +96,7 @@ for role in "${BACKEND_ROLE}" "${FRONTEND_ROLE}"; do
 		gcloud iam roles delete "${role}" --project="${PROJECT_ID}" --quiet >/dev/null
 	fi
 done
-for sa in "${FRONTEND_SA}" "${NODE_SA}"; do
+for sa in "${FRONTEND_SA}" "${APICLIENT_SA}" "${NODE_SA}"; do
 	if exists gcloud iam service-accounts describe "${sa}"; then
 		gcloud iam service-accounts delete "${sa}" --quiet
 	fi

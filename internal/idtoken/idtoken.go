@@ -1,7 +1,8 @@
 // Package idtoken is the one place where this project verifies Identity
 // Platform (Firebase Auth) ID tokens: the frontend when it accepts a session,
-// the backend on every API call. Both depend on the Verifier interface; the
-// Firebase type implements it with the Firebase Admin Go SDK.
+// the backend on every API call, apikeys on every management call. All three
+// depend on the Verifier interface; the Firebase type implements it with the
+// Firebase Admin Go SDK.
 //
 // In production the SDK checks everything itself, the RS256 signature against
 // Google's published keys included. Locally FIREBASE_AUTH_EMULATOR_HOST puts
@@ -55,7 +56,8 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 )
 
-// Verifier is what the frontend and backend depend on; *Firebase implements it.
+// Verifier is what the frontend, the backend and apikeys depend on; *Firebase
+// implements it.
 type Verifier interface {
 	Verify(ctx context.Context, idToken string) (*auth.Token, error)
 }

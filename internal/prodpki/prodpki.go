@@ -1,7 +1,8 @@
-// Package prodpki issues the certificates for the production mTLS hop from
-// the Cloud Run frontend to the Istio ingress gateway, and writes them where
-// each side takes them from: a Kubernetes Secret for the gateway's
-// credentialName, and three files for Secret Manager for the frontend. It is
+// Package prodpki issues the certificates for the production mTLS hops to
+// the Istio ingress gateway — from the Cloud Run frontend and from the machine
+// caller (the apiclient job) — and writes them where each side takes them
+// from: a Kubernetes Secret for the gateway's credentialName, and three files
+// each for Secret Manager for the frontend and the job. It is
 // the library behind cmd/certs; local/pki is its development counterpart and
 // both issue through internal/certgen.
 package prodpki
@@ -27,6 +28,7 @@ import (
 // yearly chore rather than a daily one. Renew leaves with CADir set.
 const (
 	DefaultClientURI    = "spiffe://acme.internal/ns/frontend/sa/frontend"
+	DefaultMachineURI   = "spiffe://acme.internal/ns/jobs/sa/reporter"
 	DefaultSecretName   = "api-gateway-mtls"
 	DefaultNamespace    = "istio-ingress"
 	DefaultCAValidity   = 5 * 365 * 24 * time.Hour
@@ -40,8 +42,11 @@ type Config struct {
 	// internal load balancer's IP address and/or a host name. At least one.
 	GatewayHosts []string
 	ClientURI    string // the frontend's identity; default DefaultClientURI
-	SecretName   string // the Gateway's credentialName; default DefaultSecretName
-	Namespace    string // the ingress gateway's namespace; default DefaultNamespace
+	// MachineURI is the machine caller's identity, distinct from the
+	// frontend's; default DefaultMachineURI.
+	MachineURI string
+	SecretName string // the Gateway's credentialName; default DefaultSecretName
+	Namespace  string // the ingress gateway's namespace; default DefaultNamespace
 	// CADir, when set, is an existing CA (tls.crt, tls.key) to sign with,
 	// e.g. a previous run's OutDir/ca: leaves are renewed, trust unchanged.
 	CADir                    string
@@ -54,6 +59,7 @@ type Config struct {
 const (
 	caDir       = "ca"
 	frontendDir = "frontend"
+	machineDir  = "apiclient"
 )
 
 // SecretFile is the name of the gateway Secret's manifest in OutDir.
@@ -77,6 +83,17 @@ func (c Config) withDefaults() (Config, error) {
 	if u, err := url.Parse(c.ClientURI); err != nil || !u.IsAbs() || u.Host == "" {
 		return c, fmt.Errorf("ClientURI %q is not an absolute URI such as %s", c.ClientURI, DefaultClientURI)
 	}
+	if c.MachineURI == "" {
+		c.MachineURI = DefaultMachineURI
+	}
+	if u, err := url.Parse(c.MachineURI); err != nil || !u.IsAbs() || u.Host == "" {
+		return c, fmt.Errorf("MachineURI %q is not an absolute URI such as %s", c.MachineURI, DefaultMachineURI)
+	}
+	if c.MachineURI == c.ClientURI {
+		// The gateway's policy tells the frontend and the job apart by
+		// certificate; one identity for both would merge their rules.
+		return c, fmt.Errorf("MachineURI %q equals ClientURI: the machine caller needs its own identity", c.MachineURI)
+	}
 	if c.SecretName == "" {
 		c.SecretName = DefaultSecretName
 	}
@@ -99,7 +116,8 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // Issue issues the CA (unless CADir is given), the gateway's server
-// certificate and the frontend's client certificate, writes them under
+// certificate and the client certificates of the frontend and the machine
+// caller, writes them under
 // OutDir and returns the paths written. Without Force it refuses, before
 // issuing anything, if any output file exists.
 func Issue(cfg Config) ([]string, error) {
@@ -109,7 +127,7 @@ func Issue(cfg Config) ([]string, error) {
 	}
 	secretPath := filepath.Join(cfg.OutDir, cfg.SecretFile())
 	outputs := []string{secretPath}
-	for _, dir := range []string{caDir, frontendDir} {
+	for _, dir := range []string{caDir, frontendDir, machineDir} {
 		if dir == caDir && cfg.CADir != "" {
 			continue // the CA is not copied again
 		}
@@ -144,6 +162,11 @@ func Issue(cfg Config) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prodpki: issuing the frontend certificate: %w", err)
 	}
+	machineURI, _ := url.Parse(cfg.MachineURI) // validated
+	machine, err := ca.IssueClient("apiclient", machineURI, leafValidity)
+	if err != nil {
+		return nil, fmt.Errorf("prodpki: issuing the machine caller's certificate: %w", err)
+	}
 
 	caPEM := certgen.Bundle(ca.Cert)
 	if cfg.CADir == "" {
@@ -152,6 +175,9 @@ func Issue(cfg Config) ([]string, error) {
 		}
 	}
 	if err := certgen.WriteDir(filepath.Join(cfg.OutDir, frontendDir), frontend, caPEM); err != nil {
+		return nil, fmt.Errorf("prodpki: %w", err)
+	}
+	if err := certgen.WriteDir(filepath.Join(cfg.OutDir, machineDir), machine, caPEM); err != nil {
 		return nil, fmt.Errorf("prodpki: %w", err)
 	}
 	secret, err := GatewaySecret(cfg.SecretName, cfg.Namespace, gateway, caPEM)

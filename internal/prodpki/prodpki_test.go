@@ -23,6 +23,9 @@ func TestConfigIsValidated(t *testing.T) {
 		{"an empty gateway name is refused", prodpki.Config{OutDir: "out", GatewayHosts: []string{""}}, "GatewayHosts"},
 		{"a leaf that would outlive the CA is refused", prodpki.Config{OutDir: "out", GatewayHosts: []string{"10.0.0.1"},
 			CAValidity: time.Hour, LeafValidity: 2 * time.Hour}, "CAValidity"},
+		{"a machine caller with the frontend's identity is refused", prodpki.Config{OutDir: "out", GatewayHosts: []string{"10.0.0.1"},
+			MachineURI: prodpki.DefaultClientURI}, "MachineURI"},
+		{"a relative machine identity is refused", prodpki.Config{OutDir: "out", GatewayHosts: []string{"10.0.0.1"}, MachineURI: "reporter"}, "MachineURI"},
 		{"a missing CA directory is refused", prodpki.Config{OutDir: "out", GatewayHosts: []string{"10.0.0.1"}, CADir: "nope"}, "reading the CA"},
 	}
 	for _, tt := range tests {

@@ -18,6 +18,12 @@ import (
 const docEmailVerified = "https://istio.io/latest/docs/reference/config/security/conditions/ (request.auth.claims: string or list of string only; request.headers); " +
 	"envoyproxy/envoy jwt_authn authenticator.cc addJWTClaimToHeader (a bool claim becomes \"true\" or \"false\")"
 
+// docMachineRule is what the machine-caller rows follow: the third ALLOW rule
+// of istio/ needs a Google-issued request principal, the email claim on the
+// allowlist, and the machine caller's certificate principal, all in one rule.
+const docMachineRule = "https://istio.io/latest/docs/reference/config/security/authorization-policy/ (fields of one rule are ANDed; rules are ORed); " +
+	"https://istio.io/latest/docs/tasks/security/authorization/authz-jwt/ (request.auth.claims on string claims)"
+
 // TestConformance runs requests through the gateway serving the repository's
 // istio/ (rendered for demo-acme) with real mTLS and real signed tokens, and
 // checks Istio's answer: status, body and headers. Each row cites the Istio
@@ -58,6 +64,15 @@ func TestConformance(t *testing.T) {
 	}
 	badSignature := valid[:len(valid)-4] + flip(valid[len(valid)-4:])
 	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+	machine := s.serviceAccountToken(t, reporter, apiAudience, time.Time{})
+	machineOtherAudience := s.serviceAccountToken(t, reporter, "https://other.example", time.Time{})
+	notAllowed := s.serviceAccountToken(t, intruder, apiAudience, time.Time{})
+	machineExpired := s.serviceAccountToken(t, reporter, apiAudience, time.Now().Add(-2*time.Hour))
+	machineUnverified := s.resignGoogle(t, machine, func(c map[string]any) { c["email_verified"] = false })
+	// IAM's generateIdToken without includeEmail: no email to match.
+	machineNoEmail := s.resignGoogle(t, machine, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") })
+	machineClient := s.clientWith(t, s.pki.machine)
+	t.Cleanup(machineClient.CloseIdleConnections)
 	const (
 		realmSecure   = `Bearer realm="https://api.internal.example/api/secure.json", error="invalid_token"`
 		frontendPrinc = "acme.internal/ns/frontend/sa/frontend"
@@ -72,7 +87,8 @@ func TestConformance(t *testing.T) {
 		wantStatus int
 		wantBody   string // exact, for the gateway's own answers; "" skips
 		wantHeader map[string]string
-		wantPath   string // the path the backend received, for 200s
+		wantPath   string       // the path the backend received, for 200s
+		client     *http.Client // nil: the frontend's client certificate
 	}{
 		{
 			name: "healthz is open without credentials", doc: "https://istio.io/latest/docs/reference/config/security/authorization-policy/ (ALLOW rule with only to.operation.paths)",
@@ -82,6 +98,46 @@ func TestConformance(t *testing.T) {
 		{
 			name: "a valid token and the frontend certificate reach the backend", doc: "https://istio.io/latest/docs/tasks/security/authentication/authn-policy/#end-user-authentication",
 			path: "/api/secure.json", header: bearer(valid), wantStatus: 200, wantPath: "/api/secure.json",
+		},
+		{
+			name: "a service account on the allowlist with the machine caller's certificate reaches the backend", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(machine), client: machineClient, wantStatus: 200, wantPath: "/api/secure.json",
+		},
+		{
+			name: "a service-account token over the frontend's certificate does not pass the user rule", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(machine), wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a user's token over the machine caller's certificate does not pass the machine rule", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(valid), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a service account not on the allowlist is denied by authorization", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(notAllowed), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "an allowlisted service account whose email_verified is false is denied", doc: docMachineRule + "; " + docEmailVerified,
+			path: "/api/secure.json", header: bearer(machineUnverified), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a service-account token without an email claim is denied", doc: docMachineRule,
+			path: "/api/secure.json", header: bearer(machineNoEmail), client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "a service-account token for another audience gets 403 from authentication", doc: "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/jwt_authn_filter (JwtAudienceNotAllowed maps to 403)",
+			path: "/api/secure.json", header: bearer(machineOtherAudience), client: machineClient, wantStatus: 403, wantBody: "Audiences in Jwt are not allowed",
+		},
+		{
+			name: "an expired service-account token gets 401", doc: "https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/jwt_authn_filter (jwt_verify_lib status JwtExpired)",
+			path: "/api/secure.json", header: bearer(machineExpired), client: machineClient, wantStatus: 401, wantBody: "Jwt is expired",
+		},
+		{
+			name: "the machine caller's certificate without a token is denied", doc: docMachineRule,
+			path: "/api/secure.json", client: machineClient, wantStatus: 403, wantBody: "RBAC: access denied",
+		},
+		{
+			name: "healthz is open to the machine caller", doc: "https://istio.io/latest/docs/reference/config/security/authorization-policy/ (ALLOW rule with only to.operation.paths)",
+			path: "/api/healthz", client: machineClient, wantStatus: 200, wantPath: "/api/healthz",
 		},
 		{
 			name: "a valid token whose email is not verified is denied by authorization", doc: docEmailVerified,
@@ -171,7 +227,11 @@ func TestConformance(t *testing.T) {
 			if method == "" {
 				method = "GET"
 			}
-			got, err := s.do(t, s.client, newRequest(t, method, tt.path, tt.header))
+			client := s.client
+			if tt.client != nil {
+				client = tt.client
+			}
+			got, err := s.do(t, client, newRequest(t, method, tt.path, tt.header))
 			if err != nil {
 				t.Fatalf("%s %s: %v", method, tt.path, err)
 			}

@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +19,8 @@ import (
 	"time"
 
 	"firebase.google.com/go/v4/auth"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"google.golang.org/grpc"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
@@ -23,12 +28,21 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
+	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
 
 const (
 	projectID  = "demo-acme"
 	googleJWKS = "https://www.googleapis.com/service_accounts/v1/jwk/securetoken@system.gserviceaccount.com"
+	// googleCerts is the second jwtRule's jwksUri: Google's ID-token keys.
+	googleCerts = "https://www.googleapis.com/oauth2/v3/certs"
+	// apiAudience is API_AUDIENCE in istio/project.env.
+	apiAudience = "https://api.internal.example"
+	// reporter is on the machine rule's allowlist; intruder is a service
+	// account of the same project that is not.
+	reporter   = "reporter@" + projectID + ".iam.gserviceaccount.com"
+	intruder   = "intruder@" + projectID + ".iam.gserviceaccount.com"
 	backendDst = "backend.api.svc.cluster.local:80"
 	// apikeysDst is where istio/ routes the API-key management API.
 	apikeysDst = "apikeys.api.svc.cluster.local:80"
@@ -43,22 +57,24 @@ func everyDestination(addr string) map[string]string {
 // stack is the gateway between a real frontend client certificate, the
 // Identity Platform emulator signing real tokens, and an upstream.
 type stack struct {
-	idp      *identity.Emulator
-	uid      string
-	gw       *Gateway
-	addr     string
-	pki      *pkiDirs
-	client   *http.Client    // presents the frontend's certificate, SNI api.internal.example
-	log      *logtest.Buffer // the access log
-	upstream *recorder
-	stop     func() // shuts the gateway down and waits for Run; idempotent
+	idp         *identity.Emulator
+	uid         string
+	google      *google.Google // signs service accounts' Google ID tokens
+	googleState string         // its state dir, for a second stand-in with another clock
+	gw          *Gateway
+	addr        string
+	pki         *pkiDirs
+	client      *http.Client    // presents the frontend's certificate, SNI api.internal.example
+	log         *logtest.Buffer // the access log
+	upstream    *recorder
+	stop        func() // shuts the gateway down and waits for Run; idempotent
 	// keys is the API-key decision service the CUSTOM policy asks, with
 	// its store, on loopback gRPC.
 	keys     *apikeys.Service
 	keyStore *apikeys.MemoryStore
 }
 
-type pkiDirs struct{ gateway, frontend string }
+type pkiDirs struct{ gateway, frontend, machine string }
 
 // recorder is the upstream: it answers with what it received, as JSON.
 type recorder struct {
@@ -119,6 +135,15 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatalf("EnsureUser: %v", err)
 	}
 	idpSrv := httptest.NewServer(idp.Handler())
+	googleSrv := httptest.NewUnstartedServer(nil)
+	s.googleState = filepath.Join(t.TempDir(), "google")
+	s.google, err = google.New(google.Config{ProjectID: projectID, StateDir: s.googleState,
+		URL: "http://" + googleSrv.Listener.Addr().String(), ServiceAccounts: []string{reporter, intruder}})
+	if err != nil {
+		t.Fatalf("google.New: %v", err)
+	}
+	googleSrv.Config.Handler = s.google.Handler()
+	googleSrv.Start()
 	// istio/ lets only verified emails through, as Identity Platform's
 	// users are after they follow the link they were sent.
 	verifyEmail(t, idpSrv.URL, s.uid)
@@ -143,7 +168,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 
 	b := devPKI(t)
-	s.pki = &pkiDirs{gateway: b.GatewayDir, frontend: b.FrontendDir}
+	s.pki = &pkiDirs{gateway: b.GatewayDir, frontend: b.FrontendDir, machine: b.MachineDir}
 	rs, err := Load(o.istioDir, projectID)
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -165,7 +190,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		Resources:    rs,
 		Credentials:  map[string]string{"api-gateway-mtls": b.GatewayDir},
 		Upstreams:    o.upstreams,
-		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath},
+		JWKSOverride: map[string]string{googleJWKS: idpSrv.URL + identity.JWKSPath, googleCerts: s.google.CertsURL()},
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       slog.New(slog.DiscardHandler),
 		AccessLog:    logging.New(accessLog, slog.LevelInfo, projectID),
@@ -190,6 +215,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		s.client.CloseIdleConnections()
 		up.Close()
 		idpSrv.Close()
+		googleSrv.Close()
 	})
 	return s
 }
@@ -222,6 +248,66 @@ func (s *stack) token(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+// serviceAccountToken signs a Google ID token for the service account email
+// and audience, issued at issuedAt, with the stand-in's keys.
+func (s *stack) serviceAccountToken(t testing.TB, email, audience string, issuedAt time.Time) string {
+	t.Helper()
+	g := s.google
+	if !issuedAt.IsZero() {
+		// A second stand-in on the same keys with a clock of its own.
+		var err error
+		if g, err = google.New(google.Config{ProjectID: projectID, StateDir: s.googleState, URL: "http://127.0.0.1:1",
+			ServiceAccounts: []string{reporter, intruder}, Now: func() time.Time { return issuedAt }}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := g.SignIDToken(email, audience)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// resignGoogle re-signs tok's claims, changed by edit, with the Google
+// stand-in's signing key from its state file: a token the gateway's Google
+// keys verify but that Google would not issue, for the policy's own checks.
+func (s *stack) resignGoogle(t testing.TB, tok string, edit func(map[string]any)) string {
+	t.Helper()
+	msg, err := jws.Parse([]byte(tok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
+		t.Fatal(err)
+	}
+	edit(claims)
+	payload, _ := json.Marshal(claims)
+	raw, err := os.ReadFile(filepath.Join(s.googleState, "google-keys.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var disk struct {
+		SigningKey struct{ PrivateKey string } `json:"signingKey"`
+	}
+	if err := json.Unmarshal(raw, &disk); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode([]byte(disk.SigningKey.PrivateKey))
+	if block == nil {
+		t.Fatal("no PEM signing key in the Google stand-in's state")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), key, jws.WithProtectedHeaders(msg.Signatures()[0].ProtectedHeaders())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }
 
 type response struct {

@@ -3,6 +3,7 @@ package gateway
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -36,8 +37,8 @@ func TestLoadRendersTheRepositoryBaseForAProject(t *testing.T) {
 			}
 		}
 	}
-	if len(principals) != 1 || principals[0] != "https://securetoken.google.com/my-project-1/*" {
-		t.Errorf("requestPrincipals: got %q, want [https://securetoken.google.com/my-project-1/*]", principals)
+	if want := []string{"https://securetoken.google.com/my-project-1/*", "https://accounts.google.com/*"}; !slices.Equal(principals, want) {
+		t.Errorf("requestPrincipals: got %q, want %q (users by project, workloads by Google)", principals, want)
 	}
 	if a := rs.Gateways[0].Annotations; len(a) != 0 {
 		t.Errorf("Gateway annotations: got %v, want none (kustomize's origin bookkeeping removed)", a)

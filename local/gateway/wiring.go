@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
@@ -21,10 +22,13 @@ type Local struct {
 	// Upstream is the address every route destination goes to: on one
 	// machine there is one backend.
 	Upstream string
-	// JWKSOrigin ("http://127.0.0.1:9099") replaces the scheme and host of
-	// every jwksUri: the Identity Platform emulator serves Google's key paths
-	// on its own host, so only the origin differs.
-	JWKSOrigin string
+	// JWKS maps each token issuer in istio/ to the local stand-in's key set
+	// that replaces its jwksUri: Identity Platform's issuer
+	// (https://securetoken.google.com/PROJECT) to the identity emulator's,
+	// https://accounts.google.com to local/google's CertsURL. A JWT rule
+	// whose issuer is missing here is an error: the gateway would otherwise
+	// fetch Google's real keys, and no local token would verify.
+	JWKS map[string]string
 	// MeshConfig is the mesh config (LoadMeshConfig), and ExtAuthz the
 	// local gRPC address of the decision service: every envoyExtAuthzGrpc
 	// provider goes there, as on one machine there is one.
@@ -38,9 +42,10 @@ type Local struct {
 // derived from the resources themselves, so istio/ stays the only place
 // where credential names, destinations and key URLs are written down.
 func LocalConfig(rs *Resources, l Local) (Config, error) {
-	origin, err := url.Parse(l.JWKSOrigin)
-	if err != nil || origin.Scheme == "" || origin.Host == "" || (origin.Path != "" && origin.Path != "/") {
-		return Config{}, fmt.Errorf("gateway: Local.JWKSOrigin %q is not an origin such as http://127.0.0.1:9099", l.JWKSOrigin)
+	for iss, to := range l.JWKS {
+		if u, err := url.Parse(to); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return Config{}, fmt.Errorf("gateway: Local.JWKS[%q] = %q is not an http(s) URL", iss, to)
+		}
 	}
 	cfg := Config{
 		Resources:    rs,
@@ -82,24 +87,55 @@ func LocalConfig(rs *Resources, l Local) (Config, error) {
 			if r.GetJwksUri() == "" {
 				continue
 			}
-			u, err := url.Parse(r.GetJwksUri())
-			if err != nil {
-				return Config{}, fmt.Errorf("gateway: RequestAuthentication %s/%s jwksUri %q: %w", ra.Namespace, ra.Name, r.GetJwksUri(), err)
+			to, ok := l.JWKS[r.GetIssuer()]
+			if !ok {
+				return Config{}, fmt.Errorf("gateway: RequestAuthentication %s/%s: no local key set for issuer %q in Local.JWKS",
+					ra.Namespace, ra.Name, r.GetIssuer())
 			}
-			u.Scheme, u.Host = origin.Scheme, origin.Host
-			cfg.JWKSOverride[r.GetJwksUri()] = u.String()
+			if prev, ok := cfg.JWKSOverride[r.GetJwksUri()]; ok && prev != to {
+				return Config{}, fmt.Errorf("gateway: jwksUri %q serves two issuers mapped to different local key sets (%s, %s)", r.GetJwksUri(), prev, to)
+			}
+			cfg.JWKSOverride[r.GetJwksUri()] = to
 		}
 	}
 	return cfg, nil
 }
 
-// Overrides lists cfg's JWKS overrides as "from → to" lines in a stable
-// order, for the start-up line that states the one local difference.
+// Overrides lists cfg's JWKS overrides as "issuer I: jwksUri from → to"
+// lines in a stable order, for the start-up lines that state the one local
+// difference, issuer by issuer.
 func (c Config) Overrides() []string {
 	var out []string
-	for from, to := range c.JWKSOverride {
-		out = append(out, from+" → "+to)
+	seen := map[string]bool{}
+	if c.Resources != nil {
+		for _, ra := range c.Resources.RequestAuthentications {
+			for _, r := range ra.Spec.GetJwtRules() {
+				to, ok := c.JWKSOverride[r.GetJwksUri()]
+				if !ok || seen[r.GetIssuer()+" "+r.GetJwksUri()] {
+					continue
+				}
+				seen[r.GetIssuer()+" "+r.GetJwksUri()] = true
+				out = append(out, "issuer "+r.GetIssuer()+": jwksUri "+r.GetJwksUri()+" → "+to)
+			}
+		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// KeysAt is a Local.JWKS for one stand-in serving every issuer's key path on
+// its own origin, as the identity emulator serves Google's: each jwksUri in rs
+// with its scheme and host replaced by origin's. For callers that are users
+// only (load tools, component tests): a workload's Google ID token finds no
+// key of its issuer there and is refused, as a token of an unknown key is.
+func KeysAt(rs *Resources, origin string) map[string]string {
+	m := map[string]string{}
+	for _, ra := range rs.RequestAuthentications {
+		for _, r := range ra.Spec.GetJwtRules() {
+			if u, err := url.Parse(r.GetJwksUri()); err == nil && r.GetJwksUri() != "" {
+				m[r.GetIssuer()] = strings.TrimSuffix(origin, "/") + u.EscapedPath()
+			}
+		}
+	}
+	return m
 }

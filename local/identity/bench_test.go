@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/e2e/load"
 	"github.com/acme/cloudrun-istio-gke/internal/cputime"
+	"github.com/acme/cloudrun-istio-gke/loadtest"
 )
 
 // Performance targets (docs/performance.md, "Identity Platform emulator"):
@@ -172,7 +172,7 @@ func TestIdleRSS(t *testing.T) {
 		t.Fatalf("probe printed %q; want host:port", addr)
 	}
 	srv := &httptest.Server{URL: "http://" + addr}
-	started, err := load.ReadProc(cmd.Process.Pid)
+	started, err := loadtest.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestIdleRSS(t *testing.T) {
 	}
 	fetchJWKS(t, srv)
 
-	idle, err := load.ReadProc(cmd.Process.Pid)
+	idle, err := loadtest.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,9 @@
 // Package pki is the development PKI that lets the local stack speak real
 // mutual TLS between the frontend and the gateway without any setup: Ensure
 // creates, on first use, a dev CA, the gateway's server certificate and the
-// frontend's client certificate under a state directory, reuses them on later
-// runs, and renews them when under a third of their life remains.
+// client certificates of the frontend and of the machine caller (cmd/apiclient)
+// under a state directory, reuses them on later runs, and renews them when
+// under a third of their life remains.
 //
 // Layout, each directory in the Kubernetes TLS secret layout (see
 // internal/tlsdir, which reads it):
@@ -10,6 +11,7 @@
 //	<dir>/ca/        the dev CA (tls.key is its signing key)
 //	<dir>/gateway/   server certificate; ca.crt verifies client certificates
 //	<dir>/frontend/  client certificate; ca.crt verifies the gateway
+//	<dir>/apiclient/ the machine caller's client certificate, its own identity
 //
 // When the CA is renewed, ca.crt holds the new CA and the previous one until
 // it expires, so a peer that has not yet picked up its new certificate is
@@ -33,7 +35,10 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultClientURI    = "spiffe://acme.internal/ns/frontend/sa/frontend"
+	DefaultClientURI = "spiffe://acme.internal/ns/frontend/sa/frontend"
+	// DefaultMachineURI is the machine caller's identity: a workload, not the
+	// frontend, so the gateway can tell the two apart by certificate.
+	DefaultMachineURI   = "spiffe://acme.internal/ns/jobs/sa/reporter"
 	DefaultLeafValidity = 72 * time.Hour
 	DefaultCAValidity   = 30 * 24 * time.Hour
 )
@@ -48,6 +53,10 @@ type Config struct {
 	// ClientURI is the frontend's identity, the URI SAN of its certificate;
 	// default DefaultClientURI.
 	ClientURI string
+	// MachineURI is the machine caller's identity, the URI SAN of the
+	// apiclient certificate; default DefaultMachineURI. It must differ from
+	// ClientURI.
+	MachineURI string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// LeafValidity and CAValidity default to DefaultLeafValidity and
@@ -58,8 +67,10 @@ type Config struct {
 // Bundle is where the dev PKI's material is, and what Ensure did.
 type Bundle struct {
 	CADir, GatewayDir, FrontendDir string
+	// MachineDir holds the machine caller's client certificate.
+	MachineDir string
 	// Issued names what this call created or renewed: "ca", "gateway",
-	// "frontend"; empty when everything on disk was reused.
+	// "frontend", "apiclient"; empty when everything on disk was reused.
 	Issued []string
 	// RenewAt is when the first certificate becomes due for renewal: a
 	// long-running process calls Ensure again then.
@@ -79,6 +90,17 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if u, err := url.Parse(c.ClientURI); err != nil || !u.IsAbs() || u.Host == "" {
 		return c, fmt.Errorf("pki: Config.ClientURI %q is not an absolute URI such as %s", c.ClientURI, DefaultClientURI)
+	}
+	if c.MachineURI == "" {
+		c.MachineURI = DefaultMachineURI
+	}
+	if u, err := url.Parse(c.MachineURI); err != nil || !u.IsAbs() || u.Host == "" {
+		return c, fmt.Errorf("pki: Config.MachineURI %q is not an absolute URI such as %s", c.MachineURI, DefaultMachineURI)
+	}
+	if c.MachineURI == c.ClientURI {
+		// The gateway admits each by its certificate: one identity for both
+		// would let a machine token ride the frontend's rule and vice versa.
+		return c, fmt.Errorf("pki: Config.MachineURI %q is the frontend's Config.ClientURI; give the machine caller its own identity", c.MachineURI)
 	}
 	// The gateway's names, loopback first, IPs in canonical form, so that
 	// comparing them with a certificate's SANs is exact.
@@ -125,6 +147,7 @@ func Ensure(cfg Config) (*Bundle, error) {
 		CADir:       filepath.Join(cfg.Dir, "ca"),
 		GatewayDir:  filepath.Join(cfg.Dir, "gateway"),
 		FrontendDir: filepath.Join(cfg.Dir, "frontend"),
+		MachineDir:  filepath.Join(cfg.Dir, "apiclient"),
 	}
 
 	ca, trustPEM, caRenewAt, err := ensureCA(b, cfg, now)
@@ -133,8 +156,9 @@ func Ensure(cfg Config) (*Bundle, error) {
 	}
 	b.RenewAt = caRenewAt
 
-	clientURI, _ := url.Parse(cfg.ClientURI) // validated above
-	hosts := cfg.GatewayHosts                // loopback included, see withDefaults
+	clientURI, _ := url.Parse(cfg.ClientURI)   // validated above
+	machineURI, _ := url.Parse(cfg.MachineURI) // validated above
+	hosts := cfg.GatewayHosts                  // loopback included, see withDefaults
 	leaves := []struct {
 		name, dir string
 		matches   func(*x509.Certificate) bool
@@ -152,6 +176,15 @@ func Ensure(cfg Config) (*Bundle, error) {
 			},
 			issue: func() (*certgen.Pair, error) {
 				return ca.IssueClient("frontend", clientURI, certgen.For(now, cfg.LeafValidity))
+			},
+		},
+		{
+			name: "apiclient", dir: b.MachineDir,
+			matches: func(c *x509.Certificate) bool {
+				return len(c.URIs) == 1 && c.URIs[0].String() == cfg.MachineURI && hasUsage(c, x509.ExtKeyUsageClientAuth)
+			},
+			issue: func() (*certgen.Pair, error) {
+				return ca.IssueClient("apiclient", machineURI, certgen.For(now, cfg.LeafValidity))
 			},
 		},
 	}

@@ -78,13 +78,14 @@ func read(t *testing.T, dir string) dirFiles {
 func TestEnsureCreatesTheDevPKI(t *testing.T) {
 	dir := t.TempDir()
 	b := ensure(t, config(dir, start))
-	if want := []string{"ca", "gateway", "frontend"}; !slices.Equal(b.Issued, want) {
+	if want := []string{"ca", "gateway", "frontend", "apiclient"}; !slices.Equal(b.Issued, want) {
 		t.Errorf("Issued = %v, want %v", b.Issued, want)
 	}
-	if b.CADir != filepath.Join(dir, "ca") || b.GatewayDir != filepath.Join(dir, "gateway") || b.FrontendDir != filepath.Join(dir, "frontend") {
-		t.Errorf("Bundle dirs = %q %q %q, want <dir>/ca, <dir>/gateway, <dir>/frontend", b.CADir, b.GatewayDir, b.FrontendDir)
+	if b.CADir != filepath.Join(dir, "ca") || b.GatewayDir != filepath.Join(dir, "gateway") || b.FrontendDir != filepath.Join(dir, "frontend") ||
+		b.MachineDir != filepath.Join(dir, "apiclient") {
+		t.Errorf("Bundle dirs = %q %q %q %q, want <dir>/ca, <dir>/gateway, <dir>/frontend, <dir>/apiclient", b.CADir, b.GatewayDir, b.FrontendDir, b.MachineDir)
 	}
-	ca, gw, fe := read(t, b.CADir), read(t, b.GatewayDir), read(t, b.FrontendDir)
+	ca, gw, fe, mc := read(t, b.CADir), read(t, b.GatewayDir), read(t, b.FrontendDir), read(t, b.MachineDir)
 
 	t.Run("the CA is a P-256 CA that can sign only leaves", func(t *testing.T) {
 		c := ca.leaf
@@ -94,8 +95,8 @@ func TestEnsureCreatesTheDevPKI(t *testing.T) {
 		if c.KeyUsage&x509.KeyUsageCertSign == 0 {
 			t.Errorf("CA key usage %b lacks CertSign", c.KeyUsage)
 		}
-		if !bytes.Equal(ca.raw["ca.crt"], gw.raw["ca.crt"]) || !bytes.Equal(ca.raw["ca.crt"], fe.raw["ca.crt"]) {
-			t.Error("ca.crt differs between ca/, gateway/ and frontend/, want the same trust bundle in each")
+		if !bytes.Equal(ca.raw["ca.crt"], gw.raw["ca.crt"]) || !bytes.Equal(ca.raw["ca.crt"], fe.raw["ca.crt"]) || !bytes.Equal(ca.raw["ca.crt"], mc.raw["ca.crt"]) {
+			t.Error("ca.crt differs between ca/, gateway/, frontend/ and apiclient/, want the same trust bundle in each")
 		}
 	})
 
@@ -133,6 +134,19 @@ func TestEnsureCreatesTheDevPKI(t *testing.T) {
 				}
 			},
 		},
+		{
+			name:  "the machine caller's certificate chains to the CA as a client with its own SPIFFE ID",
+			files: mc,
+			opts:  x509.VerifyOptions{KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}},
+			check: func(t *testing.T, c *x509.Certificate) {
+				if len(c.URIs) != 1 || c.URIs[0].String() != "spiffe://acme.internal/ns/jobs/sa/reporter" {
+					t.Errorf("apiclient URI SANs = %v, want [spiffe://acme.internal/ns/jobs/sa/reporter]", c.URIs)
+				}
+				if len(c.DNSNames)+len(c.IPAddresses) != 0 {
+					t.Errorf("apiclient certificate names hosts %v %v, want none", c.DNSNames, c.IPAddresses)
+				}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +177,7 @@ func TestEnsureCreatesTheDevPKI(t *testing.T) {
 	}
 
 	t.Run("private keys are readable by the owner only", func(t *testing.T) {
-		for _, d := range []string{b.CADir, b.GatewayDir, b.FrontendDir} {
+		for _, d := range []string{b.CADir, b.GatewayDir, b.FrontendDir, b.MachineDir} {
 			fi, err := os.Stat(filepath.Join(d, "tls.key"))
 			if err != nil {
 				t.Fatal(err)
@@ -198,7 +212,7 @@ func TestEnsureReusesWhatIsValid(t *testing.T) {
 	}
 
 	due := ensure(t, config(dir, b.RenewAt))
-	if want := []string{"gateway", "frontend"}; !slices.Equal(due.Issued, want) {
+	if want := []string{"gateway", "frontend", "apiclient"}; !slices.Equal(due.Issued, want) {
 		t.Errorf("Ensure at RenewAt issued %v, want %v", due.Issued, want)
 	}
 }
@@ -207,7 +221,7 @@ func TestEnsureReusesWhatIsValid(t *testing.T) {
 func snapshot(t *testing.T, b *pki.Bundle) map[string]string {
 	t.Helper()
 	m := map[string]string{}
-	for _, d := range []string{b.CADir, b.GatewayDir, b.FrontendDir} {
+	for _, d := range []string{b.CADir, b.GatewayDir, b.FrontendDir, b.MachineDir} {
 		for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
 			p := filepath.Join(d, name)
 			fi, err := os.Stat(p)
@@ -245,12 +259,12 @@ func TestEnsureRenews(t *testing.T) {
 		{
 			name:       "leaves are re-issued once under a third of their life remains",
 			change:     func(t *testing.T, cfg *pki.Config, b *pki.Bundle) { cfg.Now = func() time.Time { return leafDue } },
-			wantIssued: []string{"gateway", "frontend"},
+			wantIssued: []string{"gateway", "frontend", "apiclient"},
 		},
 		{
 			name:       "the CA is renewed near its own expiry, and the leaves with it",
 			change:     func(t *testing.T, cfg *pki.Config, b *pki.Bundle) { cfg.Now = func() time.Time { return caDue } },
-			wantIssued: []string{"ca", "gateway", "frontend"},
+			wantIssued: []string{"ca", "gateway", "frontend", "apiclient"},
 		},
 		{
 			name: "a new gateway host name re-issues only the gateway certificate",
@@ -265,6 +279,13 @@ func TestEnsureRenews(t *testing.T) {
 				cfg.ClientURI = "spiffe://acme.internal/ns/web/sa/web"
 			},
 			wantIssued: []string{"frontend"},
+		},
+		{
+			name: "a new machine identity re-issues only the machine caller's certificate",
+			change: func(t *testing.T, cfg *pki.Config, b *pki.Bundle) {
+				cfg.MachineURI = "spiffe://acme.internal/ns/jobs/sa/auditor"
+			},
+			wantIssued: []string{"apiclient"},
 		},
 		{
 			name: "a lost key is replaced with a new certificate",
@@ -289,7 +310,8 @@ func TestEnsureRenews(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := config(t.TempDir(), start)
 			first := ensure(t, cfg)
-			before := map[string]dirFiles{"ca": read(t, first.CADir), "gateway": read(t, first.GatewayDir), "frontend": read(t, first.FrontendDir)}
+			before := map[string]dirFiles{"ca": read(t, first.CADir), "gateway": read(t, first.GatewayDir), "frontend": read(t, first.FrontendDir),
+				"apiclient": read(t, first.MachineDir)}
 			tt.change(t, &cfg, first)
 			b := ensure(t, cfg)
 			if !slices.Equal(b.Issued, tt.wantIssued) {
@@ -297,7 +319,7 @@ func TestEnsureRenews(t *testing.T) {
 			}
 			now := cfg.Now()
 			ca := read(t, b.CADir).leaf
-			for name, d := range map[string]string{"gateway": b.GatewayDir, "frontend": b.FrontendDir} {
+			for name, d := range map[string]string{"gateway": b.GatewayDir, "frontend": b.FrontendDir, "apiclient": b.MachineDir} {
 				f := read(t, d)
 				renewed := !f.leaf.Equal(before[name].leaf)
 				if renewed != slices.Contains(tt.wantIssued, name) {
@@ -348,6 +370,8 @@ func TestConfigIsValidated(t *testing.T) {
 	}{
 		{"a config without a directory is refused", pki.Config{}, "Config.Dir"},
 		{"a client URI that is not absolute is refused", pki.Config{Dir: "x", ClientURI: "frontend"}, "Config.ClientURI"},
+		{"a machine URI that is not absolute is refused", pki.Config{Dir: "x", MachineURI: "reporter"}, "Config.MachineURI"},
+		{"a machine caller sharing the frontend's identity is refused", pki.Config{Dir: "x", MachineURI: pki.DefaultClientURI}, "Config.MachineURI"},
 		{"a gateway host that is no DNS name is refused", pki.Config{Dir: "x", GatewayHosts: []string{"bad host"}}, "Config.GatewayHosts"},
 		{"a negative leaf validity is refused", pki.Config{Dir: "x", LeafValidity: -time.Hour}, "Config.LeafValidity"},
 		{"a CA that would not outlive a leaf is refused", pki.Config{Dir: "x", LeafValidity: 48 * time.Hour, CAValidity: 24 * time.Hour}, "Config.CAValidity"},
@@ -366,15 +390,12 @@ func TestConfigIsValidated(t *testing.T) {
 	}
 }
 
-// The dev PKI exists to make the local gateway and frontend speak mutual
-// TLS; check that it does, through tlsdir as they use it.
+// The dev PKI exists to make the local gateway, the frontend and the machine
+// caller speak mutual TLS; check that they do, through tlsdir as they use it,
+// and that the gateway sees each by its own identity.
 func TestBundleServesMutualTLS(t *testing.T) {
 	b := ensure(t, pki.Config{Dir: t.TempDir(), GatewayHosts: []string{"api.internal.example"}})
 	gwDir, err := tlsdir.Open(tlsdir.Config{Dir: b.GatewayDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	feDir, err := tlsdir.Open(tlsdir.Config{Dir: b.FrontendDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,18 +405,29 @@ func TestBundleServesMutualTLS(t *testing.T) {
 	srv.TLS = gwDir.ServerConfig(tls.RequireAndVerifyClientCert)
 	srv.StartTLS()
 	defer srv.Close()
-
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	tr := &http.Transport{DialTLSContext: feDir.DialTLSContext("api.internal.example"), ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://127.0.0.1:" + port + "/")
-	if err != nil {
-		t.Fatalf("GET through mutual TLS: %v", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if string(body) != pki.DefaultClientURI {
-		t.Errorf("gateway saw client %q, want %q", body, pki.DefaultClientURI)
+
+	for _, tt := range []struct{ name, dir, want string }{
+		{"the frontend is seen as the frontend", b.FrontendDir, pki.DefaultClientURI},
+		{"the machine caller is seen as the reporter workload", b.MachineDir, pki.DefaultMachineURI},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			client, err := tlsdir.Open(tlsdir.Config{Dir: tt.dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := &http.Transport{DialTLSContext: client.DialTLSContext("api.internal.example"), ForceAttemptHTTP2: true}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://127.0.0.1:" + port + "/")
+			if err != nil {
+				t.Fatalf("GET through mutual TLS: %v", err)
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if string(body) != tt.want {
+				t.Errorf("gateway saw client %q, want %q", body, tt.want)
+			}
+		})
 	}
 }
 

@@ -19,8 +19,10 @@ func ParseFlags(args []string, getenv func(string) string, usage io.Writer) (Con
 		fmt.Fprint(usage, `Usage: go run ./cmd/devstack [flags]
 
 Runs the whole flow on this machine: the Identity Platform emulator, the
-backend, the local Istio gateway (enforcing istio/) and the frontend, each on
-loopback. Prints one line per component, the demo user, then "ready".
+Google metadata-server and token stand-in, the backend, the local Istio
+gateway (enforcing istio/) and the frontend, each on loopback. Prints one line
+per component, the command that calls the API as a workload, the demo user,
+then "ready".
 Ctrl-C (SIGINT) or SIGTERM shuts everything down gracefully.
 
 Flags:
@@ -31,6 +33,7 @@ Flags:
 	fs.StringVar(&c.ProjectID, "project", c.ProjectID, "local Google Cloud project id (token issuer and audience)")
 	fs.StringVar(&c.IstioDir, "istio-dir", c.IstioDir, "the istio/ kustomize base the gateway enforces")
 	fs.StringVar(&c.IdentityAddr, "identity-addr", c.IdentityAddr, "listen address of the Identity Platform emulator")
+	fs.StringVar(&c.GoogleAddr, "google-addr", c.GoogleAddr, "listen address of the Google metadata-server and token stand-in (GCE_METADATA_HOST for workloads)")
 	fs.StringVar(&c.BackendAddr, "backend-addr", c.BackendAddr, "listen address of the backend")
 	fs.StringVar(&c.GatewayAddr, "gateway-addr", c.GatewayAddr, "listen address of the gateway (HTTPS, mTLS)")
 	fs.StringVar(&c.FrontendAddr, "frontend-addr", c.FrontendAddr, "listen address of the frontend")
@@ -55,13 +58,16 @@ Flags:
 // address and role, the local difference from production, the demo user.
 func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(w, "identity  %-24s Identity Platform emulator (stands in for Google Identity Platform)\n", s.IdentityURL)
+	fmt.Fprintf(w, "google    %-24s metadata server + OAuth token endpoint + certs (stands in for Google, for workloads)\n", s.GoogleURL)
 	fmt.Fprintf(w, "backend   %-24s private API (stands in for the GKE backend in namespace api)\n", s.BackendURL)
 	fmt.Fprintf(w, "gateway   %-24s Istio ingress gateway stand-in: mTLS + JWT + istio/ policy, host %s\n", s.GatewayURL, s.GatewayServerName)
 	fmt.Fprintf(w, "frontend  %-24s the web app (stands in for Cloud Run) — open this\n", s.FrontendURL)
 	fmt.Fprintf(w, "apikeys   %-24s API-key decision service: Envoy ext_authz gRPC for the gateway's CUSTOM policy, in-memory store\n", "grpc://"+s.APIKeysAddr)
 	for _, d := range s.LocalDifferences {
-		fmt.Fprintf(w, "local     jwksUri %s (the one difference from istio/)\n", d)
+		fmt.Fprintf(w, "local     %s (the one difference from istio/)\n", d)
 	}
+	fmt.Fprintf(w, "apiclient %s as %s (key file: GOOGLE_APPLICATION_CREDENTIALS=%s)\n", s.MachineTLSDir, s.MachineAccount, s.MachineKeyFile)
+	fmt.Fprintf(w, "call API  %s\n", s.APIClientCommand())
 	fmt.Fprintf(w, "demo user %s / %s\n", s.DemoEmail, s.DemoPassword)
 	// The key is shown here only: the service keeps its hash.
 	fmt.Fprintf(w, "demo key  %s (app %s, product %s; shown once), call the API as a partner through the frontend:\n", s.DemoAPIKey, s.DemoAppID, DemoProduct)

@@ -1,10 +1,13 @@
 // Package stack runs the whole flow on one machine, in one process: the
-// Identity Platform emulator, the backend, the local Istio gateway (enforcing
-// the very istio/ YAML that production applies) and the frontend, each on its
-// own loopback port, wired as they are on Google Cloud:
+// Identity Platform emulator, the Google metadata-server and token stand-in
+// (local/google), the backend, the local Istio gateway (enforcing the very
+// istio/ YAML that production applies) and the frontend, each on its own
+// loopback port, wired as they are on Google Cloud:
 //
 //	browser → frontend ──mTLS + Bearer──▶ gateway ──▶ backend
 //	   └──── sign-in ────▶ identity emulator ◀── JWKS ──┘
+//	apiclient ──mTLS + Google ID token──▶ gateway
+//	   └── token ──▶ local/google ◀── certs ── gateway, backend
 //	partner (x-api-key) → frontend ──mTLS + key──▶ gateway ──ext_authz──▶ apikeys
 //
 // cmd/devstack is its command line; the e2e tests start it in-process on free
@@ -20,6 +23,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +38,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/local/gateway"
+	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
@@ -61,13 +67,17 @@ type Config struct {
 	// repository's, beside IstioDir (deploy/istio/operator.yaml,
 	// deploy/kubernetes/apikeys/products.yaml).
 	MeshConfigFile, ProductsFile string
-	// Listen addresses; "127.0.0.1:0" picks a free port.
-	IdentityAddr, BackendAddr, GatewayAddr, FrontendAddr string
+	// Listen addresses; "127.0.0.1:0" picks a free port. GoogleAddr is the
+	// metadata server and OAuth stand-in: GCE_METADATA_HOST for callers.
+	IdentityAddr, GoogleAddr, BackendAddr, GatewayAddr, FrontendAddr string
 	// APIKeysAddr is the API-key decision service's gRPC (ext_authz) address.
 	APIKeysAddr string
 	// The demo user, created if missing, its password reset if changed.
 	DemoEmail, DemoPassword string
 	Logger                  *slog.Logger // component logs; nil discards
+	// ExtraServiceAccounts are service accounts the Google stand-in holds
+	// besides istio/'s allowlist: callers the policy must refuse (tests).
+	ExtraServiceAccounts []string
 	// AllowNonLoopback lets a listen address be other than loopback. Off by
 	// default: the emulator's admin API and the backend are unauthenticated
 	// by design, for this machine only.
@@ -84,6 +94,7 @@ var Defaults = Config{
 	ProjectID:    DefaultProjectID,
 	IstioDir:     "istio",
 	IdentityAddr: "127.0.0.1:9099", // the Firebase Auth emulator's usual port
+	GoogleAddr:   "127.0.0.1:9300",
 	BackendAddr:  "127.0.0.1:8081",
 	GatewayAddr:  "127.0.0.1:8443",
 	FrontendAddr: "127.0.0.1:8080",
@@ -96,7 +107,7 @@ func (c Config) withDefaults() Config {
 	d := Defaults
 	for _, f := range []struct{ v, def *string }{
 		{&c.StateDir, &d.StateDir}, {&c.ProjectID, &d.ProjectID}, {&c.IstioDir, &d.IstioDir},
-		{&c.IdentityAddr, &d.IdentityAddr}, {&c.BackendAddr, &d.BackendAddr},
+		{&c.IdentityAddr, &d.IdentityAddr}, {&c.GoogleAddr, &d.GoogleAddr}, {&c.BackendAddr, &d.BackendAddr},
 		{&c.GatewayAddr, &d.GatewayAddr}, {&c.FrontendAddr, &d.FrontendAddr}, {&c.APIKeysAddr, &d.APIKeysAddr},
 		{&c.DemoEmail, &d.DemoEmail}, {&c.DemoPassword, &d.DemoPassword},
 	} {
@@ -130,10 +141,22 @@ type Stack struct {
 	DemoAPIKey, DemoAppID              string
 	GatewayServerName                  string
 	Emulator                           *identity.Emulator
-	PKIDir                             string // ca/, gateway/, frontend/ in the TLS secret layout
+	PKIDir                             string // ca/, gateway/, frontend/, apiclient/ in the TLS secret layout
 	ProjectID, DemoEmail, DemoPassword string
+	// Google is the metadata server, token endpoint and certs stand-in;
+	// GoogleURL its address (GCE_METADATA_HOST is its host:port).
+	Google    *google.Google
+	GoogleURL string
+	// The machine caller: its service account (the first of istio/'s
+	// allowlist, the metadata server's default account), its key file, its
+	// client certificate directory, and the audience its tokens are for.
+	MachineAccount, MachineKeyFile, MachineTLSDir, MachineAudience string
+	// ServiceAccounts are all the accounts the stand-in holds, allowlisted
+	// first; GoogleStateDir is where it keeps their keys.
+	ServiceAccounts []string
+	GoogleStateDir  string
 	// LocalDifferences are the ways the local gateway departs from istio/:
-	// each jwksUri fetched from the emulator instead ("from → to").
+	// each issuer's jwksUri fetched from a stand-in instead.
 	LocalDifferences []string
 	// IdentityNotices are what the emulator repaired in its saved state
 	// (accounts set aside for sharing an email), each saying what to do.
@@ -178,14 +201,14 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	addrs := map[string]string{
-		"identity": cfg.IdentityAddr, "backend": cfg.BackendAddr,
+		"identity": cfg.IdentityAddr, "google": cfg.GoogleAddr, "backend": cfg.BackendAddr,
 		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr, "apikeys": cfg.APIKeysAddr,
 		// The decision service's management API, reached only through the
 		// gateway's route (the developers' page): any free loopback port.
 		"apikeys-http": "127.0.0.1:0",
 	}
 	var warnings []string
-	for _, name := range []string{"identity", "backend", "gateway", "frontend", "apikeys"} {
+	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend", "apikeys"} {
 		w, err := checkBind(name, addrs[name], cfg.AllowNonLoopback)
 		if err != nil {
 			return nil, err
@@ -209,7 +232,19 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		}
 	}()
 	identityHost := lns["identity"].Addr().String()
+	// The machine rule's allowlist and audience, read from the rendered
+	// policy: the backend checks the same, and the stand-in holds these
+	// accounts.
+	machineCallers := resources.AllowedClaimValues("email")
+	audiences := resources.Audiences(google.Issuer)
+	if len(machineCallers) == 0 || len(audiences) == 0 {
+		return nil, fmt.Errorf("%s: no machine rule (request.auth.claims[email] allowlist and a jwtRule for %s): nothing for local/google to stand in for", cfg.IstioDir, google.Issuer)
+	}
 	s := &Stack{
+		GoogleURL:         "http://" + lns["google"].Addr().String(),
+		MachineAccount:    machineCallers[0],
+		MachineTLSDir:     certs.MachineDir,
+		MachineAudience:   audiences[0],
 		IdentityURL:       "http://" + identityHost,
 		BackendURL:        "http://" + lns["backend"].Addr().String(),
 		GatewayURL:        "https://" + lns["gateway"].Addr().String(),
@@ -253,9 +288,23 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
 
+	s.ServiceAccounts = append(slices.Clone(machineCallers), cfg.ExtraServiceAccounts...)
+	s.GoogleStateDir = filepath.Join(cfg.StateDir, "google")
+	s.Google, err = google.New(google.Config{
+		ProjectID: cfg.ProjectID, StateDir: s.GoogleStateDir, URL: s.GoogleURL,
+		ServiceAccounts: s.ServiceAccounts, Logger: log.With("component", "google"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("google stand-in: %w", err)
+	}
+	if s.MachineKeyFile, err = s.Google.WriteKeyFile(filepath.Join(cfg.StateDir, "keys"), s.MachineAccount); err != nil {
+		return nil, err
+	}
+
 	back := backend.New(backend.Config{
 		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
 		RevocationCheck: idtoken.DefaultRevocationCheck,
+		MachineCallers:  machineCallers, MachineAudience: s.MachineAudience, GoogleCertsURL: s.Google.CertsURL(),
 	}, verifier, log.With("component", "backend"))
 
 	// The decision service, with the embedded store: nothing to install,
@@ -281,7 +330,11 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s.APIKeys.Register(keysServer)
 
 	gcfg, err := gateway.LocalConfig(resources, gateway.Local{
-		CredentialDir: certs.GatewayDir, Upstream: lns["backend"].Addr().String(), JWKSOrigin: s.IdentityURL,
+		CredentialDir: certs.GatewayDir, Upstream: lns["backend"].Addr().String(),
+		JWKS: map[string]string{
+			s.Emulator.Issuer(): s.IdentityURL + identity.JWKSPath,
+			google.Issuer:       s.Google.CertsURL(),
+		},
 		MeshConfig: mesh, ExtAuthz: s.APIKeysAddr,
 		Logger: log.With("component", "gateway"), Listener: lns["gateway"],
 	})
@@ -325,8 +378,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 
 	// Shut down from the outside in, each component once every one that
-	// calls it has stopped: frontend, gateway, backend, identity (the
-	// backend and the frontend both call it). A request accepted before the
+	// calls it has stopped: frontend, gateway, backend, then identity and
+	// google (the backend and the frontend call the first, the backend and
+	// the gateway the second). A request accepted before the
 	// signal then never finds the next hop gone, as on Google Cloud, where
 	// each hop drains on its own. A component that fails stops the
 	// frontend, and with it the rest, in the same order.
@@ -366,6 +420,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	})
 	g.Go(func() error {
 		return serve.Run(identityCtx, serve.Options{Name: "identity", Handler: s.Emulator.Handler(), Listener: lns["identity"], Logger: log})
+	})
+	g.Go(func() error {
+		return serve.Run(identityCtx, serve.Options{Name: "google", Handler: s.Google.Handler(), Listener: lns["google"], Logger: log})
 	})
 	g.Go(func() error { return pki.Renew(gctx, pkiConfig, log.With("component", "pki")) })
 	s.group = g
@@ -458,4 +515,14 @@ func listenAll(ctx context.Context, addrs map[string]string) (map[string]net.Lis
 		lns[name] = ln
 	}
 	return lns, nil
+}
+
+// APIClientCommand is the command line that calls the API through the
+// gateway as the machine caller, with an ID token from the metadata-server
+// stand-in: what devstack prints and README shows. Run from the directory
+// devstack was started in (the paths are the state directory's).
+func (s *Stack) APIClientCommand() string {
+	return "GCE_METADATA_HOST=" + strings.TrimPrefix(s.GoogleURL, "http://") +
+		" go run ./cmd/apiclient -url " + s.GatewayURL + "/api/secure.json -audience " + s.MachineAudience +
+		" -server-name " + s.GatewayServerName + " -client-tls-dir " + s.MachineTLSDir
 }

@@ -17,14 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/apiclient"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
+	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
 // testConfig is a stack on free loopback ports in a fresh state dir.
 func testConfig(t *testing.T) Config {
 	return Config{
 		StateDir: t.TempDir(), IstioDir: filepath.Join("..", "..", "istio"),
-		IdentityAddr: "127.0.0.1:0", BackendAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", FrontendAddr: "127.0.0.1:0",
+		IdentityAddr: "127.0.0.1:0", GoogleAddr: "127.0.0.1:0", BackendAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", FrontendAddr: "127.0.0.1:0",
 		APIKeysAddr: "127.0.0.1:0",
 	}
 }
@@ -160,13 +162,18 @@ func TestStartStopsWithOneClearLine(t *testing.T) {
 }
 
 func TestPrintSummaryListsEveryComponentThenTheDemoUser(t *testing.T) {
-	s := &Stack{IdentityURL: "http://i", BackendURL: "http://b", GatewayURL: "https://g", FrontendURL: "http://f",
+	s := &Stack{IdentityURL: "http://i", GoogleURL: "http://127.0.0.1:9300", BackendURL: "http://b", GatewayURL: "https://g", FrontendURL: "http://f",
 		GatewayServerName: "api.internal.example", DemoEmail: "d@x", DemoPassword: "pw",
-		LocalDifferences: []string{"https://google/jwks → http://i/jwks"}}
+		MachineAccount: "reporter@p.iam.gserviceaccount.com", MachineKeyFile: ".devstack/keys/reporter.json",
+		MachineTLSDir: ".devstack/pki/apiclient", MachineAudience: "https://api.internal.example",
+		LocalDifferences: []string{"issuer https://accounts.google.com: jwksUri https://google/certs → http://127.0.0.1:9300/certs"}}
 	var buf bytes.Buffer
 	s.PrintSummary(&buf)
-	for _, want := range []string{"identity  http://i", "backend   http://b", "gateway   https://g", "frontend  http://f",
-		"jwksUri https://google/jwks → http://i/jwks", "demo user d@x / pw"} {
+	for _, want := range []string{"identity  http://i", "google    http://127.0.0.1:9300", "backend   http://b", "gateway   https://g", "frontend  http://f",
+		"local     issuer https://accounts.google.com: jwksUri https://google/certs → http://127.0.0.1:9300/certs",
+		"apiclient .devstack/pki/apiclient as reporter@p.iam.gserviceaccount.com (key file: GOOGLE_APPLICATION_CREDENTIALS=.devstack/keys/reporter.json)",
+		"call API  GCE_METADATA_HOST=127.0.0.1:9300 go run ./cmd/apiclient -url https://g/api/secure.json -audience https://api.internal.example -server-name api.internal.example -client-tls-dir .devstack/pki/apiclient\n",
+		"demo user d@x / pw"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, buf.String())
 		}
@@ -293,4 +300,38 @@ func TestListenAddressesBeyondLoopbackNeedTheFlag(t *testing.T) {
 			t.Fatalf("summary = %q; want the warning line", buf.String())
 		}
 	})
+}
+
+// The machine caller devstack provisions — its client certificate, its key
+// file, the audience from istio/ — reaches the backend through the gateway,
+// with the unmodified Google auth library behind cmd/apiclient.
+func TestTheMachineCallerReachesTheAPIWithWhatTheStackProvisions(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	s, err := Start(ctx, testConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cancel(); s.Wait() }()
+	if want := "reporter@demo-acme.iam.gserviceaccount.com"; s.MachineAccount != want {
+		t.Errorf("MachineAccount = %q, want %q from istio/'s allowlist", s.MachineAccount, want)
+	}
+	if fi, err := os.Stat(s.MachineKeyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %s: %v, mode %v; want it written 0600", s.MachineKeyFile, err, fi)
+	}
+	dir, err := tlsdir.Open(tlsdir.Config{Dir: s.MachineTLSDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := apiclient.New(ctx, apiclient.Config{Audience: s.MachineAudience, ServerName: s.GatewayServerName, TLS: dir, CredentialsFile: s.MachineKeyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Get(ctx, s.GatewayURL+"/api/secure.json")
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	if want := `{"message":"Hello World","caller":{"kind":"service-account","email":"reporter@demo-acme.iam.gserviceaccount.com"}}`; a.Status != 200 || strings.TrimSpace(string(a.Body)) != want {
+		t.Errorf("got %d %s, want 200 %s", a.Status, a.Body, want)
+	}
 }

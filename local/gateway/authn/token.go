@@ -55,7 +55,7 @@ var implementedAlgs = map[string]bool{
 }
 
 // jwt is a token whose structure and claim types were checked; its signature
-// is verified separately, by lestrrat-go/jwx (keys.go).
+// is verified separately, by lestrrat-go/jwx (jwks.go).
 type jwt struct {
 	raw        string
 	alg, kid   string

@@ -1,4 +1,4 @@
-package load
+package loadtest
 
 import (
 	"context"
@@ -250,7 +250,7 @@ func TestEveryKeepsTheLastSampleAtEachMark(t *testing.T) {
 func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 	for _, n := range []int{1, 10, 100} {
 		dst := t.TempDir()
-		if err := WithDenyRules("../../istio", dst, n); err != nil {
+		if err := WithDenyRules("../istio", dst, n); err != nil {
 			t.Fatalf("WithDenyRules(%d): %v", n, err)
 		}
 		rs, err := gateway.Load(dst, "demo-acme")
@@ -290,7 +290,7 @@ func TestWithDenyRulesAddsAPolicyTheGatewayLoadsAndEvaluates(t *testing.T) {
 			t.Errorf("a request rule %d names: %+v, want denied by istio-ingress/loadtest-deny-rules", last, d)
 		}
 	}
-	if _, err := os.Stat("../../istio/" + DenyRulesFile); err == nil {
+	if _, err := os.Stat("../istio/" + DenyRulesFile); err == nil {
 		t.Errorf("istio/%s exists: the copy must leave the repository alone", DenyRulesFile)
 	}
 }

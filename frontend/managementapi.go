@@ -100,25 +100,25 @@ type QuotaLeft struct {
 }
 
 // Products lists the API products.
-func (b *Backend) Products(ctx context.Context, idToken string) ([]Product, error) {
+func (g *GatewayClient) Products(ctx context.Context, idToken string) ([]Product, error) {
 	var out struct {
 		Products []Product `json:"products"`
 	}
-	err := b.management(ctx, http.MethodGet, "/products", nil, idToken, &out)
+	err := g.management(ctx, http.MethodGet, "/products", nil, idToken, &out)
 	return out.Products, err
 }
 
 // Apps lists the user's apps, revoked ones included.
-func (b *Backend) Apps(ctx context.Context, idToken string) ([]App, error) {
+func (g *GatewayClient) Apps(ctx context.Context, idToken string) ([]App, error) {
 	var out struct {
 		Apps []App `json:"apps"`
 	}
-	err := b.management(ctx, http.MethodGet, "/apps", nil, idToken, &out)
+	err := g.management(ctx, http.MethodGet, "/apps", nil, idToken, &out)
 	return out.Apps, err
 }
 
 // CreateApp makes an app with a key for products and returns the key.
-func (b *Backend) CreateApp(ctx context.Context, name string, products []string, idToken string) (CreatedApp, error) {
+func (g *GatewayClient) CreateApp(ctx context.Context, name string, products []string, idToken string) (CreatedApp, error) {
 	body, err := json.Marshal(struct {
 		Name     string   `json:"name"`
 		Products []string `json:"products"`
@@ -127,37 +127,37 @@ func (b *Backend) CreateApp(ctx context.Context, name string, products []string,
 		return CreatedApp{}, fmt.Errorf("encoding the new app: %w", err)
 	}
 	var out CreatedApp
-	err = b.management(ctx, http.MethodPost, "/apps", body, idToken, &out)
+	err = g.management(ctx, http.MethodPost, "/apps", body, idToken, &out)
 	return out, err
 }
 
 // RevokeApp revokes the app's key: the next request with it is refused.
-func (b *Backend) RevokeApp(ctx context.Context, appID, idToken string) (App, error) {
+func (g *GatewayClient) RevokeApp(ctx context.Context, appID, idToken string) (App, error) {
 	if !appIDPattern.MatchString(appID) {
 		return App{}, fmt.Errorf("%w: app id %q is malformed", ErrNoSuchApp, appID)
 	}
 	var out App
-	err := b.management(ctx, http.MethodPost, "/apps/"+appID+"/revoke", []byte("{}"), idToken, &out)
+	err := g.management(ctx, http.MethodPost, "/apps/"+appID+"/revoke", []byte("{}"), idToken, &out)
 	return out, err
 }
 
 // Usage returns the app's usage over the last window ("1h" or "24h") and
 // its quota left.
-func (b *Backend) Usage(ctx context.Context, appID, window, idToken string) (AppUsage, error) {
+func (g *GatewayClient) Usage(ctx context.Context, appID, window, idToken string) (AppUsage, error) {
 	if !appIDPattern.MatchString(appID) {
 		return AppUsage{}, fmt.Errorf("%w: app id %q is malformed", ErrNoSuchApp, appID)
 	}
 	var out AppUsage
-	err := b.management(ctx, http.MethodGet, "/apps/"+appID+"/usage?window="+url.QueryEscape(window), nil, idToken, &out)
+	err := g.management(ctx, http.MethodGet, "/apps/"+appID+"/usage?window="+url.QueryEscape(window), nil, idToken, &out)
 	return out, err
 }
 
 // management makes one call to the management API and decodes its JSON
 // answer into out. Failures wrap ErrUnauthorized, ErrForbidden,
 // ErrUnavailable, ErrNoSuchApp or ErrAppRefused (with an *APIError).
-func (b *Backend) management(ctx context.Context, method, path string, body []byte, idToken string, out any) error {
+func (g *GatewayClient) management(ctx context.Context, method, path string, body []byte, idToken string, out any) error {
 	full := managementPrefix + path
-	resp, err := b.Send(ctx, method, full, body, idToken)
+	resp, err := g.Send(ctx, method, full, body, idToken)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package load
+package loadtest
 
 import (
 	"context"
@@ -24,10 +24,6 @@ import (
 // own, as the load tool's gateway runs; no normalization, authentication,
 // policy, routing or access log. The gateway's added latency minus the bare
 // proxy's is what the gateway's own work costs.
-
-// BareProxyChildArg, as the first argument, makes the load tool's binary
-// serve a bare proxy instead (see ServeBareProxy).
-const BareProxyChildArg = "-serve-bare-proxy-child"
 
 // ServeBareProxy is the child's side: it serves the credentials in certDir
 // (tls.crt, tls.key, ca.crt: the gateway's) on a free loopback port,

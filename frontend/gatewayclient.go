@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
@@ -49,17 +50,17 @@ var (
 // maxBackendBody bounds what we read from the gateway.
 const maxBackendBody = 1 << 20
 
-// Backend calls the private API through the Istio ingress gateway, over
+// GatewayClient calls the private API through the Istio ingress gateway, over
 // mutual TLS, on behalf of a signed-in user.
 //
 // A rotated client certificate is used from the first request after
 // ClientTLS reports it: connections are kept alive, and TLS authenticates a
 // connection once, at its handshake, so the connections made with the old
 // certificate would otherwise go on presenting it for as long as they are
-// busy, past its expiry even. Instead the Backend moves to a fresh pool of
+// busy, past its expiry even. Instead the client moves to a fresh pool of
 // connections; the old pool's connections finish the requests they carry
 // and are closed when idle (at the next rotation or Close at the latest).
-type Backend struct {
+type GatewayClient struct {
 	base       *url.URL
 	serverName string
 	timeout    time.Duration
@@ -81,25 +82,25 @@ type pool struct {
 	cert   *x509.Certificate // nil when ClientTLS does not say
 }
 
-// NewBackend returns a client for the gateway at baseURL (https://host[:port]).
+// NewGatewayClient returns a client for the gateway at baseURL (https://host[:port]).
 // serverName is what the gateway's certificate must name.
-func NewBackend(baseURL, serverName string, timeout time.Duration, creds ClientTLS) (*Backend, error) {
+func NewGatewayClient(baseURL, serverName string, timeout time.Duration, creds ClientTLS) (*GatewayClient, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, fmt.Errorf("backend: gateway URL %q must be https://host[:port]", redactURL(baseURL))
+		return nil, fmt.Errorf("gateway client: URL %q must be https://host[:port]", redactURL(baseURL))
 	}
 	if serverName == "" || creds == nil || timeout <= 0 {
-		return nil, errors.New("backend: a server name, client TLS and a positive timeout are required")
+		return nil, errors.New("gateway client: a server name, client TLS and a positive timeout are required")
 	}
-	b := &Backend{base: u, serverName: serverName, timeout: timeout, creds: creds}
-	b.pool.Store(b.newPool(b.certificateInUse()))
-	return b, nil
+	g := &GatewayClient{base: u, serverName: serverName, timeout: timeout, creds: creds}
+	g.pool.Store(g.newPool(g.certificateInUse()))
+	return g, nil
 }
 
 // certificateInUse is the client certificate new connections present, or
 // nil if ClientTLS does not say.
-func (b *Backend) certificateInUse() *x509.Certificate {
-	if c, ok := b.creds.(certificateInUse); ok {
+func (g *GatewayClient) certificateInUse() *x509.Certificate {
+	if c, ok := g.creds.(certificateInUse); ok {
 		return c.Certificate()
 	}
 	return nil
@@ -107,29 +108,29 @@ func (b *Backend) certificateInUse() *x509.Certificate {
 
 // current returns the pool to send a request with, first retiring the pool
 // in use if the client certificate has rotated since it was made.
-func (b *Backend) current() *pool {
-	p := b.pool.Load()
-	cert := b.certificateInUse()
+func (g *GatewayClient) current() *pool {
+	p := g.pool.Load()
+	cert := g.certificateInUse()
 	if cert == nil || p.cert == nil || cert == p.cert || cert.Equal(p.cert) {
 		return p
 	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if p = b.pool.Load(); cert.Equal(p.cert) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if p = g.pool.Load(); cert.Equal(p.cert) {
 		return p // another request moved first
 	}
-	if b.old != nil {
-		b.old.client.CloseIdleConnections() // its requests ended long ago
+	if g.old != nil {
+		g.old.client.CloseIdleConnections() // its requests ended long ago
 	}
-	b.old = p
-	next := b.newPool(cert)
-	b.pool.Store(next)
+	g.old = p
+	next := g.newPool(cert)
+	g.pool.Store(next)
 	p.client.CloseIdleConnections() // busy ones close when idle: at the next rotation or Close
 	return next
 }
 
-func (b *Backend) newPool(cert *x509.Certificate) *pool {
-	dialer := &net.Dialer{Timeout: b.timeout, KeepAlive: 30 * time.Second}
+func (g *GatewayClient) newPool(cert *x509.Certificate) *pool {
+	dialer := &net.Dialer{Timeout: g.timeout, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		// The gateway is on a private network: never through a proxy.
 		Proxy:       nil,
@@ -137,7 +138,7 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 		// A fresh TLS config per connection, so rotated certificates apply
 		// to new connections while established ones carry on.
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return b.dialTLS(ctx, dialer, network, addr)
+			return g.dialTLS(ctx, dialer, network, addr)
 		},
 		// With a custom DialTLSContext, net/http speaks HTTP/2 only when
 		// asked to; the connection's ALPN result then decides.
@@ -145,12 +146,12 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 		MaxIdleConns:          64,
 		MaxIdleConnsPerHost:   64, // every request goes to the one gateway
 		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: b.timeout,
+		ResponseHeaderTimeout: g.timeout,
 	}
 	client := &http.Client{
 		// The gateway's access line shares this request's trace and id.
 		Transport: middleware.Transport(transport),
-		Timeout:   b.timeout,
+		Timeout:   g.timeout,
 		// The API does not redirect; if something does, it is an answer,
 		// not a place to send the user's token.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -161,8 +162,8 @@ func (b *Backend) newPool(cert *x509.Certificate) *pool {
 // dialTLS makes one connection to the gateway with the client TLS of the
 // moment. A failed handshake is returned as a *HandshakeError naming the
 // certificate at fault.
-func (b *Backend) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
-	cfg, err := b.creds.ClientConfig(b.serverName)
+func (g *GatewayClient) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
+	cfg, err := g.creds.ClientConfig(g.serverName)
 	if err != nil {
 		return nil, fmt.Errorf("client certificate: %w", err)
 	}
@@ -178,11 +179,11 @@ func (b *Backend) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr
 	conn := tls.Client(raw, cfg)
 	err = conn.HandshakeContext(ctx)
 	if asked {
-		b.presented.Store(presented)
+		g.presented.Store(presented)
 	}
 	if err != nil {
 		raw.Close()
-		return nil, newHandshakeError(addr, b.serverName, asked, presented, err)
+		return nil, newHandshakeError(addr, g.serverName, asked, presented, err)
 	}
 	return conn, nil
 }
@@ -291,38 +292,38 @@ func isRemoteAlert(err error) bool {
 }
 
 // Close releases idle connections.
-func (b *Backend) Close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.old != nil {
-		b.old.client.CloseIdleConnections()
+func (g *GatewayClient) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.old != nil {
+		g.old.client.CloseIdleConnections()
 	}
-	b.pool.Load().client.CloseIdleConnections()
+	g.pool.Load().client.CloseIdleConnections()
 }
 
 // Get sends GET path to the gateway with the bearer token (may be empty),
 // within the per-request timeout; the request id and trace of ctx go with it
 // (middleware.Transport). The caller closes the body.
-func (b *Backend) Get(ctx context.Context, path, idToken string) (*http.Response, error) {
-	return b.Send(ctx, http.MethodGet, path, nil, idToken)
+func (g *GatewayClient) Get(ctx context.Context, path, idToken string) (*http.Response, error) {
+	return g.Send(ctx, http.MethodGet, path, nil, idToken)
 }
 
 // Send is Get for any method, as a signed-in user (the management API of
 // the developers' page): a non-nil body is sent as JSON, and path may end in
 // a query.
-func (b *Backend) Send(ctx context.Context, method, path string, body []byte, idToken string) (*http.Response, error) {
+func (g *GatewayClient) Send(ctx context.Context, method, path string, body []byte, idToken string) (*http.Response, error) {
 	path, query, _ := strings.Cut(path, "?")
 	h := http.Header{}
 	if idToken != "" {
 		h.Set("Authorization", "Bearer "+idToken)
 	}
-	return b.send(ctx, method, path, query, body, h)
+	return g.send(ctx, method, path, query, body, h)
 }
 
 // send is the one request to the gateway: any method, query, JSON body and
 // headers (each replacing the default of the same name).
-func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header) (*http.Response, error) {
-	u := b.base.JoinPath(path)
+func (g *GatewayClient) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header) (*http.Response, error) {
+	u := g.base.JoinPath(path)
 	u.RawQuery = rawQuery
 	var rd io.Reader
 	if body != nil {
@@ -337,7 +338,7 @@ func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body 
 	}
 	// The gateway routes by :authority (a VirtualService's hosts), and the
 	// load balancer is reached by IP: ask for the name, as TLS does.
-	req.Host = b.serverName
+	req.Host = g.serverName
 	req.Header.Set("Accept", "application/json")
 	for k, vs := range header {
 		req.Header[http.CanonicalHeaderKey(k)] = vs
@@ -346,11 +347,11 @@ func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body 
 	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		GotConn: func(c httptrace.GotConnInfo) { reused.Store(c.Reused) },
 	}))
-	resp, err := b.current().client.Do(req)
+	resp, err := g.current().client.Do(req)
 	if err != nil {
 		// url.Error quotes the URL, which holds no secrets; the token is
 		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, b.afterHandshake(err, reused.Load()))
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, g.afterHandshake(err, reused.Load()))
 	}
 	return resp, nil
 }
@@ -361,11 +362,11 @@ func (b *Backend) send(ctx context.Context, method, path, rawQuery string, body 
 // comes on the first read, or, when the alert is lost to the reset of a
 // connection we had already written to, as a reset of the new connection.
 // The certificate named is the one the latest handshake presented.
-func (b *Backend) afterHandshake(err error, reused bool) error {
+func (g *GatewayClient) afterHandshake(err error, reused bool) error {
 	if _, ok := errors.AsType[*HandshakeError](err); ok {
 		return err
 	}
-	e := &HandshakeError{Addr: b.base.Host, ServerName: b.serverName, ClientCertificate: b.presented.Load(), Err: err}
+	e := &HandshakeError{Addr: g.base.Host, ServerName: g.serverName, ClientCertificate: g.presented.Load(), Err: err}
 	switch {
 	case isRemoteAlert(err):
 		e.Refused, e.ClientCertificateAsked = true, true
@@ -388,37 +389,28 @@ func closedBeforeFirstRequest(err error) bool {
 	return strings.Contains(err.Error(), "http2: client conn could not be established")
 }
 
-// SecureMessage is the backend's answer to GET /api/secure.json.
-type SecureMessage struct {
-	Message string `json:"message"`
-	UID     string `json:"uid"`
-	Email   string `json:"email"`
-	// Hops is what the hops reported of this call (requestpath.go).
-	Hops Hops `json:"-"`
-}
-
-// SecureMessage fetches /api/secure.json as the user whose ID token is given.
-// Failures wrap ErrUnauthorized, ErrForbidden or ErrUnavailable.
-func (b *Backend) SecureMessage(ctx context.Context, idToken string) (SecureMessage, error) {
+// SecureMessage fetches /api/secure.json as the user whose ID token is given,
+// with what the hops reported of the call (requestpath.go). Failures wrap
+// ErrUnauthorized, ErrForbidden or ErrUnavailable.
+func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (backend.SecureMessage, Hops, error) {
 	start := time.Now()
-	resp, err := b.Get(ctx, "/api/secure.json", idToken)
+	resp, err := g.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
-		return SecureMessage{}, err
+		return backend.SecureMessage{}, Hops{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendBody))
 	if err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
 	}
 	if err := statusError(resp.StatusCode); err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
 	}
-	var m SecureMessage
+	var m backend.SecureMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return SecureMessage{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
+		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
 	}
-	m.Hops = readHops(resp.Header, time.Since(start))
-	return m, nil
+	return m, readHops(resp.Header, time.Since(start)), nil
 }
 
 // statusError maps a gateway status to the error a user is shown.

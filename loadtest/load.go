@@ -1,4 +1,4 @@
-// Package load drives bounded HTTP load at a fixed rate against servers on
+// Package loadtest drives bounded HTTP load at a fixed rate against servers on
 // this machine and reports what a capacity review needs: latency percentiles,
 // throughput, errors, and the CPU and RSS of the process under test.
 //
@@ -9,7 +9,13 @@
 // instead (each worker sends its next request when the last is answered)
 // and latency is each request's own. Runs are bounded in time and count, and
 // only loopback targets are accepted.
-package load
+//
+// It is a top-level package, not under e2e/ or internal/, because it is a
+// tool of its own: cmd/loadtest is its command, and benchmarks across the
+// repository (cmd/*, local/identity, e2e) use its driver and process
+// sampler. It starts the local gateway in a child process, so it sits above
+// local/, which internal/ must not import.
+package loadtest
 
 import (
 	"context"

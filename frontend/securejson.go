@@ -42,7 +42,7 @@ func (s *server) secureJSON(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusForbidden, "Verify your email address first: open the link we sent you.").
 			SetInternal(errors.New("email not verified"))
 	}
-	m, err := s.backend.SecureMessage(r.Context(), token)
+	m, _, err := s.gateway.SecureMessage(r.Context(), token)
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		return s.apiRefused(c, echo.NewHTTPError(http.StatusUnauthorized, "Your sign-in was not accepted. Sign in again.").SetInternal(err))

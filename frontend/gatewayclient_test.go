@@ -120,7 +120,7 @@ func ensurePKI(t *testing.T, now time.Time) *pki.Bundle {
 	return b
 }
 
-func TestBackendClientSpeaksMutualTLS(t *testing.T) {
+func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	foreign := ensurePKI(t, now)
@@ -146,12 +146,12 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, tt.creds)
+			gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, tt.creds)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer b.Close()
-			m, err := b.SecureMessage(context.Background(), "a-token")
+			defer gc.Close()
+			m, _, err := gc.SecureMessage(context.Background(), "a-token")
 			if tt.wantErr == nil {
 				if err != nil || m.Message != "Hello World" {
 					t.Fatalf("SecureMessage: got %+v, %v; want Hello World", m, err)
@@ -174,14 +174,14 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	}
 
 	t.Run("requests reuse one HTTP/2 connection", func(t *testing.T) {
-		b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, frontendDir)
+		gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, frontendDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer b.Close()
+		defer gc.Close()
 		before := gw.conns.Load()
 		for range 5 {
-			if _, err := b.SecureMessage(context.Background(), "a-token"); err != nil {
+			if _, _, err := gc.SecureMessage(context.Background(), "a-token"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -197,7 +197,7 @@ func TestBackendClientSpeaksMutualTLS(t *testing.T) {
 	})
 }
 
-func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
+func TestGatewayClientPicksUpARotatedCertificate(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
 	gw := startMTLSGateway(t, ours)
@@ -210,12 +210,12 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBackend(gw.url, gatewayHost, 5*time.Second, dir)
+	gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+	defer gc.Close()
+	if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatal(err)
 	}
 	first := gw.lastSerial()
@@ -240,8 +240,8 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 	offset.Store(int64(2 * tlsdir.CheckInterval))
 
 	// Established connections keep their certificate; new ones use the new.
-	b.Close()
-	if _, err := b.SecureMessage(context.Background(), "t"); err != nil {
+	gc.Close()
+	if _, _, err := gc.SecureMessage(context.Background(), "t"); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	if got, want := gw.lastSerial(), leaf.Cert.SerialNumber.String(); got != want || got == first {
@@ -249,7 +249,7 @@ func TestBackendClientPicksUpARotatedCertificate(t *testing.T) {
 	}
 }
 
-func TestBackendErrorsFollowTheGatewayStatus(t *testing.T) {
+func TestGatewayClientErrorsFollowTheGatewayStatus(t *testing.T) {
 	tests := []struct {
 		status int
 		want   error
@@ -268,7 +268,7 @@ func TestBackendErrorsFollowTheGatewayStatus(t *testing.T) {
 // discardLogger keeps the expected handshake failures out of test output.
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
 
-func TestBackendCallsAreBoundedByTheTimeout(t *testing.T) {
+func TestGatewayClientCallsAreBoundedByTheTimeout(t *testing.T) {
 	ours := ensurePKI(t, time.Now())
 	dir, err := tlsdir.Open(tlsdir.Config{Dir: ours.GatewayDir})
 	if err != nil {
@@ -291,12 +291,12 @@ func TestBackendCallsAreBoundedByTheTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewBackend("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
+	gc, err := NewGatewayClient("https://"+ln.Addr().String(), gatewayHost, 200*time.Millisecond, front)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	_, err = b.SecureMessage(context.Background(), "t")
+	defer gc.Close()
+	_, _, err = gc.SecureMessage(context.Background(), "t")
 	var ne net.Error
 	if !errors.Is(err, ErrUnavailable) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Errorf("a gateway that never answers: got %v, want ErrUnavailable from a timeout", err)

@@ -1,4 +1,4 @@
-package load
+package loadtest
 
 import (
 	"bufio"
@@ -21,21 +21,25 @@ import (
 // the backend and the frontend, so its RSS and CPU say nothing about the
 // gateway alone. For those figures the load tool starts a second gateway, in a
 // process of its own, wired to the running stack exactly as devstack wires
-// its own (stack.GatewayConfig), and measures that process.
+// its own (gateway.LocalConfig), and measures that process.
 
-// GatewayChildArg, as the first argument, makes the load tool's binary serve
-// a gateway instead (see ServeGateway).
-const GatewayChildArg = "-serve-gateway-child"
+// GatewayChild is what a gateway child process serves: IstioDir loaded for
+// Project, wired to the stack described by StateDir, BackendAddr and
+// IdentityURL, its CUSTOM policy asking the decision service at APIKeysAddr
+// as MeshConfigFile names it. cmd/loadtest's serve-gateway subcommand takes
+// each as a flag.
+type GatewayChild struct {
+	IstioDir, Project, StateDir, BackendAddr, IdentityURL string
+	// CPUProfile, when set, is where the whole run's CPU profile is written.
+	CPUProfile                  string
+	APIKeysAddr, MeshConfigFile string
+}
 
-// ServeGateway is the child's side: it loads istioDir for project, serves on a
-// free loopback port wired to the stack described by stateDir, backendAddr and
-// identityURL, its CUSTOM policy asking the decision service at apikeysAddr
-// as meshConfigFile names it, prints "listening ADDR" on stdout, and runs
-// until ctx ends.
-// With cpuProfile set it writes a CPU profile of the whole run there.
-func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr, identityURL, cpuProfile, apikeysAddr, meshConfigFile string, stdout io.Writer) error {
-	if cpuProfile != "" {
-		f, err := os.Create(cpuProfile)
+// ServeGateway is the child's side: it serves c on a free loopback port,
+// prints "listening ADDR" on stdout, and runs until ctx ends.
+func ServeGateway(ctx context.Context, c GatewayChild, stdout io.Writer) error {
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
 		if err != nil {
 			return err
 		}
@@ -45,11 +49,11 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := gateway.Load(istioDir, project)
+	res, err := gateway.Load(c.IstioDir, c.Project)
 	if err != nil {
 		return err
 	}
-	mesh, err := gateway.LoadMeshConfig(meshConfigFile)
+	mesh, err := gateway.LoadMeshConfig(c.MeshConfigFile)
 	if err != nil {
 		return err
 	}
@@ -61,8 +65,8 @@ func ServeGateway(ctx context.Context, istioDir, project, stateDir, backendAddr,
 	// SIGTERM must end in; requests go to the access log below.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := gateway.LocalConfig(res, gateway.Local{
-		CredentialDir: filepath.Join(stateDir, "pki", "gateway"), Upstream: backendAddr, JWKSOrigin: identityURL, Logger: log, Listener: ln,
-		MeshConfig: mesh, ExtAuthz: apikeysAddr,
+		CredentialDir: filepath.Join(c.StateDir, "pki", "gateway"), Upstream: c.BackendAddr, Logger: log, Listener: ln,
+		JWKS: gateway.KeysAt(res, c.IdentityURL), MeshConfig: mesh, ExtAuthz: c.APIKeysAddr,
 	})
 	if err != nil {
 		ln.Close()
@@ -95,10 +99,9 @@ type GatewayProcess struct {
 }
 
 // StartGatewayProcess re-executes this binary with args, its log going to
-// logTo, and waits for it to listen. args are GatewayChildArg followed by
-// ServeGateway's arguments (istioDir, project, stateDir, backendAddr,
-// identityURL, cpuProfile, apikeysAddr, meshConfigFile), or BareProxyChildArg followed by ServeBareProxy's
-// (certDir, backendAddr). procs > 0 sets its GOMAXPROCS, as a CPU limit on
+// logTo, and waits for it to print "listening ADDR". For cmd/loadtest, args
+// are its serve-gateway or serve-bare-proxy subcommand and their flags
+// (ServeGateway, ServeBareProxy). procs > 0 sets its GOMAXPROCS, as a CPU limit on
 // its pod would (Go sizes GOMAXPROCS from the cgroup's limit); 0 leaves Go's
 // default, one per core.
 func StartGatewayProcess(ctx context.Context, logTo io.Writer, procs int, args ...string) (*GatewayProcess, error) {
