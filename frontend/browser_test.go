@@ -3,11 +3,7 @@ package frontend
 import (
 	"context"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,70 +17,14 @@ import (
 // the inline error for a wrong password and that nothing breaks the CSP.
 // FRONTEND_SCREENSHOTS=dir saves screenshots at 1280 and 320 px.
 func TestBrowserSignsInWithTheBundle(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
-	}
 	s := newStack(t)
 	uid, err := s.emulator.EnsureUser(context.Background(), "ada@example.com", "correct horse battery")
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first Run starts the browser and must not carry a timeout.
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-
-	var mu sync.Mutex
-	var problems []string
-	cctx, stopConsole := context.WithCancel(bctx)
-	messages := chromedp.Console(cctx)
-	consoleDone := make(chan struct{})
-	go func() {
-		defer close(consoleDone)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			// A refused password is a 400 from the emulator, which chromium
-			// logs as a network error; that is the expected answer.
-			if m.Source == "network" {
-				continue
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-
-	shots := os.Getenv("FRONTEND_SCREENSHOTS")
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			if shots == "" {
-				return chromedp.Void{}, nil
-			}
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
-		}
-	}
-	step := func(t *testing.T) context.Context {
-		ctx, cancel := context.WithTimeout(bctx, 30*time.Second)
-		t.Cleanup(cancel)
-		return ctx
-	}
+	b := startChromium(t)
+	step, shot := b.step, b.shot
 	ready := `#auth-form:not([hidden]) fieldset:not([disabled])`
 
 	t.Run("a wrong password shows an inline error that does not tell whether the account exists", func(t *testing.T) {
@@ -253,11 +193,4 @@ func TestBrowserSignsInWithTheBundle(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	stopConsole()
-	<-consoleDone
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("browser reported: %s", p)
-	}
 }

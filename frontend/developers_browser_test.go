@@ -2,13 +2,8 @@ package frontend
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
@@ -23,67 +18,11 @@ import (
 // JavaScript off, create an app and find the key as text with no button.
 // FRONTEND_SCREENSHOTS=dir saves screenshots at 1280 and 320 px.
 func TestBrowserDevelopersPage(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Skip("chromium is not installed (apt-get install -y chromium; .ci/run does)")
-	}
 	s := newDevStack(t)
 	_, token := s.user("ada@example.com")
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	bctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	// The first Run starts the browser and must not carry a timeout.
-	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("starting chromium: %v", err)
-	}
-
-	var mu sync.Mutex
-	var problems []string
-	cctx, stopConsole := context.WithCancel(bctx)
-	messages := chromedp.Console(cctx)
-	consoleDone := make(chan struct{})
-	go func() {
-		defer close(consoleDone)
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			// The browser's own fetch of /favicon.ico is a 404 logged by
-			// the network; the page's errors come from its scripts.
-			if m.Source == "network" {
-				continue
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() {
-				mu.Lock()
-				problems = append(problems, m.String())
-				mu.Unlock()
-			}
-		}
-	}()
-
-	shots := os.Getenv("FRONTEND_SCREENSHOTS")
-	shot := func(name string) chromedp.Action[chromedp.Void] {
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			if shots == "" {
-				return chromedp.Void{}, nil
-			}
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
-			if err != nil {
-				return chromedp.Void{}, err
-			}
-			return chromedp.Void{}, os.WriteFile(filepath.Join(shots, name+".png"), png, 0o644)
-		}
-	}
-	step := func(t *testing.T) context.Context {
-		ctx, cancel := context.WithTimeout(bctx, 30*time.Second)
-		t.Cleanup(cancel)
-		return ctx
-	}
+	b := startChromium(t)
+	bctx, step, shot := b.ctx, b.step, b.shot
 	text := func(t *testing.T, ctx context.Context, sel string) string {
 		t.Helper()
 		got, err := chromedp.Run(ctx, chromedp.Text(sel))
@@ -227,11 +166,4 @@ func TestBrowserDevelopersPage(t *testing.T) {
 			t.Errorf("key shown without JavaScript: %d characters, want a new key", len(k))
 		}
 	})
-	stopConsole()
-	<-consoleDone
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range problems {
-		t.Errorf("browser reported: %s", p)
-	}
 }
