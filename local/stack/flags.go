@@ -64,7 +64,7 @@ func (s *Stack) PrintSummary(w io.Writer) {
 	fmt.Fprintf(w, "frontend  %-24s the web app (stands in for Cloud Run) — open this\n", s.FrontendURL)
 	fmt.Fprintf(w, "apikeys   %-24s API-key decision service: Envoy ext_authz gRPC for the gateway's CUSTOM policy, in-memory store\n", "grpc://"+s.APIKeysAddr)
 	for _, d := range s.LocalDifferences {
-		fmt.Fprintf(w, "local     %s (the one difference from istio/)\n", d)
+		fmt.Fprintf(w, "local     %s (a local difference from istio/: each issuer's keys come from its stand-in)\n", d)
 	}
 	fmt.Fprintf(w, "apiclient %s as %s (key file: GOOGLE_APPLICATION_CREDENTIALS=%s)\n", s.MachineTLSDir, s.MachineAccount, s.MachineKeyFile)
 	fmt.Fprintf(w, "call API  %s\n", s.APIClientCommand())
