@@ -40,14 +40,14 @@ func (c RedisConn) Options() (*redis.Options, error) {
 	if c.AuthFile != "" {
 		pw, err := readAuthString(c.AuthFile)
 		if err != nil {
-			return nil, err
+			return nil, &RedisConnError{Field: "AuthFile", Err: err}
 		}
 		o.Password = pw
 	}
 	if c.CAFile != "" {
 		pool, err := readCAPool(c.CAFile)
 		if err != nil {
-			return nil, err
+			return nil, &RedisConnError{Field: "CAFile", Err: err}
 		}
 		// ServerName is left empty: go-redis dials with tls.DialWithDialer,
 		// which verifies the host part of Addr (an IP for Memorystore).
@@ -55,6 +55,16 @@ func (c RedisConn) Options() (*redis.Options, error) {
 	}
 	return o, nil
 }
+
+// RedisConnError is a RedisConn setting that cannot be used; Field names
+// it ("AuthFile" or "CAFile") so that a command can name its own flag.
+type RedisConnError struct {
+	Field string
+	Err   error
+}
+
+func (e *RedisConnError) Error() string { return "RedisConn." + e.Field + ": " + e.Err.Error() }
+func (e *RedisConnError) Unwrap() error { return e.Err }
 
 // readAuthString reads the AUTH string. A trailing newline (left by an
 // editor or `echo`) is not part of it; an empty file is a mistake, not "no
