@@ -40,6 +40,19 @@ var stores = []struct {
 // unless CI=true, where a missing server is a failure.
 func startRedis(t testing.TB) Store {
 	t.Helper()
+	c := startRedisServer(t, func(port int) []string { return []string{"--port", strconv.Itoa(port)} },
+		redis.Options{PoolSize: 64})
+	s := NewRedisStore(c)
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// startRedisServer starts redis-server as startRedis describes, with the
+// listening arguments args returns for a free port (plain or TLS), plus
+// extra (AUTH, say), and returns a client made from opts on that port once
+// it answers PING. The caller closes the client.
+func startRedisServer(t testing.TB, args func(port int) []string, opts redis.Options, extra ...string) *redis.Client {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") == "true" {
@@ -49,8 +62,9 @@ func startRedis(t testing.TB) Store {
 	}
 	port := freePort(t)
 	dir := t.TempDir()
-	cmd := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning")
+	argv := append([]string{"--bind", "127.0.0.1", "--save", "",
+		"--appendonly", "no", "--dir", dir, "--daemonize", "no", "--loglevel", "warning"}, args(port)...)
+	cmd := exec.Command(bin, append(argv, extra...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +83,8 @@ func startRedis(t testing.TB) Store {
 		for sc.Scan() {
 		}
 	}()
-	c := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), PoolSize: 64})
+	opts.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	c := redis.NewClient(&opts)
 	// Wait until it answers: PING with retries is redis-server's own
 	// readiness signal (there is no other without a supervisor).
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -78,6 +93,7 @@ func startRedis(t testing.TB) Store {
 		if err := c.Ping(ctx).Err(); err == nil {
 			break
 		} else if ctx.Err() != nil {
+			c.Close()
 			t.Fatalf("redis-server on port %d did not answer PING: %v", port, err)
 		}
 		select {
@@ -85,9 +101,7 @@ func startRedis(t testing.TB) Store {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	s := NewRedisStore(c)
-	t.Cleanup(func() { s.Close() })
-	return s
+	return c
 }
 
 func freePort(t testing.TB) int {

@@ -12,13 +12,15 @@ import (
 	internalconfig "github.com/acme/cloudrun-istio-gke/internal/config"
 )
 
-// config is everything the command is configured with. No secrets: the
-// Redis of the tutorial has no password, and Google credentials come from
-// the environment.
+// config is everything the command is configured with. It holds no secret
+// itself: the Redis AUTH string is read from RedisAuthFile when connecting,
+// and Google credentials come from the environment.
 type config struct {
 	GRPCAddr, HTTPAddr string
 	Products           string
 	RedisAddr          string
+	RedisAuthFile      string // file holding Redis's AUTH string (a secret volume)
+	RedisCAFile        string // PEM CA the Redis server's TLS certificate must chain to
 	ProjectID          string
 	AuthEmulatorHost   string
 	LogLevel           slog.Level
@@ -40,18 +42,25 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 		"listen address of the management API and /metrics (default from PORT)")
 	fs.StringVar(&c.Products, "products", "deploy/kubernetes/apikeys/products.yaml", "the API products file")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty keeps everything in memory (one replica only)")
+	// The AUTH string itself is never a flag or environment value: those
+	// show in `ps` and in dumps of the environment. A file (a Secret
+	// Manager or Kubernetes secret volume) does not.
+	fs.StringVar(&c.RedisAuthFile, "redis-auth-file", "", "file holding the Redis AUTH string (Memorystore: --enable-auth); empty: no AUTH")
+	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM CA file to verify Redis's TLS certificate with (Memorystore: the instance's server CA); empty: plain TCP")
 	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
 	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	err := internalconfig.Parse(fs, args, getenv, map[string]string{
-		"grpc-addr":  "GRPC_ADDR",
-		"http-addr":  "HTTP_ADDR",
-		"products":   "PRODUCTS_FILE",
-		"redis-addr": "REDIS_ADDR",
-		"project":    "GOOGLE_CLOUD_PROJECT",
-		"log-level":  "LOG_LEVEL",
-		"drain":      "DRAIN",
+		"grpc-addr":       "GRPC_ADDR",
+		"http-addr":       "HTTP_ADDR",
+		"products":        "PRODUCTS_FILE",
+		"redis-addr":      "REDIS_ADDR",
+		"redis-auth-file": "REDIS_AUTH_FILE",
+		"redis-ca-file":   "REDIS_CA_FILE",
+		"project":         "GOOGLE_CLOUD_PROJECT",
+		"log-level":       "LOG_LEVEL",
+		"drain":           "DRAIN",
 	})
 	if err != nil {
 		return config{}, err
@@ -70,6 +79,16 @@ func (c config) validate() error {
 	if c.RedisAddr != "" {
 		if _, _, err := net.SplitHostPort(c.RedisAddr); err != nil {
 			errs = append(errs, fmt.Errorf("apikeys: RedisAddr %q: %w", c.RedisAddr, err))
+		}
+	}
+	if c.RedisAddr == "" {
+		// Settings for a Redis that is not used are a mistake to report,
+		// not to ignore: the operator believes the connection is secured.
+		for name, v := range map[string]string{"RedisAuthFile (-redis-auth-file or REDIS_AUTH_FILE)": c.RedisAuthFile,
+			"RedisCAFile (-redis-ca-file or REDIS_CA_FILE)": c.RedisCAFile} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("apikeys: %s is set but RedisAddr is not", name))
+			}
 		}
 	}
 	if c.Products == "" {
@@ -94,6 +113,15 @@ func (c config) LogValue() slog.Value {
 	if c.RedisAddr != "" {
 		store = "redis at " + c.RedisAddr
 	}
+	// Only whether AUTH is set, and which file: never the AUTH string.
+	redisAuth := "none"
+	if c.RedisAuthFile != "" {
+		redisAuth = "from " + c.RedisAuthFile
+	}
+	redisTLS := "off"
+	if c.RedisCAFile != "" {
+		redisTLS = "verified against " + c.RedisCAFile
+	}
 	mode := "production (Google's keys)"
 	if c.AuthEmulatorHost != "" {
 		mode = "emulator at " + c.AuthEmulatorHost
@@ -103,6 +131,8 @@ func (c config) LogValue() slog.Value {
 		slog.String("httpAddr", c.HTTPAddr),
 		slog.String("products", c.Products),
 		slog.String("store", store),
+		slog.String("redisAuth", redisAuth),
+		slog.String("redisTLS", redisTLS),
 		slog.String("projectId", c.ProjectID),
 		slog.String("tokenVerification", mode),
 		slog.String("logLevel", c.LogLevel.String()),

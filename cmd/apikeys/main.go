@@ -1,8 +1,9 @@
 // Command apikeys runs the API-key decision service (package apikeys): the
 // Envoy ext_authz gRPC server the Istio gateway consults on every /api/
 // request, and the HTTP management API and /metrics beside it. With
-// -redis-addr it shares apps and quotas through Redis; without, it keeps them
-// in memory (one replica only).
+// -redis-addr it shares apps and quotas through Redis, with
+// -redis-auth-file and -redis-ca-file for Memorystore's AUTH and in-transit
+// encryption; without, it keeps them in memory (one replica only).
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -133,23 +135,43 @@ func stopGRPC(gs *grpc.Server, drain, grace time.Duration, log *slog.Logger) {
 	}
 }
 
+// redisHint names the setting most likely at fault for a failed PING, so the
+// operator looks at the right one first.
+func redisHint(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "WRONGPASS"), strings.Contains(msg, "NOAUTH"), strings.Contains(msg, "invalid password"):
+		return "AUTH refused: check REDIS_AUTH_FILE"
+	case strings.Contains(msg, "x509:"), strings.Contains(msg, "tls:"):
+		return "TLS failed: check REDIS_CA_FILE and that REDIS_ADDR is the TLS port (6378 on Memorystore)"
+	default:
+		return "is REDIS_ADDR right and reachable?"
+	}
+}
+
 func openStore(ctx context.Context, cfg config) (apikeys.Store, error) {
 	if cfg.RedisAddr == "" {
 		return apikeys.NewMemoryStore(), nil
 	}
-	c := redis.NewClient(&redis.Options{
-		Addr: cfg.RedisAddr,
-		// A check waits on Redis: short timeouts turn a stuck Redis into a
-		// quick 503 instead of a hung API request.
-		DialTimeout:  2 * time.Second,
-		ReadTimeout:  500 * time.Millisecond,
-		WriteTimeout: 500 * time.Millisecond,
-	})
+	opts, err := apikeys.RedisConn{Addr: cfg.RedisAddr, AuthFile: cfg.RedisAuthFile, CAFile: cfg.RedisCAFile}.Options()
+	if ce := (*apikeys.RedisConnError)(nil); errors.As(err, &ce) {
+		setting := map[string]string{"AuthFile": "RedisAuthFile (-redis-auth-file or REDIS_AUTH_FILE)",
+			"CAFile": "RedisCAFile (-redis-ca-file or REDIS_CA_FILE)"}[ce.Field]
+		return nil, fmt.Errorf("%s: %w", setting, ce.Err)
+	} else if err != nil {
+		return nil, err
+	}
+	// A check waits on Redis: short timeouts turn a stuck Redis into a
+	// quick 503 instead of a hung API request.
+	opts.DialTimeout = 2 * time.Second
+	opts.ReadTimeout = 500 * time.Millisecond
+	opts.WriteTimeout = 500 * time.Millisecond
+	c := redis.NewClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("connecting to redis at %s: %w", cfg.RedisAddr, err)
+		return nil, fmt.Errorf("connecting to redis at %s (%s): %w", cfg.RedisAddr, redisHint(err), err)
 	}
 	return apikeys.NewRedisStore(c), nil
 }

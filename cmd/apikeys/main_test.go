@@ -8,6 +8,8 @@ import (
 	"flag"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,6 +32,12 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"a bad gRPC address is named", []string{"-project", "p", "-grpc-addr", "nope"}, "GRPCAddr"},
 		{"a missing products file is named", []string{"-project", "p", "-products", "/nonexistent.yaml"}, "/nonexistent.yaml"},
 		{"an unreachable Redis is named", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1"}, "redis at 127.0.0.1:1"},
+		{"a missing Redis AUTH file names the setting", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1",
+			"-redis-auth-file", "/nonexistent-auth"}, "REDIS_AUTH_FILE"},
+		{"a missing Redis CA file names the setting", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1",
+			"-redis-ca-file", "/nonexistent-ca.pem"}, "REDIS_CA_FILE"},
+		{"a Redis AUTH file without a Redis address is named", []string{"-project", "p", "-redis-auth-file", "/x"}, "RedisAuthFile"},
+		{"a Redis CA file without a Redis address is named", []string{"-project", "p", "-redis-ca-file", "/x"}, "RedisCAFile"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +48,37 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 				t.Fatalf("run: got %v, want an error containing %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestPrintedConfigShowsWhetherRedisAUTHIsSetButNeverTheString reads the
+// AUTH string from a file given by environment, as on GKE, and captures the
+// log: it says where AUTH comes from, and the string itself appears nowhere
+// (nor in the error of the failed connection).
+func TestPrintedConfigShowsWhetherRedisAUTHIsSetButNeverTheString(t *testing.T) {
+	const secret = "7b0e2c4d-secret-auth-string"
+	authFile := filepath.Join(t.TempDir(), "auth")
+	if err := os.WriteFile(authFile, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:1")
+	env := map[string]string{
+		"FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:1",
+		"GOOGLE_CLOUD_PROJECT":        "demo-acme",
+		"PRODUCTS_FILE":               productsFile,
+		"REDIS_ADDR":                  "127.0.0.1:1", // refused: the run stops after printing its config
+		"REDIS_AUTH_FILE":             authFile,
+	}
+	var out strings.Builder
+	err := run(t.Context(), nil, func(k string) string { return env[k] }, &out)
+	if err == nil {
+		t.Fatal("run: got success with Redis unreachable, want an error")
+	}
+	if strings.Contains(out.String(), secret) || strings.Contains(err.Error(), secret) {
+		t.Fatalf("the AUTH string leaked:\nlog: %s\nerror: %v", out.String(), err)
+	}
+	if want := "from " + authFile; !strings.Contains(out.String(), want) {
+		t.Fatalf("log: got %s, want it to say AUTH is read %q", out.String(), want)
 	}
 }
 
