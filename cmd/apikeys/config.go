@@ -17,6 +17,7 @@ import (
 // the environment.
 type config struct {
 	GRPCAddr, HTTPAddr string
+	MetricsAddr        string
 	Products           string
 	RedisAddr          string
 	ProjectID          string
@@ -29,6 +30,10 @@ type config struct {
 const (
 	defaultGRPCAddr = "127.0.0.1:9191"
 	defaultHTTPAddr = "127.0.0.1:8091"
+	// /metrics has a port of its own: on GKE the scraper has no mesh
+	// identity, so this port accepts plaintext while the management API's
+	// stays mTLS-only (deploy/kubernetes/apikeys/podmonitoring.yaml).
+	defaultMetricsAddr = "127.0.0.1:9090"
 )
 
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
@@ -37,7 +42,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.SetOutput(usage)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", defaultGRPCAddr, "listen address of the ext_authz gRPC server")
 	fs.StringVar(&c.HTTPAddr, "http-addr", internalconfig.ListenAddr(getenv, defaultHTTPAddr),
-		"listen address of the management API and /metrics (default from PORT)")
+		"listen address of the management API and /healthz (default from PORT)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "listen address of /metrics, for Prometheus")
 	fs.StringVar(&c.Products, "products", "deploy/kubernetes/apikeys/products.yaml", "the API products file")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty keeps everything in memory (one replica only)")
 	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
@@ -45,13 +51,14 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	err := internalconfig.Parse(fs, args, getenv, map[string]string{
-		"grpc-addr":  "GRPC_ADDR",
-		"http-addr":  "HTTP_ADDR",
-		"products":   "PRODUCTS_FILE",
-		"redis-addr": "REDIS_ADDR",
-		"project":    "GOOGLE_CLOUD_PROJECT",
-		"log-level":  "LOG_LEVEL",
-		"drain":      "DRAIN",
+		"grpc-addr":    "GRPC_ADDR",
+		"http-addr":    "HTTP_ADDR",
+		"metrics-addr": "METRICS_ADDR",
+		"products":     "PRODUCTS_FILE",
+		"redis-addr":   "REDIS_ADDR",
+		"project":      "GOOGLE_CLOUD_PROJECT",
+		"log-level":    "LOG_LEVEL",
+		"drain":        "DRAIN",
 	})
 	if err != nil {
 		return config{}, err
@@ -62,7 +69,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 
 func (c config) validate() error {
 	var errs []error
-	for name, addr := range map[string]string{"GRPCAddr": c.GRPCAddr, "HTTPAddr": c.HTTPAddr} {
+	for name, addr := range map[string]string{"GRPCAddr": c.GRPCAddr, "HTTPAddr": c.HTTPAddr, "MetricsAddr": c.MetricsAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("apikeys: %s %q: %w", name, addr, err))
 		}
@@ -101,6 +108,7 @@ func (c config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("grpcAddr", c.GRPCAddr),
 		slog.String("httpAddr", c.HTTPAddr),
+		slog.String("metricsAddr", c.MetricsAddr),
 		slog.String("products", c.Products),
 		slog.String("store", store),
 		slog.String("projectId", c.ProjectID),
