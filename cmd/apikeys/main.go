@@ -1,9 +1,8 @@
 // Command apikeys runs the API-key decision service (package apikeys): the
 // Envoy ext_authz gRPC server the Istio gateway consults on every /api/
 // request, the HTTP management API beside it, and /metrics on a port of its
-// own. With
-// -redis-addr it shares apps and quotas through Redis; without, it keeps them
-// in memory (one replica only).
+// own. With -redis-addr it shares apps and quotas through Redis; without, it
+// keeps them in memory (one replica only).
 package main
 
 import (

@@ -28,6 +28,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"help is not an error to report", []string{"-h"}, flag.ErrHelp.Error()},
 		{"a missing project is named", []string{"-products", productsFile}, "ProjectID is required"},
 		{"a bad gRPC address is named", []string{"-project", "p", "-grpc-addr", "nope"}, "GRPCAddr"},
+		{"a bad metrics address is named", []string{"-project", "p", "-metrics-addr", "nope"}, "MetricsAddr"},
 		{"a missing products file is named", []string{"-project", "p", "-products", "/nonexistent.yaml"}, "/nonexistent.yaml"},
 		{"an unreachable Redis is named", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1"}, "redis at 127.0.0.1:1"},
 	}
