@@ -36,7 +36,8 @@ type Config struct {
 	Verifier idtoken.Verifier
 	// Logger; nil discards.
 	Logger *slog.Logger
-	// Registry receives the service's metrics and is served on /metrics;
+	// Registry receives the service's metrics and is served by
+	// MetricsHandler;
 	// nil means a registry of the service's own, with the Go and process
 	// collectors.
 	Registry *prometheus.Registry
@@ -60,8 +61,8 @@ func (c Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// Service is the decision service: Check for Envoy, Handler for people and
-// Prometheus.
+// Service is the decision service: Check for Envoy, Handler for people,
+// MetricsHandler for Prometheus.
 type Service struct {
 	authv3.UnimplementedAuthorizationServer
 
@@ -72,6 +73,7 @@ type Service struct {
 	now      func() time.Time
 	metrics  *metrics
 	handler  http.Handler
+	scrape   http.Handler
 }
 
 // New returns the service for cfg.
@@ -101,15 +103,21 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.metrics = m
-	s.handler = s.routes(reg)
+	s.handler = s.routes()
+	s.scrape = metricsRoutes(reg)
 	return s, nil
 }
 
 // Register adds the Authorization service to a gRPC server.
 func (s *Service) Register(g grpc.ServiceRegistrar) { authv3.RegisterAuthorizationServer(g, s) }
 
-// Handler serves the management API, /healthz and /metrics.
+// Handler serves the management API and /healthz.
 func (s *Service) Handler() http.Handler { return s.handler }
+
+// MetricsHandler serves GET /metrics, the service's Prometheus series, and
+// nothing else. Serve it on a listener of its own: on GKE the scraper comes
+// without a mesh identity, so that port is the one left open to plaintext.
+func (s *Service) MetricsHandler() http.Handler { return s.scrape }
 
 // observe counts a decision in the metrics and in the app's usage, and logs
 // refusals with their reason. A usage write that fails costs a log line,

@@ -67,6 +67,8 @@ func (r rendered) add(js []byte) error {
 		return decodeInto(js, r.configMaps)
 	case "v1/ServiceAccount":
 		return decodeInto(js, r.accounts)
+	case "monitoring.googleapis.com/v1/PodMonitoring":
+		return nil // decoded and checked by the deploy package's tests
 	}
 	return fmt.Errorf("unexpected kind %s/%s", tm.APIVersion, tm.Kind)
 }
@@ -166,7 +168,7 @@ func TestDecisionServiceConfigFitsTheManifests(t *testing.T) {
 		ports[p.Name] = p.ContainerPort
 	}
 	t.Run("the servers listen on the ports the container declares", func(t *testing.T) {
-		for envName, port := range map[string]string{"GRPC_ADDR": "grpc", "HTTP_ADDR": "http"} {
+		for envName, port := range map[string]string{"GRPC_ADDR": "grpc", "HTTP_ADDR": "http", "METRICS_ADDR": "metrics"} {
 			_, p, err := net.SplitHostPort(env[envName])
 			if err != nil || p != strconv.Itoa(int(ports[port])) {
 				t.Errorf("%s=%q, want port %d (%s)", envName, env[envName], ports[port], port)

@@ -16,8 +16,8 @@ import (
 
 // Example wires the service as devstack or a gateway stand-in would: the
 // products file, a store, the ID-token verifier; then the gRPC check for
-// Envoy and the HTTP handler for the management API and /metrics. A demo
-// app's key is printed once.
+// Envoy and the HTTP handler for the management API (MetricsHandler, for
+// /metrics, goes on a listener of its own). A demo app's key is printed once.
 func Example() {
 	ctx := context.Background()
 	catalog, err := apikeys.LoadCatalog("deploy/kubernetes/apikeys/products.yaml")

@@ -223,7 +223,9 @@ func TestManagementAPI(t *testing.T) {
 		}
 	})
 	t.Run("metrics count the outcomes", func(t *testing.T) {
-		resp, err := http.Get(m.http.URL + "/metrics")
+		srv := httptest.NewServer(m.svc.MetricsHandler())
+		defer srv.Close()
+		resp, err := http.Get(srv.URL + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,10 +15,12 @@ import (
 // covers it before this service checks the token again.
 const ManagementPrefix = "/api/apikeys/v1"
 
-// routes is the whole HTTP surface, in one place. The gateway routes only
-// ManagementPrefix here; /healthz and /metrics are for the kubelet and
-// Prometheus inside the cluster.
-func (s *Service) routes(reg *prometheus.Registry) http.Handler {
+// routes is the management side's HTTP surface, in one place. The gateway
+// routes only ManagementPrefix here; /healthz is for the kubelet. /metrics is
+// not here but in metricsRoutes, on a port of its own: the scraper has no
+// mesh identity, so its port must accept plaintext, and the management API's
+// must not.
+func (s *Service) routes() http.Handler {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
@@ -26,12 +28,11 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 		Component: "apikeys",
 		Logger:    s.log,
 		BodyLimit: 16 << 10,
-		// Probes and scrapes every few seconds are not news.
-		QuietPaths: []string{"/healthz", "/metrics"},
+		// Probes every few seconds are not news.
+		QuietPaths: []string{"/healthz"},
 	})...)
 	e.Use(noSniff)
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})))
 
 	g := e.Group(ManagementPrefix, s.requireUser)
 	g.GET("/products", s.listProducts)
@@ -41,6 +42,14 @@ func (s *Service) routes(reg *prometheus.Registry) http.Handler {
 	g.POST("/apps/:id/revoke", s.revokeApp)
 	g.GET("/apps/:id/usage", s.appUsage)
 	return e
+}
+
+// metricsRoutes serves GET /metrics and nothing else, so the port it is
+// served on offers a scraper no way into the management API.
+func metricsRoutes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
 }
 
 func noSniff(next echo.HandlerFunc) echo.HandlerFunc {

@@ -128,6 +128,8 @@ func decode(js []byte) (object, error) {
 		var p istiosec.PeerAuthentication
 		err = strictIstio(js, &p.TypeMeta, &p.ObjectMeta, &p.Spec)
 		o.Obj = &p
+	case "monitoring.googleapis.com/v1/PodMonitoring":
+		o.Obj, err = strictPodMonitoring(js)
 	default:
 		return o, fmt.Errorf("%s: no upstream type is registered here for %s: add it to decode", o, gvk)
 	}

@@ -17,6 +17,7 @@ import (
 // and Google credentials come from the environment.
 type config struct {
 	GRPCAddr, HTTPAddr string
+	MetricsAddr        string
 	Products           string
 	RedisAddr          string
 	RedisAuthFile      string // file holding Redis's AUTH string (a secret volume)
@@ -31,6 +32,10 @@ type config struct {
 const (
 	defaultGRPCAddr = "127.0.0.1:9191"
 	defaultHTTPAddr = "127.0.0.1:8091"
+	// /metrics has a port of its own: on GKE the scraper has no mesh
+	// identity, so this port accepts plaintext while the management API's
+	// stays mTLS-only (deploy/kubernetes/apikeys/podmonitoring.yaml).
+	defaultMetricsAddr = "127.0.0.1:9090"
 )
 
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (config, error) {
@@ -39,7 +44,8 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.SetOutput(usage)
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", defaultGRPCAddr, "listen address of the ext_authz gRPC server")
 	fs.StringVar(&c.HTTPAddr, "http-addr", internalconfig.ListenAddr(getenv, defaultHTTPAddr),
-		"listen address of the management API and /metrics (default from PORT)")
+		"listen address of the management API and /healthz (default from PORT)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", defaultMetricsAddr, "listen address of /metrics, for Prometheus")
 	fs.StringVar(&c.Products, "products", "deploy/kubernetes/apikeys/products.yaml", "the API products file")
 	fs.StringVar(&c.RedisAddr, "redis-addr", "", "Redis host:port; empty keeps everything in memory (one replica only)")
 	// The AUTH string itself is never a flag or environment value: those
@@ -54,6 +60,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	err := internalconfig.Parse(fs, args, getenv, map[string]string{
 		"grpc-addr":       "GRPC_ADDR",
 		"http-addr":       "HTTP_ADDR",
+		"metrics-addr":    "METRICS_ADDR",
 		"products":        "PRODUCTS_FILE",
 		"redis-addr":      "REDIS_ADDR",
 		"redis-auth-file": "REDIS_AUTH_FILE",
@@ -71,7 +78,7 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 
 func (c config) validate() error {
 	var errs []error
-	for name, addr := range map[string]string{"GRPCAddr": c.GRPCAddr, "HTTPAddr": c.HTTPAddr} {
+	for name, addr := range map[string]string{"GRPCAddr": c.GRPCAddr, "HTTPAddr": c.HTTPAddr, "MetricsAddr": c.MetricsAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("apikeys: %s %q: %w", name, addr, err))
 		}
@@ -129,6 +136,7 @@ func (c config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("grpcAddr", c.GRPCAddr),
 		slog.String("httpAddr", c.HTTPAddr),
+		slog.String("metricsAddr", c.MetricsAddr),
 		slog.String("products", c.Products),
 		slog.String("store", store),
 		slog.String("redisAuth", redisAuth),

@@ -1,7 +1,7 @@
 // Command apikeys runs the API-key decision service (package apikeys): the
 // Envoy ext_authz gRPC server the Istio gateway consults on every /api/
-// request, and the HTTP management API and /metrics beside it. With
-// -redis-addr it shares apps and quotas through Redis, with
+// request, the HTTP management API beside it, and /metrics on a port of its
+// own. With -redis-addr it shares apps and quotas through Redis, with
 // -redis-auth-file and -redis-ca-file for Memorystore's AUTH and in-transit
 // encryption; without, it keeps them in memory (one replica only).
 package main
@@ -79,6 +79,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		grpcLn.Close()
 		return err
 	}
+	metricsLn, err := serve.Listen(ctx, cfg.MetricsAddr)
+	if err != nil {
+		grpcLn.Close()
+		httpLn.Close()
+		return err
+	}
 	gs := grpc.NewServer(
 		// Envoy keeps its connection open; pings find a dead peer, and
 		// the age bound spreads connections over new replicas.
@@ -91,7 +97,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// as soon as shutdown begins.
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(gs, hs)
-	log.Info("apikeys listening", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String())
+	log.Info("apikeys listening", "grpc", grpcLn.Addr().String(), "http", httpLn.Addr().String(),
+		"metrics", metricsLn.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -108,6 +115,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	})
 	g.Go(func() error {
 		return serve.Run(gctx, serve.Options{Name: "apikeys", Handler: svc.Handler(), Listener: httpLn,
+			Grace: cfg.Grace, Drain: cfg.Drain, Logger: log})
+	})
+	g.Go(func() error {
+		// Scraped until the end of the drain, like the rest.
+		return serve.Run(gctx, serve.Options{Name: "apikeys-metrics", Handler: svc.MetricsHandler(), Listener: metricsLn,
 			Grace: cfg.Grace, Drain: cfg.Drain, Logger: log})
 	})
 	err = g.Wait()

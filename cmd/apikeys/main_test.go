@@ -30,6 +30,7 @@ func TestRunRefusesBadConfiguration(t *testing.T) {
 		{"help is not an error to report", []string{"-h"}, flag.ErrHelp.Error()},
 		{"a missing project is named", []string{"-products", productsFile}, "ProjectID is required"},
 		{"a bad gRPC address is named", []string{"-project", "p", "-grpc-addr", "nope"}, "GRPCAddr"},
+		{"a bad metrics address is named", []string{"-project", "p", "-metrics-addr", "nope"}, "MetricsAddr"},
 		{"a missing products file is named", []string{"-project", "p", "-products", "/nonexistent.yaml"}, "/nonexistent.yaml"},
 		{"an unreachable Redis is named", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1"}, "redis at 127.0.0.1:1"},
 		{"a missing Redis AUTH file names the setting", []string{"-project", "p", "-products", productsFile, "-redis-addr", "127.0.0.1:1",
@@ -95,6 +96,7 @@ func TestServesChecksAndStopsCleanly(t *testing.T) {
 		"PRODUCTS_FILE":               productsFile,
 		"GRPC_ADDR":                   "127.0.0.1:0",
 		"HTTP_ADDR":                   "127.0.0.1:0",
+		"METRICS_ADDR":                "127.0.0.1:0",
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -106,16 +108,17 @@ func TestServesChecksAndStopsCleanly(t *testing.T) {
 		done <- err
 	}()
 	sc := bufio.NewScanner(logR)
-	var grpcAddr, httpAddr string
+	var grpcAddr, httpAddr, metricsAddr string
 	for sc.Scan() {
 		var l map[string]any
 		if json.Unmarshal(sc.Bytes(), &l) == nil && l["message"] == "apikeys listening" {
 			grpcAddr, httpAddr = l["grpc"].(string), l["http"].(string)
+			metricsAddr, _ = l["metrics"].(string)
 			break
 		}
 	}
-	if grpcAddr == "" {
-		t.Fatalf("no 'apikeys listening' line; run: %v", <-done)
+	if grpcAddr == "" || metricsAddr == "" {
+		t.Fatalf("no 'apikeys listening' line naming grpc and metrics addresses; run: %v", <-done)
 	}
 	go io.Copy(io.Discard, logR)
 
@@ -141,18 +144,36 @@ func TestServesChecksAndStopsCleanly(t *testing.T) {
 			t.Fatalf("got %v, %v; want SERVING", h, err)
 		}
 	})
-	t.Run("the HTTP side serves /healthz and /metrics", func(t *testing.T) {
-		for _, p := range []string{"/healthz", "/metrics"} {
-			resp, err := http.Get("http://" + httpAddr + p)
+	// /metrics has a port of its own, the one GKE leaves open to the
+	// scraper's plaintext; the management port must not answer it, nor the
+	// metrics port anything else.
+	for _, tt := range []struct {
+		name, addr, path string
+		wantStatus       int
+		wantBody         string
+	}{
+		{"the management port serves /healthz", httpAddr, "/healthz", http.StatusOK, "ok"},
+		{"the metrics port serves the check counters", metricsAddr, "/metrics", http.StatusOK,
+			`apikeys_checks_total{outcome="no_key",product=""} 1`},
+		{"the management port does not serve /metrics", httpAddr, "/metrics", http.StatusNotFound, ""},
+		{"the metrics port does not serve the management API", metricsAddr, "/api/apikeys/v1/products", http.StatusNotFound, ""},
+		{"the metrics port does not serve /healthz", metricsAddr, "/healthz", http.StatusNotFound, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := http.Get("http://" + tt.addr + tt.path)
 			if err != nil {
 				t.Fatal(err)
 			}
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Errorf("%s: got %d, want 200", p, resp.StatusCode)
+			if resp.StatusCode != tt.wantStatus {
+				t.Errorf("GET %s on %s: got %d, want %d", tt.path, tt.addr, resp.StatusCode, tt.wantStatus)
 			}
-		}
-	})
+			if !strings.Contains(string(b), tt.wantBody) {
+				t.Errorf("GET %s on %s: body lacks %q:\n%s", tt.path, tt.addr, tt.wantBody, b)
+			}
+		})
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run after shutdown: got %v, want nil", err)

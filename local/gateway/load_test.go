@@ -18,8 +18,8 @@ func TestLoadRendersTheRepositoryBaseForAProject(t *testing.T) {
 		t.Fatalf("Load(%s): %v", istioDir, err)
 	}
 	if len(rs.Gateways) != 1 || len(rs.VirtualServices) != 1 || len(rs.RequestAuthentications) != 1 ||
-		len(rs.AuthorizationPolicies) != 5 || len(rs.PeerAuthentications) != 1 {
-		t.Fatalf("got %d Gateways, %d VirtualServices, %d RequestAuthentications, %d AuthorizationPolicies, %d PeerAuthentications; want 1, 1, 1, 5, 1",
+		len(rs.AuthorizationPolicies) != 5 || len(rs.PeerAuthentications) != 2 {
+		t.Fatalf("got %d Gateways, %d VirtualServices, %d RequestAuthentications, %d AuthorizationPolicies, %d PeerAuthentications; want 1, 1, 1, 5, 2",
 			len(rs.Gateways), len(rs.VirtualServices), len(rs.RequestAuthentications), len(rs.AuthorizationPolicies), len(rs.PeerAuthentications))
 	}
 	rule := rs.RequestAuthentications[0].Spec.GetJwtRules()[0]
