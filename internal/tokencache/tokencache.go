@@ -6,7 +6,9 @@
 // produced. Refusals are never cached, so garbage cannot crowd it.
 //
 // Both verifiers that use it (the local gateway's authn and internal/idtoken)
-// say in their own comments which checks still run on a hit.
+// say in their own comments which checks still run on a hit. The local
+// gateway also keys its x-forwarded-client-cert elements by the client
+// certificate's DER here: the same bound, the same eviction.
 package tokencache
 
 import (

@@ -3,6 +3,7 @@ package gateway
 import (
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 )
 
 // The headers the gateway adds as an Istio ingress gateway's Envoy does.
@@ -35,12 +38,27 @@ const (
 // conn_manager_utility.cc). By is the URI SAN of the gateway's own serving
 // certificate; the gateway's credentialName certificates name hosts only
 // (DNS SANs), so By is absent here as it is on the real gateway.
-func sanitizeSetXFCC(h http.Header, cs *tls.ConnectionState) {
+//
+// The element depends on the certificate alone, and a client presents the
+// same one on every request of a connection and of its reconnections, so it
+// is built once per certificate and kept in known (bounded; nil keeps
+// nothing): building it hashes, PEM-encodes and escapes the certificate.
+func sanitizeSetXFCC(h http.Header, cs *tls.ConnectionState, known *tokencache.Cache[string]) {
 	h.Del(headerXFCC)
 	if cs == nil || len(cs.PeerCertificates) == 0 {
 		return
 	}
 	leaf := cs.PeerCertificates[0]
+	v, ok := known.Get(string(leaf.Raw), time.Now())
+	if !ok {
+		v = xfccElement(leaf)
+		known.Put(string(leaf.Raw), v, time.Time{})
+	}
+	h.Set(headerXFCC, v)
+}
+
+// xfccElement is the XFCC element describing leaf, in Envoy's key order.
+func xfccElement(leaf *x509.Certificate) string {
 	sum := sha256.Sum256(leaf.Raw)
 	parts := []string{
 		"Hash=" + hex.EncodeToString(sum[:]),
@@ -59,7 +77,7 @@ func sanitizeSetXFCC(h http.Header, cs *tls.ConnectionState) {
 	for _, d := range leaf.DNSNames {
 		parts = append(parts, "DNS="+d)
 	}
-	h.Set(headerXFCC, strings.Join(parts, ";"))
+	return strings.Join(parts, ";")
 }
 
 // setUpstreamServiceTime stamps the backend's response with the

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
+	"github.com/acme/cloudrun-istio-gke/local/gateway/authn"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
 )
 
@@ -120,16 +122,43 @@ func TestUpstreamServiceTimeIsTheGatewaysMeasure(t *testing.T) {
 }
 
 // BenchmarkSanitizeSetXFCC is the per-request cost of describing the
-// client certificate (SHA-256, PEM, URL-escaping). Run:
+// client certificate (SHA-256, PEM, URL-escaping), built every time and
+// from the gateway's per-certificate cache, side by side. Run:
 //
-//	go test ./local/gateway -run '^$' -bench SanitizeSetXFCC
+//	go test ./local/gateway -run '^$' -bench SanitizeSetXFCC -count 5
 func BenchmarkSanitizeSetXFCC(b *testing.B) {
 	leaf := readLeaf(b, filepath.Join(devPKI(b).FrontendDir, "tls.crt"))
 	cs := &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}
-	h := http.Header{headerXFCC: {"URI=spiffe://evil"}}
-	b.ReportAllocs()
-	for b.Loop() {
-		sanitizeSetXFCC(h, cs)
+	for _, bc := range []struct {
+		name  string
+		known *tokencache.Cache[string]
+	}{
+		{"built", nil},
+		{"cached", tokencache.New[string](authn.DefaultCacheSize)},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := http.Header{headerXFCC: {"URI=spiffe://evil"}}
+			b.ReportAllocs()
+			for b.Loop() {
+				sanitizeSetXFCC(h, cs, bc.known)
+			}
+		})
+	}
+}
+
+func TestEachCertificateGetsItsOwnXFCCFromTheCache(t *testing.T) {
+	pki := devPKI(t)
+	known := tokencache.New[string](authn.DefaultCacheSize)
+	for _, dir := range []string{pki.FrontendDir, pki.GatewayDir, pki.FrontendDir} {
+		leaf := readLeaf(t, filepath.Join(dir, "tls.crt"))
+		h := http.Header{headerXFCC: {"URI=spiffe://evil"}}
+		sanitizeSetXFCC(h, &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}, known)
+		if got, want := h.Get(headerXFCC), xfccElement(leaf); got != want {
+			t.Fatalf("XFCC for %s's certificate %q; want its own element %q", filepath.Base(dir), got, want)
+		}
+	}
+	if known.Len() != 2 {
+		t.Errorf("cache holds %d elements after two certificates, the first twice; want 2", known.Len())
 	}
 }
 
@@ -145,7 +174,7 @@ func TestXFCCIsRemovedWithoutAClientCertificate(t *testing.T) {
 	} {
 		t.Run("over "+tt.name+" a client-sent XFCC is removed", func(t *testing.T) {
 			h := http.Header{headerXFCC: {"URI=spiffe://acme.internal/ns/frontend/sa/frontend"}}
-			sanitizeSetXFCC(h, tt.cs)
+			sanitizeSetXFCC(h, tt.cs, nil)
 			if v, ok := h[headerXFCC]; ok {
 				t.Fatalf("x-forwarded-client-cert %q left in place; want it removed", v)
 			}

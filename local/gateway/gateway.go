@@ -28,6 +28,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
+	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 	"github.com/acme/cloudrun-istio-gke/local/gateway/authn"
 	"github.com/acme/cloudrun-istio-gke/local/gateway/authz"
 )
@@ -111,7 +112,8 @@ type Gateway struct {
 	authz     *authz.Engine
 	transport http.RoundTripper
 	proxy     *httputil.ReverseProxy
-	extAuthz  map[string]*extAuthz // by provider name
+	extAuthz  map[string]*extAuthz      // by provider name
+	xfcc      *tokencache.Cache[string] // XFCC element by client certificate DER
 }
 
 func (c *Config) validate() error {
@@ -157,7 +159,7 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.AccessLog == nil {
 		cfg.AccessLog = cfg.Logger
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, access: cfg.AccessLog}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, access: cfg.AccessLog, xfcc: tokencache.New[string](authn.DefaultCacheSize)}
 	sel := cfg.Resources.Select(cfg.Workload)
 	if len(sel.Gateways) == 0 {
 		return nil, fmt.Errorf("gateway: no Gateway selects workload %s", cfg.Workload)
@@ -383,7 +385,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// and the backend see only the gateway's own (forwarded.go).
 	r = r.WithContext(r.Context())
 	r.Header = r.Header.Clone()
-	sanitizeSetXFCC(r.Header, r.TLS)
+	sanitizeSetXFCC(r.Header, r.TLS, g.xfcc)
 	o := &outcome{principal: peerPrincipal(r.TLS)}
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		leaf := r.TLS.PeerCertificates[0]
