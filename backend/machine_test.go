@@ -4,14 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,44 +70,16 @@ func (gs *googleStandIn) token(t *testing.T, email, audience string, iat time.Ti
 	return tok
 }
 
-// withClaims re-signs tok's claims, changed by edit, with the stand-in's own
-// signing key (read from its state file): a token Google's keys verify that
-// Google would never issue.
-func (gs *googleStandIn) withClaims(t *testing.T, tok string, edit func(map[string]any)) string {
+// withClaims is a token for email and audience whose claims edit changes
+// before the stand-in signs them: a token Google's keys verify that Google
+// would never issue.
+func (gs *googleStandIn) withClaims(t *testing.T, email, audience string, edit func(map[string]any)) string {
 	t.Helper()
-	msg, err := jws.Parse([]byte(tok))
+	tok, err := gs.g.SignIDTokenWith(email, audience, edit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
-		t.Fatal(err)
-	}
-	edit(claims)
-	payload, _ := json.Marshal(claims)
-	raw, err := os.ReadFile(filepath.Join(gs.state, "google-keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var disk struct {
-		SigningKey struct{ PrivateKey string } `json:"signingKey"`
-	}
-	if err := json.Unmarshal(raw, &disk); err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode([]byte(disk.SigningKey.PrivateKey))
-	if block == nil {
-		t.Fatal("no PEM signing key in the stand-in's state")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), key, jws.WithProtectedHeaders(msg.Signatures()[0].ProtectedHeaders())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
+	return tok
 }
 
 // es256 re-signs tok's claims with a fresh P-256 key and alg ES256: the
@@ -168,11 +136,11 @@ func TestAWorkloadCallsWithItsGoogleIDToken(t *testing.T) {
 		{"a token for another audience is refused", gs.token(t, reporter, "https://other.example", time.Time{}), 401, unauthenticated},
 		{"an expired token is refused", gs.token(t, reporter, apiAudience, time.Now().Add(-2*time.Hour)), 401, unauthenticated},
 		{"a token Google's keys verify but another issuer names is refused: the validator does not check iss",
-			gs.withClaims(t, valid, func(c map[string]any) { c["iss"] = "https://accounts.example.com" }), 401, unauthenticated},
+			gs.withClaims(t, reporter, apiAudience, func(c map[string]any) { c["iss"] = "https://accounts.example.com" }), 401, unauthenticated},
 		{"a token without an email is refused: there is nothing to match the allowlist against",
-			gs.withClaims(t, valid, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") }), 401, unauthenticated},
+			gs.withClaims(t, reporter, apiAudience, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") }), 401, unauthenticated},
 		{"a token whose email is not verified is forbidden",
-			gs.withClaims(t, valid, func(c map[string]any) { c["email_verified"] = false }), 403, notAllowed},
+			gs.withClaims(t, reporter, apiAudience, func(c map[string]any) { c["email_verified"] = false }), 403, notAllowed},
 		{"a token with a broken signature is refused", valid[:len(valid)-6] + "AAAAAA", 401, unauthenticated},
 		{"an ES256 token is refused without fetching IAP's keys from Google", es256(t, valid), 401, unauthenticated},
 	}

@@ -68,9 +68,9 @@ func TestConformance(t *testing.T) {
 	machineOtherAudience := s.serviceAccountToken(t, reporter, "https://other.example", time.Time{})
 	notAllowed := s.serviceAccountToken(t, intruder, apiAudience, time.Time{})
 	machineExpired := s.serviceAccountToken(t, reporter, apiAudience, time.Now().Add(-2*time.Hour))
-	machineUnverified := s.resignGoogle(t, machine, func(c map[string]any) { c["email_verified"] = false })
+	machineUnverified := s.resignGoogle(t, reporter, apiAudience, func(c map[string]any) { c["email_verified"] = false })
 	// IAM's generateIdToken without includeEmail: no email to match.
-	machineNoEmail := s.resignGoogle(t, machine, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") })
+	machineNoEmail := s.resignGoogle(t, reporter, apiAudience, func(c map[string]any) { delete(c, "email"); delete(c, "email_verified") })
 	machineClient := s.clientWith(t, s.pki.machine)
 	t.Cleanup(machineClient.CloseIdleConnections)
 	const (

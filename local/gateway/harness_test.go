@@ -2,16 +2,13 @@ package gateway
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -19,8 +16,6 @@ import (
 	"time"
 
 	"firebase.google.com/go/v4/auth"
-	"github.com/lestrrat-go/jwx/v3/jwa"
-	"github.com/lestrrat-go/jwx/v3/jws"
 	"google.golang.org/grpc"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
@@ -270,44 +265,16 @@ func (s *stack) serviceAccountToken(t testing.TB, email, audience string, issued
 	return tok
 }
 
-// resignGoogle re-signs tok's claims, changed by edit, with the Google
-// stand-in's signing key from its state file: a token the gateway's Google
-// keys verify but that Google would not issue, for the policy's own checks.
-func (s *stack) resignGoogle(t testing.TB, tok string, edit func(map[string]any)) string {
+// resignGoogle is a Google ID token for email and audience whose claims edit
+// changes before the stand-in signs them: a token the gateway's Google keys
+// verify but that Google would not issue, for the policy's own checks.
+func (s *stack) resignGoogle(t testing.TB, email, audience string, edit func(map[string]any)) string {
 	t.Helper()
-	msg, err := jws.Parse([]byte(tok))
+	tok, err := s.google.SignIDTokenWith(email, audience, edit)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var claims map[string]any
-	if err := json.Unmarshal(msg.Payload(), &claims); err != nil {
-		t.Fatal(err)
-	}
-	edit(claims)
-	payload, _ := json.Marshal(claims)
-	raw, err := os.ReadFile(filepath.Join(s.googleState, "google-keys.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var disk struct {
-		SigningKey struct{ PrivateKey string } `json:"signingKey"`
-	}
-	if err := json.Unmarshal(raw, &disk); err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode([]byte(disk.SigningKey.PrivateKey))
-	if block == nil {
-		t.Fatal("no PEM signing key in the Google stand-in's state")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := jws.Sign(payload, jws.WithKey(jwa.RS256(), key, jws.WithProtectedHeaders(msg.Signatures()[0].ProtectedHeaders())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
+	return tok
 }
 
 type response struct {

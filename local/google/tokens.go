@@ -45,6 +45,30 @@ func (g *Google) SignIDToken(email, audience string) (string, error) {
 	return g.sign(a, audience, tokenShape{email: true}, g.now())
 }
 
+// SignIDTokenWith is SignIDToken with the claims changed by edit before
+// they are signed: a token Google's keys verify but that Google would never
+// issue (another issuer, no email, email_verified false), for tests of the
+// checks that come after the signature.
+func (g *Google) SignIDTokenWith(email, audience string, edit func(claims map[string]any)) (string, error) {
+	a, ok := g.accounts[email]
+	if !ok {
+		return "", fmt.Errorf("google: no service account %q", email)
+	}
+	payload, err := json.Marshal(g.claims(a, audience, tokenShape{email: true}, g.now()))
+	if err != nil {
+		return "", err
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		return "", err
+	}
+	edit(claims)
+	if payload, err = json.Marshal(claims); err != nil {
+		return "", err
+	}
+	return g.signPayload(payload)
+}
+
 // tokenShape is what a token carries beyond the standard claims: the
 // metadata server's format=full adds the google claim; IAM's generateIdToken
 // leaves out the email unless includeEmail is set.
@@ -53,6 +77,15 @@ type tokenShape struct {
 }
 
 func (g *Google) sign(a *account, audience string, shape tokenShape, now time.Time) (string, error) {
+	payload, err := json.Marshal(g.claims(a, audience, shape, now))
+	if err != nil {
+		return "", err
+	}
+	return g.signPayload(payload)
+}
+
+// claims are the ID token's claims for a, issued at now.
+func (g *Google) claims(a *account, audience string, shape tokenShape, now time.Time) idClaims {
 	c := idClaims{
 		Aud: audience, Azp: a.uniqueID, Sub: a.uniqueID,
 		Iss: Issuer, Iat: now.Unix(), Exp: now.Add(g.lifetime).Unix(),
@@ -64,10 +97,11 @@ func (g *Google) sign(a *account, audience string, shape tokenShape, now time.Ti
 		c.Google = &googleClaim{}
 		c.Google.ComputeEngine.ProjectID = g.project
 	}
-	payload, err := json.Marshal(c)
-	if err != nil {
-		return "", err
-	}
+	return c
+}
+
+// signPayload signs payload with the current key, its kid in the header.
+func (g *Google) signPayload(payload []byte) (string, error) {
 	h := jws.NewHeaders()
 	if err := h.Set(jws.KeyIDKey, g.state.signer.kid); err != nil {
 		return "", err
