@@ -4,33 +4,21 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/acme/cloudrun-istio-gke/internal/secureapi"
 )
 
-// SecureMessage is the body of GET /api/secure.json: the message and who
-// called. UID and Email repeat a user's Caller fields at the top level, as
-// the answer had them before workloads could call; the frontend reads them.
-type SecureMessage struct {
-	Message string `json:"message"`
-	UID     string `json:"uid,omitempty"`
-	Email   string `json:"email,omitempty"`
-	// Caller is always set by this backend; a pointer so that a client
-	// decoding an older answer, without it, writes none back (the frontend
-	// relays this type).
-	Caller *Caller `json:"caller,omitempty"`
-}
-
-// Caller is who called: a person ("user", with their uid and email) or a
-// workload ("service-account", with the account's email).
-type Caller struct {
-	Kind  string `json:"kind"`
-	UID   string `json:"uid,omitempty"`
-	Email string `json:"email,omitempty"`
-}
+// The answer's types are the contract the frontend reads too
+// (internal/secureapi).
+type (
+	SecureMessage = secureapi.SecureMessage
+	Caller        = secureapi.Caller
+)
 
 // Caller kinds.
 const (
-	CallerUser           = "user"
-	CallerServiceAccount = "service-account"
+	CallerUser           = secureapi.CallerUser
+	CallerServiceAccount = secureapi.CallerServiceAccount
 )
 
 // secure answers the caller requireCaller admitted.

@@ -19,8 +19,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
+	"github.com/acme/cloudrun-istio-gke/internal/secureapi"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
@@ -392,23 +392,23 @@ func closedBeforeFirstRequest(err error) bool {
 // SecureMessage fetches /api/secure.json as the user whose ID token is given,
 // with what the hops reported of the call (requestpath.go). Failures wrap
 // ErrUnauthorized, ErrForbidden or ErrUnavailable.
-func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (backend.SecureMessage, Hops, error) {
+func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (secureapi.SecureMessage, Hops, error) {
 	start := time.Now()
 	resp, err := g.Get(ctx, "/api/secure.json", idToken)
 	if err != nil {
-		return backend.SecureMessage{}, Hops{}, err
+		return secureapi.SecureMessage{}, Hops{}, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBackendBody))
 	if err != nil {
-		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
+		return secureapi.SecureMessage{}, Hops{}, fmt.Errorf("%w: reading /api/secure.json: %w", ErrUnavailable, err)
 	}
 	if err := statusError(resp.StatusCode); err != nil {
-		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
+		return secureapi.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered %d %q", err, resp.StatusCode, snippet(body))
 	}
-	var m backend.SecureMessage
+	var m secureapi.SecureMessage
 	if err := json.Unmarshal(body, &m); err != nil {
-		return backend.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
+		return secureapi.SecureMessage{}, Hops{}, fmt.Errorf("%w: /api/secure.json answered 200 with unreadable JSON: %w", ErrUnavailable, err)
 	}
 	return m, readHops(resp.Header, time.Since(start)), nil
 }
