@@ -12,16 +12,22 @@
 package backend
 
 import (
-	"context"
+	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
 
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
-	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/labstack/echo/v4"
 )
+
+// Deps are the backend's collaborators, built by its main (or the stack).
+type Deps struct {
+	// Verifier checks users' Identity Platform ID tokens; refusals wrap
+	// idtoken.ErrInvalidToken.
+	Verifier idtoken.Verifier
+	Logger   *slog.Logger // nil discards
+}
 
 // Server is the backend API.
 type Server struct {
@@ -36,44 +42,37 @@ type Server struct {
 	drainOnce sync.Once
 }
 
-// New returns the backend for cfg, verifying users' tokens with verifier,
-// workloads' Google ID tokens as cfg's Machine fields say, and logging to
-// log. cfg should have been validated (ParseConfig does); New does no I/O.
-func New(cfg Config, verifier idtoken.Verifier, log *slog.Logger) *Server {
-	s := &Server{cfg: cfg, verifier: verifier, log: log, draining: make(chan struct{})}
-	// NewValidator only stores its options: it cannot fail today.
-	s.machine, _ = newMachineVerifier(cfg)
+// New validates cfg and returns the backend, verifying users' tokens with
+// deps.Verifier and workloads' Google ID tokens as cfg's Machine fields say.
+// It does no I/O; its owner serves Handler (serve.Run, with BeginDrain as
+// OnShutdown).
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Verifier == nil {
+		return nil, errors.New("backend: Deps.Verifier is required")
+	}
+	s := &Server{cfg: cfg, verifier: deps.Verifier, log: deps.Logger, draining: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	var err error
+	if s.machine, err = newMachineVerifier(cfg); err != nil {
+		return nil, err
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	s.routes(e)
 	s.handler = e
-	return s
+	return s, nil
 }
 
 // Handler is the whole HTTP surface of the backend.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve serves on ln until ctx ends, then shuts down gracefully: readiness
-// fails at once, in-flight requests finish within cfg.Grace.
-func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	return serve.Run(ctx, serve.Options{
-		Name:       "backend",
-		Handler:    s.handler,
-		Listener:   ln,
-		Grace:      s.cfg.Grace,
-		Drain:      s.cfg.Drain,
-		Logger:     s.log,
-		OnShutdown: func() { s.drainOnce.Do(func() { close(s.draining) }) },
-	})
-}
-
-// Run listens on cfg.Addr and serves until ctx ends.
-func (s *Server) Run(ctx context.Context) error {
-	ln, err := serve.Listen(ctx, s.cfg.Addr)
-	if err != nil {
-		return err
-	}
-	s.log.Info("backend listening", "addr", ln.Addr().String())
-	return s.Serve(ctx, ln)
-}
+// BeginDrain makes readiness fail from now on, so that Kubernetes stops
+// routing new requests here while in-flight ones finish: the serve.Options
+// OnShutdown of the backend's server.
+func (s *Server) BeginDrain() { s.drainOnce.Do(func() { close(s.draining) }) }

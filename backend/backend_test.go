@@ -110,10 +110,20 @@ func testConfig() backend.Config {
 	return backend.Config{Addr: "127.0.0.1:0", ProjectID: project, Grace: 5 * time.Second, RevocationCheck: idtoken.DefaultRevocationCheck}
 }
 
+// mustNew is backend.New for a config the test knows to be valid.
+func mustNew(t testing.TB, cfg backend.Config, v idtoken.Verifier, log *slog.Logger) *backend.Server {
+	t.Helper()
+	b, err := backend.New(cfg, backend.Deps{Verifier: v, Logger: log})
+	if err != nil {
+		t.Fatalf("backend.New: %v", err)
+	}
+	return b
+}
+
 func newBackend(t *testing.T, v idtoken.Verifier) (*backend.Server, *httptest.Server, *logtest.Buffer) {
 	t.Helper()
 	logs := &logtest.Buffer{}
-	b := backend.New(testConfig(), v, logging.New(logs, slog.LevelDebug, project))
+	b := mustNew(t, testConfig(), v, logging.New(logs, slog.LevelDebug, project))
 	ts := httptest.NewServer(b.Handler())
 	t.Cleanup(ts.Close)
 	return b, ts, logs
@@ -486,14 +496,19 @@ func TestShutdownFailsReadinessAndFinishesInFlightRequests(t *testing.T) {
 	uid, tok := st.signIn(t, "alice@example.com", 0)
 	gate := gatedVerifier{Verifier: st.verifier, started: make(chan struct{}), release: make(chan struct{})}
 	logs := &logtest.Buffer{}
-	b := backend.New(testConfig(), gate, logging.New(logs, slog.LevelDebug, project))
+	log := logging.New(logs, slog.LevelDebug, project)
+	b := mustNew(t, testConfig(), gate, log)
 	ln, err := serve.Listen(t.Context(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	served := make(chan error, 1)
-	go func() { served <- b.Serve(ctx, ln) }()
+	// As cmd/backend serves it.
+	go func() {
+		served <- serve.Run(ctx, serve.Options{Name: "backend", Handler: b.Handler(), Listener: ln, Logger: log,
+			Grace: testConfig().Grace, OnShutdown: b.BeginDrain})
+	}()
 
 	inflight := make(chan answer, 1)
 	go func() {
@@ -629,7 +644,7 @@ func BenchmarkSecureJSON(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := backend.New(testConfig(), v, slog.New(slog.DiscardHandler))
+	srv := mustNew(b, testConfig(), v, slog.New(slog.DiscardHandler))
 	h := srv.Handler()
 	req := httptest.NewRequest("GET", "/api/secure.json", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)

@@ -25,8 +25,9 @@ type Config struct {
 	// ProjectID is the Google Cloud project whose Identity Platform issues
 	// the ID tokens this API accepts.
 	ProjectID string
-	// AuthEmulatorHost is FIREBASE_AUTH_EMULATOR_HOST: set, tokens are checked
-	// against that local Identity Platform emulator instead of Google.
+	// AuthEmulatorHost is the local Identity Platform emulator (host:port)
+	// whose tokens are accepted instead of Google's; empty in production.
+	// idtoken.EmulatorHostEnv is its environment fallback.
 	AuthEmulatorHost string
 	// LogLevel is the minimum level logged.
 	LogLevel slog.Level
@@ -73,16 +74,18 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	fs.DurationVar(&c.RevocationCheck, "revocation-check", idtoken.DefaultRevocationCheck,
 		"longest a signed-out, disabled or deleted user keeps access (one Identity Platform lookup per user per period)")
+	fs.StringVar(&c.AuthEmulatorHost, "auth-emulator-host", "", "Identity Platform emulator host:port; empty in production")
 	var callers string
 	fs.StringVar(&callers, "machine-callers", "", "service accounts (emails, comma-separated) whose Google ID tokens may call the API: istio/'s machine allowlist")
 	fs.StringVar(&c.MachineAudience, "machine-audience", "", "audience workloads' Google ID tokens must carry (istio/project.env API_AUDIENCE)")
 	err := config.Parse(fs, args, getenv, map[string]string{
-		"machine-callers":  "MACHINE_CALLERS",
-		"machine-audience": "API_AUDIENCE",
-		"project":          "GOOGLE_CLOUD_PROJECT",
-		"log-level":        "LOG_LEVEL",
-		"drain":            "DRAIN",
-		"revocation-check": "REVOCATION_CHECK",
+		"auth-emulator-host": idtoken.EmulatorHostEnv,
+		"machine-callers":    "MACHINE_CALLERS",
+		"machine-audience":   "API_AUDIENCE",
+		"project":            "GOOGLE_CLOUD_PROJECT",
+		"log-level":          "LOG_LEVEL",
+		"drain":              "DRAIN",
+		"revocation-check":   "REVOCATION_CHECK",
 	})
 	if err != nil {
 		return Config{}, err
@@ -92,9 +95,6 @@ func ParseConfig(args []string, getenv func(string) string, usage io.Writer) (Co
 			c.MachineCallers = append(c.MachineCallers, e)
 		}
 	}
-	// Not a flag: the Firebase Admin SDK reads only this variable, and a flag
-	// that disagreed with it would be refused by idtoken.New anyway.
-	c.AuthEmulatorHost = getenv("FIREBASE_AUTH_EMULATOR_HOST")
 	return c, c.Validate()
 }
 

@@ -16,7 +16,6 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
-	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/google"
@@ -105,11 +104,8 @@ func machineBackend(t *testing.T, st *stack, gs *googleStandIn, callers ...strin
 	t.Helper()
 	cfg := testConfig()
 	cfg.MachineCallers, cfg.MachineAudience, cfg.GoogleCertsURL = callers, apiAudience, gs.g.CertsURL()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	logs := &logtest.Buffer{}
-	ts := httptest.NewServer(backend.New(cfg, st.verifier, logging.New(logs, slog.LevelDebug, project)).Handler())
+	ts := httptest.NewServer(mustNew(t, cfg, st.verifier, logging.New(logs, slog.LevelDebug, project)).Handler())
 	t.Cleanup(ts.Close)
 	return ts, logs
 }

@@ -242,7 +242,7 @@ func startOwnFrontend(t *testing.T, identityURL, gatewayURL string) string {
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
-	srv := httptest.NewServer(front)
+	srv := httptest.NewServer(front.Handler())
 	t.Cleanup(func() { srv.Close(); front.Close() })
 	return srv.URL
 }

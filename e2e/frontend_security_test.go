@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"firebase.google.com/go/v4/auth"
-
-	"github.com/acme/cloudrun-istio-gke/frontend"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 )
 
 // Where the frontend's own security rules are written down, for the hostile
@@ -108,12 +106,12 @@ func refreshWorks(t *testing.T, refreshToken string) bool {
 }
 
 // adminFor is the Admin SDK client a frontend built in a test revokes
-// sessions with at sign-out (frontend.Deps.Revoker).
-func adminFor(t *testing.T, projectID, emulatorHost string) *auth.Client {
+// sessions with at sign-out (frontend.Deps.Revoker), as cmd/frontend's.
+func adminFor(t *testing.T, projectID, emulatorHost string) *idtoken.Firebase {
 	t.Helper()
-	c, err := frontend.AdminClient(context.Background(), frontend.Config{ProjectID: projectID, AuthEmulatorHost: emulatorHost})
+	c, err := idtoken.New(context.Background(), idtoken.Config{ProjectID: projectID, EmulatorHost: emulatorHost})
 	if err != nil {
-		t.Fatalf("frontend.AdminClient: %v", err)
+		t.Fatalf("idtoken.New: %v", err)
 	}
 	return c
 }

@@ -24,6 +24,7 @@ import (
 
 	"golang.org/x/net/html"
 
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
 	"github.com/acme/cloudrun-istio-gke/local/stack"
@@ -116,7 +117,7 @@ func runMain(m *testing.M) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := time.Now()
-	st, err := stack.Start(ctx, stack.Config{
+	lns, err := stack.Listen(ctx, stack.Config{
 		StateDir:     stateDir,
 		ProjectID:    "demo-acme",
 		IstioDir:     filepath.Join(root, "istio"),
@@ -134,6 +135,14 @@ func runMain(m *testing.M) int {
 		// trace, request id and component on its lines.
 		Logger: logging.New(logs, slog.LevelDebug, "demo-acme"),
 	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: binding the local stack: %v\n", err)
+		return 1
+	}
+	// The Admin SDK reads only the environment: TestMain owns this process,
+	// and every test here shares the one stack.
+	os.Setenv(idtoken.EmulatorHostEnv, lns.AuthEmulatorHost())
+	st, err := stack.Start(ctx, lns)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: starting the local stack: %v\nits logs:\n%s", err, logs.String())
 		return 1

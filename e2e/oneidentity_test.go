@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -46,8 +45,7 @@ func TestGatewayAndBackendAgreeOnTheUser(t *testing.T) {
 	// real backend answer. It records before the backend writes a byte, so
 	// a record is there by the time the client reads the answer.
 	principals := make(chan []string, 1)
-	be := backend.New(backend.Config{Addr: "127.0.0.1:0", ProjectID: st.ProjectID, Grace: time.Second},
-		verifierFor(t, st.ProjectID, hostPort(t, st.IdentityURL)), slog.New(slog.DiscardHandler))
+	be := newBackend(t, st.ProjectID, verifierFor(t, st.ProjectID, hostPort(t, st.IdentityURL)))
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		principals <- r.Header.Values("X-Jwt-Claim-Sub")
 		be.Handler().ServeHTTP(w, r)
@@ -164,7 +162,7 @@ func TestARevokedUserLosesTheAPIWithinTheBound(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	be := backend.New(backend.Config{Addr: "127.0.0.1:0", ProjectID: st.ProjectID, Grace: time.Second}, v, slog.New(slog.DiscardHandler))
+	be := newBackend(t, st.ProjectID, v)
 	passed := make(chan string, 1)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		passed <- r.Header.Get("X-Jwt-Claim-Sub")
@@ -361,4 +359,16 @@ func adminUpdate(t *testing.T, emulatorURL, body string) {
 		b, _ := io.ReadAll(resp.Body)
 		t.Fatalf("updating an account through the emulator's admin API: %d %s", resp.StatusCode, b)
 	}
+}
+
+// newBackend is the project's backend, as cmd/backend builds it, for a
+// gateway of the test's own to send to.
+func newBackend(t *testing.T, projectID string, v idtoken.Verifier) *backend.Server {
+	t.Helper()
+	b, err := backend.New(backend.Config{Addr: "127.0.0.1:0", ProjectID: projectID, Grace: time.Second,
+		RevocationCheck: idtoken.DefaultRevocationCheck}, backend.Deps{Verifier: v})
+	if err != nil {
+		t.Fatalf("backend.New: %v", err)
+	}
+	return b
 }

@@ -102,7 +102,6 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 			google.Issuer: st.Google.CertsURL(),
 		},
 		Logger:     logging.New(logTo, slog.LevelInfo, st.ProjectID),
-		Listener:   ln,
 		MeshConfig: mesh,
 		ExtAuthz:   st.APIKeysAddr,
 	})
@@ -120,7 +119,10 @@ func startOwnGateway(t *testing.T, o ownGatewayOptions) ownGateway {
 		t.Fatalf("gateway.New: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
+	go func() {
+		err := serve.Run(ctx, serve.Options{Name: "gateway", Handler: gw.Handler(), Listener: gw.Listener(ln)})
+		done <- errors.Join(err, gw.Close())
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -178,7 +178,7 @@ func startCertEnv(t *testing.T, s certSetup) *certEnv {
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
-	srv := httptest.NewServer(e.front)
+	srv := httptest.NewServer(e.front.Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		e.front.Close()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/config"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 )
 
 // Config is everything the frontend is told at start-up. Parse it with
@@ -29,9 +30,9 @@ type Config struct {
 	// FirebaseAuthDomain is the domain of the Google sign-in popup; the
 	// default is <ProjectID>.firebaseapp.com.
 	FirebaseAuthDomain string
-	// AuthEmulatorHost is FIREBASE_AUTH_EMULATOR_HOST (host:port) when
-	// running against the local Identity Platform emulator; empty in
-	// production. The browser is pointed at http://<AuthEmulatorHost>.
+	// AuthEmulatorHost is the local Identity Platform emulator (host:port),
+	// empty in production; idtoken.EmulatorHostEnv is its environment
+	// fallback. The browser is pointed at http://<AuthEmulatorHost>.
 	AuthEmulatorHost string
 	// GoogleSignIn shows "Continue with Google" (the provider must be enabled
 	// in Identity Platform).
@@ -82,7 +83,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		"project":              "GOOGLE_CLOUD_PROJECT",
 		"firebase-api-key":     "FIREBASE_API_KEY",
 		"firebase-auth-domain": "FIREBASE_AUTH_DOMAIN",
-		"auth-emulator-host":   "FIREBASE_AUTH_EMULATOR_HOST",
+		"auth-emulator-host":   idtoken.EmulatorHostEnv,
 		"google-sign-in":       "GOOGLE_SIGN_IN",
 		"gateway-url":          "GATEWAY_URL",
 		"gateway-server-name":  "GATEWAY_SERVER_NAME",
@@ -96,13 +97,7 @@ func ParseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if err != nil {
 		return Config{}, err
 	}
-	if c.FirebaseAPIKey == "" && c.AuthEmulatorHost != "" {
-		// The emulator accepts any key; the SDK only needs one to be set.
-		c.FirebaseAPIKey = "emulator-api-key"
-	}
-	if c.FirebaseAuthDomain == "" && c.ProjectID != "" {
-		c.FirebaseAuthDomain = c.ProjectID + ".firebaseapp.com"
-	}
+	c = c.withDefaults()
 	if err := c.Validate(); err != nil {
 		return Config{}, err
 	}
@@ -182,4 +177,17 @@ func (c Config) emulatorURL() string {
 		return ""
 	}
 	return "http://" + c.AuthEmulatorHost
+}
+
+// withDefaults fills what follows from the rest: the emulator accepts any
+// API key (the browser SDK only needs one to be set), and the auth domain
+// is the project's own unless told otherwise.
+func (c Config) withDefaults() Config {
+	if c.FirebaseAPIKey == "" && c.AuthEmulatorHost != "" {
+		c.FirebaseAPIKey = "emulator-api-key"
+	}
+	if c.FirebaseAuthDomain == "" && c.ProjectID != "" {
+		c.FirebaseAuthDomain = c.ProjectID + ".firebaseapp.com"
+	}
+	return c
 }

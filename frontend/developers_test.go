@@ -147,8 +147,8 @@ func newDevStack(t *testing.T, deps ...func(*Deps)) *devStack {
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
-	t.Cleanup(f.Close)
-	front.Config.Handler = f
+	t.Cleanup(func() { f.Close() })
+	front.Config.Handler = f.Handler()
 	front.Start()
 	return &devStack{stack: &stack{t: t, emulator: em, admin: admin, front: front, logs: logs, cfg: cfg}, keys: keys, keysSrv: keysSrv}
 }

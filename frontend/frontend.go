@@ -36,7 +36,7 @@ type Deps struct {
 	// Verifier checks Identity Platform ID tokens; refusals wrap
 	// idtoken.ErrInvalidToken.
 	Verifier idtoken.Verifier
-	// Revoker is called at sign-out.
+	// Revoker is called at sign-out; *idtoken.Firebase implements it.
 	Revoker Revoker
 	// GatewayTLS gives the client certificate and gateway CA per connection;
 	// *tlsdir.Dir implements it.
@@ -58,17 +58,24 @@ type server struct {
 
 type assetURLs struct{ script, stylesheet string }
 
-// Frontend is the frontend's HTTP handler.
+// Frontend is the web app; its owner serves Handler and calls Close when done.
 type Frontend struct {
-	http.Handler
+	handler http.Handler
 	gateway *GatewayClient
 }
 
-// Close releases the gateway client's idle connections.
-func (f *Frontend) Close() { f.gateway.Close() }
+// Handler is the whole HTTP surface of the frontend.
+func (f *Frontend) Handler() http.Handler { return f.handler }
 
-// New validates cfg and returns the frontend's handler.
+// Close releases the gateway client's idle connections.
+func (f *Frontend) Close() error {
+	f.gateway.Close()
+	return nil
+}
+
+// New validates cfg and returns the frontend.
 func New(cfg Config, deps Deps) (*Frontend, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("frontend: invalid config: %w", err)
 	}
@@ -112,5 +119,5 @@ func New(cfg Config, deps Deps) (*Frontend, error) {
 	})...)
 	e.Use(securityHeaders(contentSecurityPolicy(cfg)))
 	s.routes(e)
-	return &Frontend{Handler: e, gateway: gateway}, nil
+	return &Frontend{handler: e, gateway: gateway}, nil
 }

@@ -5,13 +5,13 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	firebase "firebase.google.com/go/v4"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -175,19 +175,23 @@ func newStackDeps(t testing.TB, deps func(*Deps), mod ...func(*Config)) *stack {
 	if err != nil {
 		t.Fatalf("frontend.New: %v", err)
 	}
-	t.Cleanup(f.Close)
-	front.Config.Handler = f
+	t.Cleanup(func() { f.Close() })
+	front.Config.Handler = f.Handler()
 	front.Start()
 	return &stack{t: t, emulator: em, admin: admin, gateway: gw, front: front, logs: logs, cfg: cfg}
 }
 
-// adminClient is AdminClient for the emulator that
+// adminClient is the Admin SDK's client for the emulator that
 // FIREBASE_AUTH_EMULATOR_HOST names at the time of the call.
 func adminClient(t testing.TB) *auth.Client {
 	t.Helper()
-	c, err := AdminClient(context.Background(), Config{ProjectID: testProject, AuthEmulatorHost: os.Getenv("FIREBASE_AUTH_EMULATOR_HOST")})
+	app, err := firebase.NewApp(context.Background(), &firebase.Config{ProjectID: testProject})
 	if err != nil {
-		t.Fatalf("AdminClient: %v", err)
+		t.Fatalf("firebase.NewApp: %v", err)
+	}
+	c, err := app.Auth(context.Background())
+	if err != nil {
+		t.Fatalf("Firebase Auth client: %v", err)
 	}
 	return c
 }

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,7 +66,7 @@ func ServeGateway(ctx context.Context, c GatewayChild, stdout io.Writer) error {
 	// SIGTERM must end in; requests go to the access log below.
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	cfg, err := gateway.LocalConfig(res, gateway.Local{
-		CredentialDir: filepath.Join(c.StateDir, "pki", "gateway"), Upstream: c.BackendAddr, Logger: log, Listener: ln,
+		CredentialDir: filepath.Join(c.StateDir, "pki", "gateway"), Upstream: c.BackendAddr, Logger: log,
 		JWKS: gateway.KeysAt(res, c.IdentityURL), MeshConfig: mesh, ExtAuthz: c.APIKeysAddr,
 	})
 	if err != nil {
@@ -88,7 +89,8 @@ func ServeGateway(ctx context.Context, c GatewayChild, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "listening", ln.Addr())
-	return gw.Run(ctx)
+	err = serve.Run(ctx, serve.Options{Name: "gateway", Handler: gw.Handler(), Listener: gw.Listener(ln), Logger: log})
+	return errors.Join(err, gw.Close())
 }
 
 // GatewayProcess is a gateway running in a child process.

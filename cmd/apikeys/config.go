@@ -10,6 +10,7 @@ import (
 	"time"
 
 	internalconfig "github.com/acme/cloudrun-istio-gke/internal/config"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 )
 
 // config is everything the command is configured with. It holds no secret
@@ -54,25 +55,26 @@ func parseConfig(args []string, getenv func(string) string, usage io.Writer) (co
 	fs.StringVar(&c.RedisAuthFile, "redis-auth-file", "", "file holding the Redis AUTH string (Memorystore: --enable-auth); empty: no AUTH")
 	fs.StringVar(&c.RedisCAFile, "redis-ca-file", "", "PEM CA file to verify Redis's TLS certificate with (Memorystore: the instance's server CA); empty: plain TCP")
 	fs.StringVar(&c.ProjectID, "project", "", "Google Cloud project id that issues the ID tokens")
+	fs.StringVar(&c.AuthEmulatorHost, "auth-emulator-host", "", "Identity Platform emulator host:port; empty in production")
 	fs.TextVar(&c.LogLevel, "log-level", slog.LevelInfo, "minimum log level: DEBUG, INFO, WARN, ERROR")
 	fs.DurationVar(&c.Grace, "grace", 8*time.Second, "how long in-flight requests may finish after SIGTERM")
 	fs.DurationVar(&c.Drain, "drain", 0, "how long to keep serving, readiness failing, after SIGTERM (on GKE: a few seconds)")
 	err := internalconfig.Parse(fs, args, getenv, map[string]string{
-		"grpc-addr":       "GRPC_ADDR",
-		"http-addr":       "HTTP_ADDR",
-		"metrics-addr":    "METRICS_ADDR",
-		"products":        "PRODUCTS_FILE",
-		"redis-addr":      "REDIS_ADDR",
-		"redis-auth-file": "REDIS_AUTH_FILE",
-		"redis-ca-file":   "REDIS_CA_FILE",
-		"project":         "GOOGLE_CLOUD_PROJECT",
-		"log-level":       "LOG_LEVEL",
-		"drain":           "DRAIN",
+		"grpc-addr":          "GRPC_ADDR",
+		"http-addr":          "HTTP_ADDR",
+		"metrics-addr":       "METRICS_ADDR",
+		"products":           "PRODUCTS_FILE",
+		"redis-addr":         "REDIS_ADDR",
+		"redis-auth-file":    "REDIS_AUTH_FILE",
+		"redis-ca-file":      "REDIS_CA_FILE",
+		"project":            "GOOGLE_CLOUD_PROJECT",
+		"auth-emulator-host": idtoken.EmulatorHostEnv,
+		"log-level":          "LOG_LEVEL",
+		"drain":              "DRAIN",
 	})
 	if err != nil {
 		return config{}, err
 	}
-	c.AuthEmulatorHost = getenv("FIREBASE_AUTH_EMULATOR_HOST")
 	return c, c.validate()
 }
 

@@ -1,6 +1,6 @@
 // Command backend runs the private API (package backend) as it runs on GKE:
 // it listens on $PORT, verifies ID tokens with Google's keys (or the local
-// emulator's when FIREBASE_AUTH_EMULATOR_HOST is set), logs JSON for Cloud
+// emulator's with -auth-emulator-host), logs JSON for Cloud
 // Logging, and shuts down gracefully on SIGTERM.
 package main
 
@@ -17,6 +17,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
 )
 
 func main() {
@@ -44,5 +45,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	return backend.New(cfg, verifier, log).Run(ctx)
+	b, err := backend.New(cfg, backend.Deps{Verifier: verifier, Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := serve.Listen(ctx, cfg.Addr)
+	if err != nil {
+		return err
+	}
+	log.Info("backend listening", "addr", ln.Addr().String())
+	return serve.Run(ctx, serve.Options{
+		Name: "backend", Handler: b.Handler(), Listener: ln, Logger: log,
+		Grace: cfg.Grace, Drain: cfg.Drain, OnShutdown: b.BeginDrain,
+	})
 }

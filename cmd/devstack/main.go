@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/local/stack"
 )
@@ -35,7 +36,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	cfg.Logger = logging.New(stderr, level, cfg.ProjectID)
 	cfg.Outbox = stdout
-	s, err := stack.Start(ctx, cfg)
+	lns, err := stack.Listen(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	// The Firebase Admin SDK finds the emulator through the process
+	// environment only, so this process's owner sets it, once, here.
+	if err := os.Setenv(idtoken.EmulatorHostEnv, lns.AuthEmulatorHost()); err != nil {
+		lns.Close()
+		return err
+	}
+	s, err := stack.Start(ctx, lns)
 	if err != nil {
 		return err
 	}

@@ -44,11 +44,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		"service", getenv("K_SERVICE"), "revision", getenv("K_REVISION"))
 	log.Info("starting frontend", "config", cfg)
 
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost})
-	if err != nil {
-		return err
-	}
-	admin, err := frontend.AdminClient(ctx, cfg)
+	// One Admin SDK client verifies tokens and revokes sessions at sign-out
+	// (Application Default Credentials: Cloud Run's service account).
+	idp, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: cfg.AuthEmulatorHost})
 	if err != nil {
 		return err
 	}
@@ -59,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("loading the client certificate: %w", err)
 	}
-	f, err := frontend.New(cfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: certs, Logger: log})
+	f, err := frontend.New(cfg, frontend.Deps{Verifier: idp, Revoker: idp, GatewayTLS: certs, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -69,5 +67,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log.Info("serving", "url", "http://"+ln.Addr().String())
-	return serve.Run(ctx, serve.Options{Name: "frontend", Handler: f, Listener: ln, Logger: log})
+	return serve.Run(ctx, serve.Options{Name: "frontend", Handler: f.Handler(), Listener: ln, Logger: log})
 }

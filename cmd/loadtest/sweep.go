@@ -16,6 +16,7 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/internal/config"
 	"github.com/acme/cloudrun-istio-gke/loadtest"
+	"github.com/acme/cloudrun-istio-gke/local/stack"
 )
 
 // options is a load run's command line, parsed and checked.
@@ -50,23 +51,24 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 		rules                   string
 	)
 	s := &o.stack
-	fs.StringVar(&s.IdentityURL, "identity-url", "http://127.0.0.1:9099", "the Identity Platform emulator (to sign in)")
-	fs.StringVar(&s.BackendURL, "backend-url", "http://127.0.0.1:8081", "the backend, reached directly")
-	fs.StringVar(&s.GatewayURL, "gateway-url", "https://127.0.0.1:8443", "the gateway")
-	fs.StringVar(&s.FrontendURL, "frontend-url", "http://127.0.0.1:8080", "the frontend")
-	fs.StringVar(&s.GatewayServerName, "gateway-server-name", "api.internal.example", "the gateway's TLS server name and Host")
-	fs.StringVar(&o.stateDir, "state-dir", ".devstack", "devstack's state dir: the client certificate is in pki/frontend")
-	fs.StringVar(&s.Email, "email", "demo@acme.test", "user to sign in as")
-	fs.StringVar(&s.Password, "password", "correct-horse-battery", "that user's password")
+	d := stack.Defaults // devstack's addresses and demo user
+	fs.StringVar(&s.IdentityURL, "identity-url", "http://"+d.IdentityAddr, "the Identity Platform emulator (to sign in)")
+	fs.StringVar(&s.BackendURL, "backend-url", "http://"+d.BackendAddr, "the backend, reached directly")
+	fs.StringVar(&s.GatewayURL, "gateway-url", "https://"+d.GatewayAddr, "the gateway")
+	fs.StringVar(&s.FrontendURL, "frontend-url", "http://"+d.FrontendAddr, "the frontend")
+	fs.StringVar(&s.GatewayServerName, "gateway-server-name", stack.GatewayServerName, "the gateway's TLS server name and Host")
+	fs.StringVar(&o.stateDir, "state-dir", d.StateDir, "devstack's state dir: the client certificate is in pki/frontend")
+	fs.StringVar(&s.Email, "email", d.DemoEmail, "user to sign in as")
+	fs.StringVar(&s.Password, "password", d.DemoPassword, "that user's password")
 	fs.StringVar(&targets, "targets", "backend,gateway", "comma-separated: backend, gateway, bare-proxy (the control: net/http's mTLS + HTTP/2 + ReverseProxy alone), frontend; run one after the other, side by side")
 	fs.StringVar(&rates, "rate", "500", "requests per second, comma-separated for a sweep; 0 = as fast as the workers go")
 	fs.StringVar(&workers, "workers", "64", "concurrent requests (≈ connections), comma-separated for a sweep")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each run (at most 10m)")
 	fs.IntVar(&o.pid, "pid", 0, "process to sample for CPU and RSS (the devstack); 0 = none")
 	fs.BoolVar(&o.ownGW, "own-gateway", true, "load a gateway started in a process of its own (measured alone) instead of devstack's")
-	fs.StringVar(&o.istioDir, "istio-dir", "istio", "istio/ for the gateway process")
-	fs.StringVar(&o.project, "project", "demo-acme", "project id the stack runs with")
-	fs.StringVar(&o.keysAddr, "apikeys-addr", "127.0.0.1:9191", "own gateway only: devstack's API-key decision service (gRPC), the CUSTOM policy's provider")
+	fs.StringVar(&o.istioDir, "istio-dir", d.IstioDir, "istio/ for the gateway process")
+	fs.StringVar(&o.project, "project", d.ProjectID, "project id the stack runs with")
+	fs.StringVar(&o.keysAddr, "apikeys-addr", d.APIKeysAddr, "own gateway only: devstack's API-key decision service (gRPC), the CUSTOM policy's provider")
 	fs.StringVar(&o.meshFile, "mesh-config", "deploy/istio/operator.yaml", "own gateway only: the Istio install file naming the CUSTOM provider")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&o.rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")

@@ -68,8 +68,12 @@ type Verifier interface {
 // checked (keys or the user lookup unreachable): callers answer 5xx.
 var ErrInvalidToken = errors.New("invalid ID token")
 
-// emulatorHostEnv is the variable the Admin SDK reads to enter emulator mode.
-const emulatorHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
+// EmulatorHostEnv is the variable the Firebase Admin SDK reads, and reads
+// only, to enter emulator mode: each component takes the emulator's address
+// as explicit configuration (with this variable as its fallback), and New
+// refuses a value the process environment contradicts. Only a process's
+// owner (a main, or a test with t.Setenv) sets it.
+const EmulatorHostEnv = "FIREBASE_AUTH_EMULATOR_HOST"
 
 // jwksPath is where Google, and therefore our emulator, publishes the keys
 // that sign ID tokens, as a JWKS.
@@ -134,10 +138,10 @@ func (c Config) validate() error {
 	if c.ProjectID == "" {
 		errs = append(errs, errors.New("ProjectID is required"))
 	}
-	if env := os.Getenv(emulatorHostEnv); c.EmulatorHost != env {
+	if env := os.Getenv(EmulatorHostEnv); c.EmulatorHost != env {
 		errs = append(errs, fmt.Errorf("EmulatorHost is %q but %s is %q: the Admin SDK reads only the "+
 			"process environment and would verify tokens in the other mode; set both or neither",
-			c.EmulatorHost, emulatorHostEnv, env))
+			c.EmulatorHost, EmulatorHostEnv, env))
 	}
 	if c.RevocationCheck < 0 {
 		errs = append(errs, fmt.Errorf("RevocationCheck %v must not be negative", c.RevocationCheck))
@@ -249,6 +253,13 @@ func (f *Firebase) Verify(ctx context.Context, idToken string) (*auth.Token, err
 	}
 	f.cache.Put(idToken, tok, until)
 	return f.checkRevoked(ctx, tok, now)
+}
+
+// RevokeRefreshTokens ends the user's sessions at Identity Platform (the
+// frontend's sign-out): their refresh tokens stop working, so no new ID
+// token is minted for them. It needs permission to update users.
+func (f *Firebase) RevokeRefreshTokens(ctx context.Context, uid string) error {
+	return f.client.RevokeRefreshTokens(ctx, uid)
 }
 
 // checkRevoked returns tok unless the revocation check (when configured)

@@ -56,7 +56,7 @@ func startEmulator(t *testing.T) *emulator {
 	}))
 	t.Cleanup(srv.Close)
 	e.host = srv.Listener.Addr().String()
-	t.Setenv(emulatorHostEnv, e.host)
+	t.Setenv(EmulatorHostEnv, e.host)
 	return e
 }
 
@@ -196,11 +196,11 @@ func TestNewRefusesConfigThatWouldMisleadTheSDK(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Setenv(emulatorHostEnv, tt.env)
+			t.Setenv(EmulatorHostEnv, tt.env)
 			v, err := New(t.Context(), tt.cfg)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("New(%+v) with %s=%q: got (%v, %v), want an error containing %q",
-					tt.cfg, emulatorHostEnv, tt.env, v, err, tt.wantErr)
+					tt.cfg, EmulatorHostEnv, tt.env, v, err, tt.wantErr)
 			}
 		})
 	}
@@ -521,7 +521,7 @@ func BenchmarkVerify(b *testing.B) {
 	srv := httptest.NewServer(em.Handler())
 	b.Cleanup(srv.Close)
 	host := srv.Listener.Addr().String()
-	b.Setenv(emulatorHostEnv, host)
+	b.Setenv(EmulatorHostEnv, host)
 	uid, err := em.EnsureUser(b.Context(), "alice@example.com", "correct horse battery staple")
 	if err != nil {
 		b.Fatal(err)
@@ -584,7 +584,7 @@ func TestProductionModeRefusesWrongTokensBeforeFetchingKeys(t *testing.T) {
 	e := startEmulator(t) // only as a signer of realistic tokens
 	alice := e.user(t, "alice@example.com")
 	now := time.Now()
-	t.Setenv(emulatorHostEnv, "")
+	t.Setenv(EmulatorHostEnv, "")
 	v, err := New(t.Context(), Config{ProjectID: project,
 		Credentials: gauth.NewCredentials(&gauth.CredentialsOptions{TokenProvider: staticToken{}})})
 	if err != nil {

@@ -40,7 +40,7 @@ func TestRevokedUsersAreRefusedWithinTheCheckPeriod(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	e := &emulator{Emulator: em, host: srv.Listener.Addr().String()}
-	t.Setenv(emulatorHostEnv, e.host)
+	t.Setenv(EmulatorHostEnv, e.host)
 	admin := e.adminClient(t)
 
 	tests := []struct {

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -22,8 +21,13 @@ func realBackend(t testing.TB, idpHost string) http.Handler {
 	if err != nil {
 		t.Fatalf("idtoken.New: %v", err)
 	}
-	cfg := backend.Config{Addr: "127.0.0.1:0", ProjectID: projectID, AuthEmulatorHost: idpHost, Grace: time.Second}
-	return backend.New(cfg, v, slog.New(slog.DiscardHandler)).Handler()
+	cfg := backend.Config{Addr: "127.0.0.1:0", ProjectID: projectID, AuthEmulatorHost: idpHost, Grace: time.Second,
+		RevocationCheck: idtoken.DefaultRevocationCheck}
+	b, err := backend.New(cfg, backend.Deps{Verifier: v})
+	if err != nil {
+		t.Fatalf("backend.New: %v", err)
+	}
+	return b.Handler()
 }
 
 // TestEndToEnd runs the frontend's call as it happens in production: the

@@ -26,7 +26,6 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
-	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 	"github.com/acme/cloudrun-istio-gke/internal/tokencache"
 	"github.com/acme/cloudrun-istio-gke/local/gateway/authn"
@@ -88,8 +87,6 @@ type Config struct {
 	AccessLog *slog.Logger
 	// Now is the clock for tokens and certificates; nil means time.Now.
 	Now func() time.Time
-	// Listener, already bound, is where Run serves; only Run needs it.
-	Listener net.Listener
 	// TokenCacheSize bounds the verified-token cache (authn.Options.CacheSize).
 	TokenCacheSize int
 	// MeshConfig is the mesh's meshConfig (LoadMeshConfig of
@@ -328,38 +325,29 @@ func (g *Gateway) Handler() http.Handler {
 	return middleware.Handler(middleware.Config{Component: "gateway", Logger: g.access, BodyLimit: -1}, g)
 }
 
-// Run serves on Config.Listener until ctx ends, then shuts down gracefully.
-func (g *Gateway) Run(ctx context.Context) error {
-	if g.cfg.Listener == nil {
-		return errors.New("gateway: Config.Listener is required to Run")
-	}
-	g.log.Info("gateway: serving", "address", g.cfg.Listener.Addr().String(), "port", g.cfg.Port,
+// Listener returns ln for the gateway's server (serve.Options.Listener):
+// on a TLS port the gateway handshakes itself, so that a refused handshake
+// is logged with the certificate refused; net/http gets the connections
+// that passed, and serves HTTP/2 on them as ALPN chose.
+func (g *Gateway) Listener(ln net.Listener) net.Listener {
+	g.log.Info("gateway: listening", "address", ln.Addr().String(), "port", g.cfg.Port,
 		"workload", g.cfg.Workload.String(), "tls", g.listener.tls)
-	ln := g.cfg.Listener
 	if cfg := g.TLSConfig(); cfg != nil {
-		// The gateway handshakes itself, so that a refused handshake is
-		// logged with the certificate refused; net/http gets the
-		// connections that passed, and serves HTTP/2 on them as ALPN chose.
-		ln = newHandshakingListener(ln, cfg, g.handshakeFailed)
+		return newHandshakingListener(ln, cfg, g.handshakeFailed)
 	}
-	err := serve.Run(ctx, serve.Options{
-		Name:     "gateway",
-		Handler:  g.Handler(),
-		Listener: ln,
-		Logger:   g.log,
-	})
-	// Every request has been answered: close the kept-alive connections to
-	// the backends rather than leave them to the idle timeout, as Envoy
-	// drains its pools. A Transport from the Config is the caller's.
+	return ln
+}
+
+// Close releases the connections to the CUSTOM providers and, once its
+// server has answered every request, the kept-alive connections to the
+// backends, as Envoy drains its pools (a Transport from the Config is the
+// caller's).
+func (g *Gateway) Close() error {
 	if g.cfg.Transport == nil {
 		g.transport.(*http.Transport).CloseIdleConnections()
 	}
-	return errors.Join(err, g.Close())
+	return closeExtAuthz(g.extAuthz)
 }
-
-// Close releases the connections to the CUSTOM providers. Run calls it on
-// its way out; a caller serving Handler itself calls it when done.
-func (g *Gateway) Close() error { return closeExtAuthz(g.extAuthz) }
 
 // outcome is what the access log records of one request, beside what the
 // HTTP layer records of every request.

@@ -73,7 +73,6 @@ func startCertGateway(t *testing.T, serverValidity func(now time.Time) certgen.V
 		HTTPClient:   &http.Client{Timeout: time.Second},
 		Logger:       log,
 		Now:          g.clock.Now,
-		Listener:     ln,
 		// Only /api/healthz is asked for, which the CUSTOM policy skips:
 		// the provider is never called.
 		MeshConfig: meshConfig(t),
@@ -84,7 +83,7 @@ func startCertGateway(t *testing.T, serverValidity func(now time.Time) certgen.V
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
+	go func() { done <- serveGateway(ctx, gw, ln) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

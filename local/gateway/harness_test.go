@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/logtest"
+	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 )
@@ -189,7 +191,6 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       slog.New(slog.DiscardHandler),
 		AccessLog:    logging.New(accessLog, slog.LevelInfo, projectID),
-		Listener:     ln,
 		MeshConfig:   mc,
 		ExtAuthz:     map[string]string{apikeysService: o.extAuthzAddr},
 	})
@@ -197,7 +198,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		t.Fatalf("gateway.New: %v", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.gw.Run(ctx) }()
+	go func() { done <- serveGateway(ctx, s.gw, ln) }()
 	s.client = s.clientWith(t, s.pki.frontend)
 	s.stop = sync.OnceFunc(func() {
 		cancel()
@@ -400,4 +401,10 @@ type signsNobodyIn struct{}
 
 func (signsNobodyIn) Verify(context.Context, string) (*auth.Token, error) {
 	return nil, fmt.Errorf("%w: the gateway's tests sign nobody in to the management API", idtoken.ErrInvalidToken)
+}
+
+// serveGateway serves gw on ln until ctx ends, as local/stack does.
+func serveGateway(ctx context.Context, gw *Gateway, ln net.Listener) error {
+	err := serve.Run(ctx, serve.Options{Name: "gateway", Handler: gw.Handler(), Listener: gw.Listener(ln)})
+	return errors.Join(err, gw.Close())
 }

@@ -35,7 +35,6 @@ type Local struct {
 	MeshConfig *meshv1alpha1.MeshConfig
 	ExtAuthz   string
 	Logger     *slog.Logger
-	Listener   net.Listener
 }
 
 // LocalConfig wires rs for one machine as Local describes. Every mapping is
@@ -54,7 +53,6 @@ func LocalConfig(rs *Resources, l Local) (Config, error) {
 		JWKSOverride: map[string]string{},
 		HTTPClient:   &http.Client{Timeout: 5 * time.Second},
 		Logger:       l.Logger,
-		Listener:     l.Listener,
 		MeshConfig:   l.MeshConfig,
 		ExtAuthz:     map[string]string{},
 	}

@@ -17,6 +17,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -48,7 +49,6 @@ const (
 	// apikeysManagement is the decision service's HTTP destination in
 	// istio/virtualservice.yaml (its Service in deploy/kubernetes/apikeys).
 	apikeysManagement = "apikeys.api.svc.cluster.local:80"
-	DefaultProjectID  = "demo-acme"
 	// GatewayServerName is the gateway's host name in istio/ and in its
 	// certificate; the frontend reaches the gateway by IP, as it reaches the
 	// internal load balancer in production, and names this host.
@@ -91,9 +91,9 @@ type Config struct {
 // Defaults are the addresses and names devstack uses unless told otherwise.
 var Defaults = Config{
 	StateDir:     ".devstack",
-	ProjectID:    DefaultProjectID,
+	ProjectID:    identity.DefaultProjectID,
 	IstioDir:     "istio",
-	IdentityAddr: "127.0.0.1:9099", // the Firebase Auth emulator's usual port
+	IdentityAddr: identity.DefaultAddr,
 	GoogleAddr:   "127.0.0.1:9300",
 	BackendAddr:  "127.0.0.1:8081",
 	GatewayAddr:  "127.0.0.1:8443",
@@ -167,18 +167,71 @@ type Stack struct {
 	group *errgroup.Group
 }
 
-// Start builds every component and starts serving; it returns once all of
-// them accept connections. They run until ctx ends, then shut down
-// gracefully one after the other, each once its callers have stopped; Wait
-// returns when all have. Any failure before that is returned as one
-// error naming its cause, with nothing left running.
-//
-// Start sets FIREBASE_AUTH_EMULATOR_HOST in the process environment: the
-// Firebase Admin SDK reads only that, so two stacks cannot share a process.
-func Start(ctx context.Context, cfg Config) (*Stack, error) {
-	cfg = cfg.withDefaults()
-	log := cfg.Logger
+// Listeners are a stack's bound ports, before anything serves on them: the
+// emulator's address is known from here on, for the process's owner to put
+// in the environment (AuthEmulatorHost) before Start.
+type Listeners struct {
+	cfg      Config
+	lns      map[string]net.Listener
+	warnings []string
+}
 
+// Listen binds every address of cfg, so that a busy port stops the stack
+// with one line and nothing half-started. Start serves on them; Close
+// releases them when Start is not called.
+func Listen(ctx context.Context, cfg Config) (*Listeners, error) {
+	cfg = cfg.withDefaults()
+	addrs := map[string]string{
+		"identity": cfg.IdentityAddr, "google": cfg.GoogleAddr, "backend": cfg.BackendAddr,
+		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr, "apikeys": cfg.APIKeysAddr,
+		// The decision service's management API, reached only through the
+		// gateway's route (the developers' page): any free loopback port.
+		"apikeys-http": "127.0.0.1:0",
+	}
+	l := &Listeners{cfg: cfg}
+	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend", "apikeys"} {
+		w, err := checkBind(name, addrs[name], cfg.AllowNonLoopback)
+		if err != nil {
+			return nil, err
+		}
+		if w != "" {
+			l.warnings = append(l.warnings, w)
+		}
+	}
+	var err error
+	if l.lns, err = listenAll(ctx, addrs); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// AuthEmulatorHost is the Identity Platform emulator's host:port: the value
+// of idtoken.EmulatorHostEnv (FIREBASE_AUTH_EMULATOR_HOST) that the Firebase
+// Admin SDK, which reads nothing else, must find in the process environment
+// when Start builds the components. Setting it is the process owner's call:
+// cmd/devstack's main, or a test's t.Setenv.
+func (l *Listeners) AuthEmulatorHost() string { return l.lns["identity"].Addr().String() }
+
+// Close releases the ports; Start does it itself when it fails.
+func (l *Listeners) Close() {
+	for _, ln := range l.lns {
+		ln.Close()
+	}
+}
+
+// Start builds every component and starts serving on l; it returns once
+// all of them accept connections. They run until ctx ends, then shut down
+// gracefully one after the other, each once its callers have stopped; Wait
+// returns when all have. Any failure before that is returned as one error
+// naming its cause, with nothing left running.
+func Start(ctx context.Context, l *Listeners) (*Stack, error) {
+	cfg, lns, log := l.cfg, l.lns, l.cfg.Logger
+	ok := false
+	defer func() {
+		if !ok {
+			l.Close()
+		}
+	}()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w", cfg.StateDir, err)
 	}
@@ -199,39 +252,15 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dev PKI in %s: %w", cfg.StateDir, err)
 	}
-
-	addrs := map[string]string{
-		"identity": cfg.IdentityAddr, "google": cfg.GoogleAddr, "backend": cfg.BackendAddr,
-		"gateway": cfg.GatewayAddr, "frontend": cfg.FrontendAddr, "apikeys": cfg.APIKeysAddr,
-		// The decision service's management API, reached only through the
-		// gateway's route (the developers' page): any free loopback port.
-		"apikeys-http": "127.0.0.1:0",
-	}
-	var warnings []string
-	for _, name := range []string{"identity", "google", "backend", "gateway", "frontend", "apikeys"} {
-		w, err := checkBind(name, addrs[name], cfg.AllowNonLoopback)
-		if err != nil {
-			return nil, err
-		}
-		if w != "" {
-			warnings = append(warnings, w)
-		}
-	}
-	// Bind every port before starting anything, so a busy port stops the
-	// stack with one line and nothing half-started.
-	lns, err := listenAll(ctx, addrs)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			for _, ln := range lns {
-				ln.Close()
-			}
-		}
-	}()
 	identityHost := lns["identity"].Addr().String()
+	// The same revocation bound as cmd/backend's default: a user who signs
+	// out (or is disabled) loses the API within it, locally too. The
+	// frontend revokes sessions at sign-out with it.
+	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost,
+		RevocationCheck: idtoken.DefaultRevocationCheck})
+	if err != nil {
+		return nil, fmt.Errorf("token verifier: %w", err)
+	}
 	// The machine rule's allowlist and audience, read from the rendered
 	// policy: the backend checks the same, and the stand-in holds these
 	// accounts.
@@ -255,7 +284,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		ProjectID:         cfg.ProjectID,
 		DemoEmail:         cfg.DemoEmail,
 		DemoPassword:      cfg.DemoPassword,
-		Warnings:          warnings,
+		Warnings:          l.warnings,
 	}
 
 	s.Emulator, err = identity.New(identity.Config{
@@ -276,18 +305,6 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("seeding the demo user %s: %w", cfg.DemoEmail, err)
 	}
 
-	// The Admin SDK finds the emulator through this variable only.
-	if err := os.Setenv("FIREBASE_AUTH_EMULATOR_HOST", identityHost); err != nil {
-		return nil, err
-	}
-	// The same revocation bound as cmd/backend's default: a user who signs
-	// out (or is disabled) loses the API within it, locally too.
-	verifier, err := idtoken.New(ctx, idtoken.Config{ProjectID: cfg.ProjectID, EmulatorHost: identityHost,
-		RevocationCheck: idtoken.DefaultRevocationCheck})
-	if err != nil {
-		return nil, fmt.Errorf("token verifier: %w", err)
-	}
-
 	s.ServiceAccounts = append(slices.Clone(machineCallers), cfg.ExtraServiceAccounts...)
 	s.GoogleStateDir = filepath.Join(cfg.StateDir, "google")
 	s.Google, err = google.New(google.Config{
@@ -301,11 +318,14 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, err
 	}
 
-	back := backend.New(backend.Config{
+	back, err := backend.New(backend.Config{
 		Addr: cfg.BackendAddr, ProjectID: cfg.ProjectID, AuthEmulatorHost: identityHost, Grace: serve.DefaultGrace,
 		RevocationCheck: idtoken.DefaultRevocationCheck,
 		MachineCallers:  machineCallers, MachineAudience: s.MachineAudience, GoogleCertsURL: s.Google.CertsURL(),
-	}, verifier, log.With("component", "backend"))
+	}, backend.Deps{Verifier: verifier, Logger: log.With("component", "backend")})
+	if err != nil {
+		return nil, err
+	}
 
 	// The decision service, with the embedded store: nothing to install,
 	// and its apps last as long as the stack. The demo app is made anew at
@@ -336,7 +356,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 			google.Issuer:       s.Google.CertsURL(),
 		},
 		MeshConfig: mesh, ExtAuthz: s.APIKeysAddr,
-		Logger: log.With("component", "gateway"), Listener: lns["gateway"],
+		Logger: log.With("component", "gateway"),
 	})
 	if err != nil {
 		return nil, err
@@ -358,21 +378,15 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		return nil, fmt.Errorf("frontend client certificate: %w", err)
 	}
 	fcfg := frontend.Config{
-		Addr:               cfg.FrontendAddr,
-		ProjectID:          cfg.ProjectID,
-		FirebaseAPIKey:     "emulator-api-key", // the emulator accepts any key
-		FirebaseAuthDomain: cfg.ProjectID + ".firebaseapp.com",
-		AuthEmulatorHost:   identityHost,
-		GatewayURL:         s.GatewayURL,
-		GatewayServerName:  GatewayServerName,
-		ClientTLSDir:       certs.FrontendDir,
-		BackendTimeout:     5 * time.Second,
+		Addr:              cfg.FrontendAddr,
+		ProjectID:         cfg.ProjectID,
+		AuthEmulatorHost:  identityHost,
+		GatewayURL:        s.GatewayURL,
+		GatewayServerName: GatewayServerName,
+		ClientTLSDir:      certs.FrontendDir,
+		BackendTimeout:    5 * time.Second,
 	}
-	admin, err := frontend.AdminClient(ctx, fcfg)
-	if err != nil {
-		return nil, fmt.Errorf("frontend: %w", err)
-	}
-	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, Revoker: admin, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
+	front, err := frontend.New(fcfg, frontend.Deps{Verifier: verifier, Revoker: verifier, GatewayTLS: clientCerts, Logger: log.With("component", "frontend")})
 	if err != nil {
 		return nil, err
 	}
@@ -392,12 +406,13 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	g.Go(func() error {
 		defer stopGateway()
 		defer front.Close()
-		return serve.Run(gctx, serve.Options{Name: "frontend", Handler: front, Listener: lns["frontend"], Logger: log})
+		return serve.Run(gctx, serve.Options{Name: "frontend", Handler: front.Handler(), Listener: lns["frontend"], Logger: log})
 	})
 	g.Go(func() error {
 		defer stopBackend()
 		defer stopKeys()
-		return gw.Run(gatewayCtx)
+		err := serve.Run(gatewayCtx, serve.Options{Name: "gateway", Handler: gw.Handler(), Listener: gw.Listener(lns["gateway"]), Logger: log})
+		return errors.Join(err, gw.Close())
 	})
 	g.Go(func() error {
 		defer keyStore.Close()
@@ -416,7 +431,8 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	})
 	g.Go(func() error {
 		defer stopIdentity()
-		return back.Serve(backendCtx, lns["backend"])
+		return serve.Run(backendCtx, serve.Options{Name: "backend", Handler: back.Handler(), Listener: lns["backend"],
+			Logger: log, OnShutdown: back.BeginDrain})
 	})
 	g.Go(func() error {
 		return serve.Run(identityCtx, serve.Options{Name: "identity", Handler: s.Emulator.Handler(), Listener: lns["identity"], Logger: log})

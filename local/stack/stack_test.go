@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/apiclient"
+	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
@@ -29,6 +30,18 @@ func testConfig(t *testing.T) Config {
 		IdentityAddr: "127.0.0.1:0", GoogleAddr: "127.0.0.1:0", BackendAddr: "127.0.0.1:0", GatewayAddr: "127.0.0.1:0", FrontendAddr: "127.0.0.1:0",
 		APIKeysAddr: "127.0.0.1:0",
 	}
+}
+
+// start starts a stack as cmd/devstack does: bind, tell the Admin SDK where
+// the emulator is (t.Setenv, the test owning its process), then Start.
+func start(ctx context.Context, t *testing.T, cfg Config) (*Stack, error) {
+	t.Helper()
+	l, err := Listen(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	t.Setenv(idtoken.EmulatorHostEnv, l.AuthEmulatorHost())
+	return Start(ctx, l)
 }
 
 // gatewayClient presents the frontend's dev certificate, as the frontend does.
@@ -68,7 +81,7 @@ func get(t *testing.T, c *http.Client, url, host, token string) (int, string) {
 func TestStartWiresTheWholeFlowAndShutsDownCleanly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	s, err := Start(ctx, testConfig(t))
+	s, err := start(ctx, t, testConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +163,7 @@ func TestStartStopsWithOneClearLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			tt.modify(&cfg)
-			s, err := Start(t.Context(), cfg)
+			s, err := start(t.Context(), t, cfg)
 			if err == nil {
 				t.Fatalf("Start succeeded (%+v), want an error containing %q", s, tt.want)
 			}
@@ -159,6 +172,23 @@ func TestStartStopsWithOneClearLine(t *testing.T) {
 			}
 		})
 	}
+	t.Run("an environment that sends the Admin SDK elsewhere is refused, naming both", func(t *testing.T) {
+		l, err := Listen(t.Context(), testConfig(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(idtoken.EmulatorHostEnv, "127.0.0.1:1")
+		_, err = Start(t.Context(), l)
+		if err == nil || !strings.Contains(err.Error(), idtoken.EmulatorHostEnv) || !strings.Contains(err.Error(), l.AuthEmulatorHost()) {
+			t.Fatalf("Start = %v; want a refusal naming %s and the emulator's address %s", err, idtoken.EmulatorHostEnv, l.AuthEmulatorHost())
+		}
+		// Nothing is left bound: the same address can be taken again.
+		ln, err := serve.Listen(t.Context(), l.AuthEmulatorHost())
+		if err != nil {
+			t.Fatalf("the emulator's port is still held after a failed Start: %v", err)
+		}
+		ln.Close()
+	})
 }
 
 func TestPrintSummaryListsEveryComponentThenTheDemoUser(t *testing.T) {
@@ -217,7 +247,7 @@ func TestTheDemoUserIsVerifiedAndVerificationLinksArePrinted(t *testing.T) {
 	var out lockedBuffer
 	cfg := testConfig(t)
 	cfg.Outbox = &out
-	s, err := Start(t.Context(), cfg)
+	s, err := start(t.Context(), t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,11 +316,11 @@ func TestListenAddressesBeyondLoopbackNeedTheFlag(t *testing.T) {
 			}
 		})
 	}
-	t.Run("Start refuses a non-loopback identity address before binding anything", func(t *testing.T) {
+	t.Run("Listen refuses a non-loopback identity address before binding anything", func(t *testing.T) {
 		cfg := testConfig(t)
 		cfg.IdentityAddr = "0.0.0.0:0"
-		if _, err := Start(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "identity address 0.0.0.0:0") {
-			t.Fatalf("Start = %v; want a refusal naming the identity address", err)
+		if _, err := Listen(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "identity address 0.0.0.0:0") {
+			t.Fatalf("Listen = %v; want a refusal naming the identity address", err)
 		}
 	})
 	t.Run("the summary prints the warnings", func(t *testing.T) {
@@ -308,7 +338,7 @@ func TestListenAddressesBeyondLoopbackNeedTheFlag(t *testing.T) {
 func TestTheMachineCallerReachesTheAPIWithWhatTheStackProvisions(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	s, err := Start(ctx, testConfig(t))
+	s, err := start(ctx, t, testConfig(t))
 	if err != nil {
 		t.Fatal(err)
 	}
