@@ -137,7 +137,8 @@ func (c *gatewayConn) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// dial makes one connection with the client TLS of the moment.
+// dial makes one connection with the client TLS of the moment, within the
+// timeout, handshake included: net/http dials apart from the request.
 func (g *GatewayClient) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	cfg, err := g.creds.ClientConfig(g.serverName)
 	if err != nil {
