@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -233,7 +234,8 @@ func TestGatewayClientNamesTheCertificateAtFault(t *testing.T) {
 
 // A rotated client certificate is presented from the next request on, not
 // only once the kept-alive connection made with the old one happens to
-// close: the gateway client moves to a new pool of connections.
+// close, even while that one is busy: the gateway client moves to a new
+// transport, and the old connection finishes what it carries.
 func TestGatewayClientPresentsARotatedCertificateFromTheNextRequest(t *testing.T) {
 	now := time.Now()
 	ours := ensurePKI(t, now)
@@ -257,6 +259,20 @@ func TestGatewayClientPresentsARotatedCertificateFromTheNextRequest(t *testing.T
 
 	get("before rotation")
 	first, conns := gw.lastSerial(), gw.conns.Load()
+	// A request still in flight on the old connection keeps it busy across
+	// the rotation: it must finish there, and not take the next ones.
+	heldDone := make(chan error, 1)
+	go func() {
+		resp, err := gc.Get(context.Background(), "/api/secure.json?hold", "t")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		heldDone <- err
+	}()
+	<-gw.held
 	next, err := devCA(t, ours).IssueClient("frontend", mustURL(t, pki.DefaultClientURI), certgen.For(now, 72*time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -288,6 +304,15 @@ func TestGatewayClientPresentsARotatedCertificateFromTheNextRequest(t *testing.T
 			}
 		})
 	}
+	t.Run("the request held on the old connection finishes there with the old certificate", func(t *testing.T) {
+		gw.release()
+		if err := <-heldDone; err != nil {
+			t.Fatalf("the held request: %v; want 200", err)
+		}
+		if got := gw.lastSerial(); got != first {
+			t.Errorf("the gateway saw the held request with serial %s, want the old certificate's %s", got, first)
+		}
+	})
 }
 
 // resetAfterHandshake accepts connections, completes the TLS handshake and

@@ -13,10 +13,9 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/acme/cloudrun-istio-gke/internal/middleware"
@@ -25,61 +24,34 @@ import (
 )
 
 // ClientTLS gives the TLS configuration for one new connection to the
-// gateway: the current client certificate and the CA that verifies the
-// gateway. *tlsdir.Dir implements it and follows certificate rotation, which
-// is why it is asked once per dial rather than once at start-up.
+// gateway. *tlsdir.Dir implements it and follows certificate rotation, so it
+// is asked per dial.
 type ClientTLS interface {
 	ClientConfig(serverName string) (*tls.Config, error)
 }
 
-// certificateInUse is what a ClientTLS that follows rotation (*tlsdir.Dir)
-// also tells: the client certificate new connections present now.
-type certificateInUse interface {
-	Certificate() *x509.Certificate
-}
-
-// Errors a backend call ends in, for callers to branch on. They map the
-// gateway's answers: Istio refuses a bad JWT with 401, a missing one with 403
-// "RBAC: access denied", and says 503/504 when the backend is down or slow.
+// Errors a gateway call ends in. Istio refuses a bad JWT with 401, a missing
+// one with 403 "RBAC: access denied", and says 503/504 when the backend is
+// down or slow.
 var (
 	ErrUnauthorized = errors.New("the gateway refused the ID token")
 	ErrForbidden    = errors.New("the gateway denied access")
 	ErrUnavailable  = errors.New("the backend is unavailable")
 )
 
-// maxBackendBody bounds what we read from the gateway.
-const maxBackendBody = 1 << 20
+const maxBackendBody = 1 << 20 // what we read of an answer
 
 // GatewayClient calls the private API through the Istio ingress gateway, over
 // mutual TLS, on behalf of a signed-in user.
-//
-// A rotated client certificate is used from the first request after
-// ClientTLS reports it: connections are kept alive, and TLS authenticates a
-// connection once, at its handshake, so the connections made with the old
-// certificate would otherwise go on presenting it for as long as they are
-// busy, past its expiry even. Instead the client moves to a fresh pool of
-// connections; the old pool's connections finish the requests they carry
-// and are closed when idle (at the next rotation or Close at the latest).
 type GatewayClient struct {
 	base       *url.URL
 	serverName string
 	timeout    time.Duration
 	creds      ClientTLS
 
-	pool atomic.Pointer[pool]
-	mu   sync.Mutex // serialises the move to a new pool
-	old  *pool      // the pool retired by the last rotation
-
-	// presented is the client certificate of the latest handshake, to name
-	// it when the gateway refuses a connection after the handshake (TLS 1.3
-	// reports a refused client certificate on the first read).
-	presented atomic.Pointer[x509.Certificate]
-}
-
-// pool is an HTTP client whose connections present one client certificate.
-type pool struct {
+	mu     sync.Mutex
+	cert   *x509.Certificate // what client's new connections present; nil if creds do not say
 	client *http.Client
-	cert   *x509.Certificate // nil when ClientTLS does not say
 }
 
 // NewGatewayClient returns a client for the gateway at baseURL (https://host[:port]).
@@ -93,224 +65,177 @@ func NewGatewayClient(baseURL, serverName string, timeout time.Duration, creds C
 		return nil, errors.New("gateway client: a server name, client TLS and a positive timeout are required")
 	}
 	g := &GatewayClient{base: u, serverName: serverName, timeout: timeout, creds: creds}
-	g.pool.Store(g.newPool(g.certificateInUse()))
+	g.httpClient()
 	return g, nil
 }
 
-// certificateInUse is the client certificate new connections present, or
-// nil if ClientTLS does not say.
-func (g *GatewayClient) certificateInUse() *x509.Certificate {
-	if c, ok := g.creds.(certificateInUse); ok {
-		return c.Certificate()
-	}
-	return nil
-}
-
-// current returns the pool to send a request with, first retiring the pool
-// in use if the client certificate has rotated since it was made.
-func (g *GatewayClient) current() *pool {
-	p := g.pool.Load()
-	cert := g.certificateInUse()
-	if cert == nil || p.cert == nil || cert == p.cert || cert.Equal(p.cert) {
-		return p
+// httpClient returns the client to send with. TLS authenticates a connection
+// once, so a kept-alive connection would present a rotated-out certificate
+// for as long as it is busy: a new certificate gets a new transport, and the
+// old one's connections finish their requests and close when idle.
+func (g *GatewayClient) httpClient() *http.Client {
+	var cert *x509.Certificate
+	if c, ok := g.creds.(interface{ Certificate() *x509.Certificate }); ok { // *tlsdir.Dir
+		cert = c.Certificate()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if p = g.pool.Load(); cert.Equal(p.cert) {
-		return p // another request moved first
+	if g.client != nil && cert.Equal(g.cert) {
+		return g.client
 	}
-	if g.old != nil {
-		g.old.client.CloseIdleConnections() // its requests ended long ago
+	if g.client != nil {
+		g.client.CloseIdleConnections()
 	}
-	g.old = p
-	next := g.newPool(cert)
-	g.pool.Store(next)
-	p.client.CloseIdleConnections() // busy ones close when idle: at the next rotation or Close
-	return next
-}
-
-func (g *GatewayClient) newPool(cert *x509.Certificate) *pool {
-	dialer := &net.Dialer{Timeout: g.timeout, KeepAlive: 30 * time.Second}
-	transport := &http.Transport{
-		// The gateway is on a private network: never through a proxy.
-		Proxy:       nil,
-		DialContext: dialer.DialContext,
-		// A fresh TLS config per connection, so rotated certificates apply
-		// to new connections while established ones carry on.
-		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return g.dialTLS(ctx, dialer, network, addr)
-		},
-		// With a custom DialTLSContext, net/http speaks HTTP/2 only when
-		// asked to; the connection's ALPN result then decides.
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          64,
-		MaxIdleConnsPerHost:   64, // every request goes to the one gateway
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: g.timeout,
-	}
-	client := &http.Client{
-		// The gateway's access line shares this request's trace and id.
-		Transport: middleware.Transport(transport),
-		Timeout:   g.timeout,
-		// The API does not redirect; if something does, it is an answer,
-		// not a place to send the user's token.
+	g.cert = cert
+	g.client = &http.Client{
+		// The gateway's access line shares our trace and request id.
+		Transport: middleware.Transport(&http.Transport{
+			Proxy:          nil, // the gateway is on the private network
+			DialTLSContext: g.dial,
+			// With its own DialTLSContext, net/http speaks HTTP/2 only if told.
+			ForceAttemptHTTP2:   true,
+			MaxIdleConnsPerHost: 64, // every request goes to the one gateway
+			IdleConnTimeout:     90 * time.Second,
+		}),
+		Timeout: g.timeout,
+		// The API does not redirect: a redirect is an answer, not a place to
+		// send the user's token.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &pool{client: client, cert: cert}
-}
-
-// dialTLS makes one connection to the gateway with the client TLS of the
-// moment. A failed handshake is returned as a *HandshakeError naming the
-// certificate at fault.
-func (g *GatewayClient) dialTLS(ctx context.Context, dialer *net.Dialer, network, addr string) (net.Conn, error) {
-	cfg, err := g.creds.ClientConfig(g.serverName)
-	if err != nil {
-		return nil, fmt.Errorf("client certificate: %w", err)
-	}
-	var (
-		asked     bool
-		presented *x509.Certificate
-	)
-	cfg = notePresented(cfg, func(c *x509.Certificate) { asked, presented = true, c })
-	raw, err := dialer.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, err
-	}
-	conn := tls.Client(raw, cfg)
-	err = conn.HandshakeContext(ctx)
-	if asked {
-		g.presented.Store(presented)
-	}
-	if err != nil {
-		raw.Close()
-		return nil, newHandshakeError(addr, g.serverName, asked, presented, err)
-	}
-	return conn, nil
-}
-
-// notePresented returns a copy of cfg that tells note, if the gateway asks
-// for a client certificate, which one the handshake presents (nil: none),
-// chosen as crypto/tls would choose it.
-func notePresented(cfg *tls.Config, note func(*x509.Certificate)) *tls.Config {
-	cfg = cfg.Clone()
-	get, certs := cfg.GetClientCertificate, cfg.Certificates
-	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
-		var c *tls.Certificate
-		if get != nil {
-			var err error
-			if c, err = get(cri); err != nil {
-				return nil, err
-			}
-		} else {
-			c = &tls.Certificate{} // none: crypto/tls then sends an empty one
-			for i := range certs {
-				if cri.SupportsCertificate(&certs[i]) == nil {
-					c = &certs[i]
-					break
-				}
-			}
-		}
-		note(leafOf(c))
-		return c, nil
-	}
-	return cfg
-}
-
-func leafOf(c *tls.Certificate) *x509.Certificate {
-	if c == nil || len(c.Certificate) == 0 {
-		return nil
-	}
-	if c.Leaf != nil {
-		return c.Leaf
-	}
-	leaf, err := x509.ParseCertificate(c.Certificate[0])
-	if err != nil {
-		return nil
-	}
-	return leaf
-}
-
-// HandshakeError is a TLS handshake with the gateway that failed, naming
-// the certificate at fault, so that the log line of a failed call answers
-// "which certificate?": the gateway's, when the frontend refused it; the
-// frontend's own as presented, when the gateway refused the connection.
-type HandshakeError struct {
-	Addr, ServerName string
-	// GatewayCertificate is the gateway's leaf certificate when the frontend
-	// refused it, else nil.
-	GatewayCertificate *x509.Certificate
-	// Refused says the gateway ended the handshake with an alert; then
-	// ClientCertificateAsked says whether it had asked for a client
-	// certificate, and ClientCertificate is the one presented (nil: none).
-	Refused                bool
-	ClientCertificateAsked bool
-	ClientCertificate      *x509.Certificate
-	// ClosedAfterHandshake says the gateway closed a new connection right
-	// after the handshake without an alert we could read: under TLS 1.3 a
-	// refused client certificate can show so, when the alert is lost to
-	// the reset of a connection we had already written to.
-	// ClientCertificate is then the one presented.
-	ClosedAfterHandshake bool
-	Err                  error
-}
-
-func newHandshakeError(addr, serverName string, asked bool, presented *x509.Certificate, err error) *HandshakeError {
-	e := &HandshakeError{Addr: addr, ServerName: serverName, Err: err}
-	if cve, ok := errors.AsType[*tls.CertificateVerificationError](err); ok && len(cve.UnverifiedCertificates) > 0 {
-		e.GatewayCertificate = cve.UnverifiedCertificates[0]
-	} else if isRemoteAlert(err) {
-		e.Refused, e.ClientCertificateAsked, e.ClientCertificate = true, asked, presented
-	}
-	return e
-}
-
-func (e *HandshakeError) Error() string {
-	head := fmt.Sprintf("TLS handshake with %s (server name %s)", e.Addr, e.ServerName)
-	switch {
-	case e.GatewayCertificate != nil:
-		return fmt.Sprintf("%s: refused the gateway's %s: %v", head, tlsdir.Describe(e.GatewayCertificate), e.Err)
-	case e.Refused && e.ClientCertificate != nil:
-		return fmt.Sprintf("%s: the gateway refused it (%v); our client %s", head, e.Err, tlsdir.Describe(e.ClientCertificate))
-	case e.Refused && e.ClientCertificateAsked:
-		return fmt.Sprintf("%s: the gateway refused it (%v); we had no client certificate to present", head, e.Err)
-	case e.Refused:
-		return fmt.Sprintf("%s: the gateway refused it (%v) before asking for a client certificate", head, e.Err)
-	case e.ClosedAfterHandshake && e.ClientCertificate != nil:
-		return fmt.Sprintf("%s: the gateway closed the new connection right after the handshake (%v); "+
-			"a refusal of our client certificate looks like this when its alert is lost, and the gateway's log says why. Our client %s",
-			head, e.Err, tlsdir.Describe(e.ClientCertificate))
-	}
-	return fmt.Sprintf("%s: %v", head, e.Err)
-}
-
-func (e *HandshakeError) Unwrap() error { return e.Err }
-
-// isRemoteAlert reports whether err is a TLS alert the gateway sent.
-func isRemoteAlert(err error) bool {
-	op, ok := errors.AsType[*net.OpError](err)
-	return ok && op.Op == "remote error"
+	return g.client
 }
 
 // Close releases idle connections.
 func (g *GatewayClient) Close() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.old != nil {
-		g.old.client.CloseIdleConnections()
-	}
-	g.pool.Load().client.CloseIdleConnections()
+	g.client.CloseIdleConnections()
 }
 
-// Get sends GET path to the gateway with the bearer token (may be empty),
-// within the per-request timeout; the request id and trace of ctx go with it
-// (middleware.Transport). The caller closes the body.
+// gatewayConn is the TCP connection under one TLS session with the gateway.
+// It keeps the client certificate the handshake presented, and marks its
+// write errors with itself: when the HTTP/2 client cannot send its preface,
+// that error is all a request gets (no httptrace GotConn).
+type gatewayConn struct {
+	net.Conn
+	asked     bool              // the gateway asked for a client certificate
+	presented *x509.Certificate // nil: none
+}
+
+type writeError struct {
+	conn *gatewayConn
+	error
+}
+
+func (e *writeError) Unwrap() error { return e.error }
+
+func (c *gatewayConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		err = &writeError{c, err}
+	}
+	return n, err
+}
+
+// dial makes one connection with the client TLS of the moment, within the
+// timeout, handshake included: net/http dials apart from the request.
+func (g *GatewayClient) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	cfg, err := g.creds.ClientConfig(g.serverName)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.timeout)
+	defer cancel()
+	raw, err := new(net.Dialer).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &gatewayConn{Conn: raw}
+	cfg = cfg.Clone()
+	get, certs := cfg.GetClientCertificate, cfg.Certificates
+	cfg.GetClientCertificate = func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		c.asked = true
+		cert, err := new(tls.Certificate), error(nil) // none fits: an empty one, as crypto/tls sends
+		if get != nil {
+			cert, err = get(cri)
+		} else if i := slices.IndexFunc(certs, func(c tls.Certificate) bool { return cri.SupportsCertificate(&c) == nil }); i >= 0 {
+			cert = &certs[i]
+		}
+		if err == nil && len(cert.Certificate) > 0 {
+			if c.presented = cert.Leaf; c.presented == nil {
+				c.presented, _ = x509.ParseCertificate(cert.Certificate[0])
+			}
+		}
+		return cert, err
+	}
+	conn := tls.Client(c, cfg)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, g.handshakeError(c, err, false)
+	}
+	return conn, nil
+}
+
+// HandshakeError is a TLS handshake with the gateway that failed, naming the
+// certificate at fault: the gateway's when we refused it, ours as presented
+// when the gateway refused the connection.
+type HandshakeError struct {
+	Addr, ServerName   string
+	GatewayCertificate *x509.Certificate // the gateway's leaf, when we refused it
+	// Refused: the gateway sent an alert, asked or not for our certificate.
+	Refused, ClientCertificateAsked bool
+	ClientCertificate               *x509.Certificate // what we presented; nil: none
+	// ClosedAfterHandshake: the gateway ended the new connection without an
+	// alert we could read, as a TLS 1.3 refusal does when a reset loses it.
+	ClosedAfterHandshake bool
+	Err                  error
+}
+
+func (g *GatewayClient) handshakeError(c *gatewayConn, err error, afterHandshake bool) *HandshakeError {
+	e := &HandshakeError{Addr: c.RemoteAddr().String(), ServerName: g.serverName, Err: err}
+	cve, _ := errors.AsType[*tls.CertificateVerificationError](err)
+	op, _ := errors.AsType[*net.OpError](err)
+	switch {
+	case cve != nil && len(cve.UnverifiedCertificates) > 0:
+		e.GatewayCertificate = cve.UnverifiedCertificates[0]
+	case op != nil && op.Op == "remote error": // crypto/tls's word for the peer's alert
+		e.Refused, e.ClientCertificateAsked, e.ClientCertificate = true, c.asked, c.presented
+	case afterHandshake:
+		e.ClosedAfterHandshake, e.ClientCertificate = true, c.presented
+	}
+	return e
+}
+
+func (e *HandshakeError) Error() string {
+	head := fmt.Sprintf("TLS handshake with %s (server name %s)", e.Addr, e.ServerName)
+	ours := "we had no client certificate to present"
+	if e.ClientCertificate != nil {
+		ours = "our client " + tlsdir.Describe(e.ClientCertificate)
+	}
+	switch {
+	case e.GatewayCertificate != nil:
+		return fmt.Sprintf("%s: refused the gateway's %s: %v", head, tlsdir.Describe(e.GatewayCertificate), e.Err)
+	case e.Refused && !e.ClientCertificateAsked:
+		return fmt.Sprintf("%s: the gateway refused it (%v) before asking for a client certificate", head, e.Err)
+	case e.Refused:
+		return fmt.Sprintf("%s: the gateway refused it (%v); %s", head, e.Err, ours)
+	case e.ClosedAfterHandshake:
+		return fmt.Sprintf("%s: the gateway closed the new connection right after the handshake (%v), as it does when "+
+			"it refuses our client certificate and the tls alert is lost (the gateway's log says why); %s", head, e.Err, ours)
+	}
+	return fmt.Sprintf("%s: %v", head, e.Err)
+}
+
+func (e *HandshakeError) Unwrap() error { return e.Err }
+
+// Get sends GET path to the gateway with the bearer token (may be empty).
+// The caller closes the body.
 func (g *GatewayClient) Get(ctx context.Context, path, idToken string) (*http.Response, error) {
 	return g.Send(ctx, http.MethodGet, path, nil, idToken)
 }
 
-// Send is Get for any method, as a signed-in user (the management API of
-// the developers' page): a non-nil body is sent as JSON, and path may end in
-// a query.
+// Send is Get for any method (the developers' page): a non-nil body is sent
+// as JSON, and path may end in a query.
 func (g *GatewayClient) Send(ctx context.Context, method, path string, body []byte, idToken string) (*http.Response, error) {
 	path, query, _ := strings.Cut(path, "?")
 	h := http.Header{}
@@ -320,73 +245,49 @@ func (g *GatewayClient) Send(ctx context.Context, method, path string, body []by
 	return g.send(ctx, method, path, query, body, h)
 }
 
-// send is the one request to the gateway: any method, query, JSON body and
-// headers (each replacing the default of the same name).
+// send is the one request to the gateway; header replaces the defaults.
 func (g *GatewayClient) send(ctx context.Context, method, path, rawQuery string, body []byte, header http.Header) (*http.Response, error) {
 	u := g.base.JoinPath(path)
 	u.RawQuery = rawQuery
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	var got httptrace.GotConnInfo
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { got = i }})
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("building request for %s: %w", path, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	// The gateway routes by :authority (a VirtualService's hosts), and the
-	// load balancer is reached by IP: ask for the name, as TLS does.
-	req.Host = g.serverName
+	req.Host = g.serverName // the gateway routes by it; the URL may hold an IP
 	req.Header.Set("Accept", "application/json")
 	for k, vs := range header {
 		req.Header[http.CanonicalHeaderKey(k)] = vs
 	}
-	var reused atomic.Bool
-	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		GotConn: func(c httptrace.GotConnInfo) { reused.Store(c.Reused) },
-	}))
-	resp, err := g.current().client.Do(req)
-	if err != nil {
-		// url.Error quotes the URL, which holds no secrets; the token is
-		// in a header and never part of an error.
-		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, g.afterHandshake(err, reused.Load()))
+	resp, err := g.httpClient().Do(req)
+	if err != nil { // the token is in a header, never in an error
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrUnavailable, method, path, g.firstRequestError(err, got))
 	}
 	return resp, nil
 }
 
-// afterHandshake names our client certificate in the error of a request
-// that failed as the gateway refused it. Under TLS 1.3 the gateway checks
-// the certificate after our side of the handshake is done, so its refusal
-// comes on the first read, or, when the alert is lost to the reset of a
-// connection we had already written to, as a reset of the new connection.
-// The certificate named is the one the latest handshake presented.
-func (g *GatewayClient) afterHandshake(err error, reused bool) error {
-	if _, ok := errors.AsType[*HandshakeError](err); ok {
+// firstRequestError names our client certificate when the first request on a
+// new connection fails other than by time: under TLS 1.3 the gateway checks
+// it after our side of the handshake, so a refusal comes on the first read,
+// or as a reset when that loses the alert (Go's HTTP/2 client then says only
+// "client conn could not be established").
+func (g *GatewayClient) firstRequestError(err error, got httptrace.GotConnInfo) error {
+	var c *gatewayConn
+	if tc, ok := got.Conn.(*tls.Conn); ok {
+		c, _ = tc.NetConn().(*gatewayConn)
+	} else if we, ok := errors.AsType[*writeError](err); ok {
+		c = we.conn
+	}
+	he, _ := errors.AsType[*HandshakeError](err)
+	ne, _ := errors.AsType[net.Error](err)
+	if c == nil || he != nil || got.Reused || ne != nil && ne.Timeout() || errors.Is(err, context.Canceled) {
 		return err
 	}
-	e := &HandshakeError{Addr: g.base.Host, ServerName: g.serverName, ClientCertificate: g.presented.Load(), Err: err}
-	switch {
-	case isRemoteAlert(err):
-		e.Refused, e.ClientCertificateAsked = true, true
-	case !reused && e.ClientCertificate != nil &&
-		(errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) ||
-			closedBeforeFirstRequest(err)):
-		e.ClosedAfterHandshake = true
-	default:
-		return err
-	}
-	return e
-}
-
-// closedBeforeFirstRequest reports the HTTP/2 client's answer when a new
-// connection closed (here: reset after the handshake) before its first
-// request was sent. The reset itself is lost; the error is net/http's
-// unexported http2errClientConnNotEstablished, so only its text can be
-// matched (net/http h2_bundle.go, awaitOpenSlotForStreamLocked).
-func closedBeforeFirstRequest(err error) bool {
-	return strings.Contains(err.Error(), "http2: client conn could not be established")
+	return g.handshakeError(c, err, true)
 }
 
 // SecureMessage fetches /api/secure.json as the user whose ID token is given,
@@ -415,24 +316,22 @@ func (g *GatewayClient) SecureMessage(ctx context.Context, idToken string) (secu
 
 // statusError maps a gateway status to the error a user is shown.
 func statusError(code int) error {
-	switch {
-	case code == http.StatusOK:
+	switch code {
+	case http.StatusOK:
 		return nil
-	case code == http.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		return ErrUnauthorized
-	case code == http.StatusForbidden:
+	case http.StatusForbidden:
 		return ErrForbidden
-	default: // 503 no healthy upstream, 504 upstream timeout, anything odd
-		return ErrUnavailable
 	}
+	return ErrUnavailable // 503 no healthy upstream, 504 upstream timeout, anything odd
 }
 
 // snippet keeps the start of an error body for logs: Envoy's bodies are
 // short ("Jwt is expired", "RBAC: access denied") and carry no secrets.
 func snippet(b []byte) string {
-	const max = 120
-	if len(b) > max {
-		return string(b[:max]) + "…"
+	if len(b) > 120 {
+		return string(b[:120]) + "…"
 	}
 	return string(b)
 }

@@ -36,6 +36,11 @@ type mtlsGateway struct {
 	serials []string
 	protos  []int
 	hosts   []string
+
+	// A request with the query "hold" says so on held and waits until
+	// release is called, keeping its connection busy.
+	held    chan struct{}
+	release func()
 }
 
 func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
@@ -44,9 +49,15 @@ func startMTLSGateway(t *testing.T, bundle *pki.Bundle) *mtlsGateway {
 	if err != nil {
 		t.Fatalf("tlsdir.Open(gateway): %v", err)
 	}
-	g := &mtlsGateway{}
+	released := make(chan struct{})
+	g := &mtlsGateway{held: make(chan struct{}), release: sync.OnceFunc(func() { close(released) })}
+	t.Cleanup(g.release)
 	g.url = startTLSServer(t, &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.RawQuery == "hold" {
+				g.held <- struct{}{}
+				<-released
+			}
 			g.mu.Lock()
 			g.serials = append(g.serials, r.TLS.PeerCertificates[0].SerialNumber.String())
 			g.protos = append(g.protos, r.ProtoMajor)
@@ -173,7 +184,7 @@ func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 		})
 	}
 
-	t.Run("requests reuse one HTTP/2 connection", func(t *testing.T) {
+	t.Run("requests reuse one HTTP/2 connection until Close ends it", func(t *testing.T) {
 		gc, err := NewGatewayClient(gw.url, gatewayHost, 5*time.Second, frontendDir)
 		if err != nil {
 			t.Fatal(err)
@@ -193,6 +204,15 @@ func TestGatewayClientSpeaksMutualTLS(t *testing.T) {
 		gw.mu.Unlock()
 		if last != 2 {
 			t.Errorf("protocol: got HTTP/%d, want HTTP/2 (ALPN h2 through the custom dialer)", last)
+		}
+
+		before = gw.conns.Load()
+		gc.Close()
+		if _, _, err := gc.SecureMessage(context.Background(), "a-token"); err != nil {
+			t.Fatal(err)
+		}
+		if n := gw.conns.Load() - before; n != 1 {
+			t.Errorf("a request after Close opened %d connections, want 1 (Close ends the idle one)", n)
 		}
 	})
 }
