@@ -448,6 +448,11 @@ func stackLogsFor(notice string) string {
 	return "\nthe local stack logged for request " + m[1] + ":\n" + strings.Join(lines, "\n")
 }
 
+// TestBrowser is the one browser suite: one Chromium, each case in a tab of
+// its own. It covers signing in and out, sign-up and its errors, sessions
+// that expire or are planted, the request-path panel (requestpath_test.go)
+// and the developers' page (developers_browser_test.go). One group alone:
+// go test ./e2e/ -run 'Browser/developers'.
 func TestBrowser(t *testing.T) {
 	b := newBrowser(t)
 
@@ -484,7 +489,7 @@ func TestBrowser(t *testing.T) {
 		tb.screenshot(t, "signed-out-320px.png")
 	})
 
-	t.Run("a wrong password shows an inline error and stays signed out", func(t *testing.T) {
+	t.Run("a wrong password shows an inline error that does not tell whether the account exists, and stays signed out", func(t *testing.T) {
 		email, password := requireUser(t)
 		tb := b.newTab(t)
 		tb.open(t, "/")
@@ -504,6 +509,13 @@ func TestBrowser(t *testing.T) {
 		}
 		tb.reload(t)
 		tb.waitSignedOut(t)
+		// An address with no account gets the very same words, so the form
+		// does not tell anyone which emails have an account.
+		tb.submitCredentials(t, fmt.Sprintf("e2e-nobody-%d@example.com", time.Now().UnixNano()), "not-"+password, "Sign in")
+		tb.do(t, "waiting for the inline error", chromedp.WaitVisible(chromedp.CSS("#auth-error:not([hidden])")))
+		if other := tb.state(t).Alerts; other != st.Alerts {
+			t.Errorf("an unknown email shows %q, a known one with a wrong password %q; want the same message", other, st.Alerts)
+		}
 	})
 
 	t.Run("creating an account explains a taken email and a weak password", func(t *testing.T) {
