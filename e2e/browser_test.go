@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -10,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -89,18 +94,14 @@ type tab struct {
 	mu         sync.Mutex
 	requests   []string // every URL the page asked for
 	exceptions []string // uncaught JavaScript exceptions
-	errors     []string // browser log entries at level error
+	console    []string // console.error calls of the page's scripts
+	errors     []string // browser log entries at level error: "source text (URL)"
 	documents  []string // "status URL" of every page load
-	methods    map[network.RequestID]string
-	// sessionPosts counts the answers to POST /session since the last page
-	// load; changed is closed (and replaced) whenever it grows.
-	sessionPosts int
-	changed      chan struct{}
 }
 
 func (b *browser) newTab(t *testing.T) *tab {
 	t.Helper()
-	tb := &tab{methods: map[network.RequestID]string{}, changed: make(chan struct{})}
+	tb := &tab{}
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext(), chromedp.WithListener(tb.record))
 	t.Cleanup(cancel)
 	if err := chromedp.Do(ctx); err != nil {
@@ -118,16 +119,9 @@ func (tb *tab) record(ev any) {
 	switch ev := ev.(type) {
 	case *network.EventRequestWillBeSent:
 		tb.requests = append(tb.requests, ev.Request.URL)
-		tb.methods[ev.RequestID] = ev.Request.Method
 	case *network.EventResponseReceived:
-		switch {
-		case ev.Type == network.ResourceTypeDocument:
+		if ev.Type == network.ResourceTypeDocument {
 			tb.documents = append(tb.documents, fmt.Sprintf("%d %s", ev.Response.Status, ev.Response.URL))
-			tb.sessionPosts = 0
-		case tb.methods[ev.RequestID] == "POST" && strings.HasSuffix(strings.SplitN(ev.Response.URL, "?", 2)[0], "/session"):
-			tb.sessionPosts++
-			close(tb.changed)
-			tb.changed = make(chan struct{})
 		}
 	case *runtime.EventExceptionThrown:
 		d := ev.ExceptionDetails
@@ -136,6 +130,18 @@ func (tb *tab) record(ev any) {
 			text = d.Exception.Description
 		}
 		tb.exceptions = append(tb.exceptions, fmt.Sprintf("%s (%s:%d)", text, d.URL, d.LineNumber+1))
+	case *runtime.EventConsoleAPICalled:
+		if ev.Type == runtime.ConsoleAPICalledTypeError {
+			var args []string
+			for _, a := range ev.Args {
+				if a.Description != "" {
+					args = append(args, a.Description)
+				} else {
+					args = append(args, strings.Trim(string(a.Value), `"`))
+				}
+			}
+			tb.console = append(tb.console, strings.Join(args, " "))
+		}
 	case *log.EventEntryAdded:
 		if ev.Entry.Level == log.EntryLevelError {
 			tb.errors = append(tb.errors, fmt.Sprintf("[%s] %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
@@ -144,8 +150,11 @@ func (tb *tab) record(ev any) {
 }
 
 // checkHygiene holds every case to what a real user's session must never
-// show: an uncaught exception, a Content-Security-Policy violation, an error
-// page, or (locally) a request that leaves the machine.
+// show: an uncaught exception, an error the page's scripts report on the
+// console, a Content-Security-Policy violation or any other browser error
+// but a network one, an error page, or (locally) a request that leaves the
+// machine. Network errors are answers the cases expect (a refused
+// password's 400, a favicon's 404): they are logged, not failed.
 func (tb *tab) checkHygiene(t *testing.T) {
 	t.Helper()
 	tb.mu.Lock()
@@ -153,11 +162,17 @@ func (tb *tab) checkHygiene(t *testing.T) {
 	for _, e := range tb.exceptions {
 		t.Errorf("uncaught exception in the page: %s", e)
 	}
+	for _, e := range tb.console {
+		t.Errorf("the page's script reported an error on the console: %s", e)
+	}
 	for _, e := range tb.errors {
-		if strings.Contains(e, "Content Security Policy") || strings.Contains(e, "Content-Security-Policy") {
+		switch {
+		case strings.Contains(e, "Content Security Policy") || strings.Contains(e, "Content-Security-Policy"):
 			t.Errorf("Content-Security-Policy violation: %s", e)
-		} else {
+		case strings.HasPrefix(e, "[network]"):
 			t.Logf("browser log: %s", e)
+		default:
+			t.Errorf("the browser reported an error: %s", e)
 		}
 	}
 	for _, d := range tb.documents {
@@ -295,27 +310,27 @@ func (tb *tab) pageLoads() int {
 	return len(tb.documents)
 }
 
-// waitSessionPosted waits until the page has posted the SDK's token to
-// POST /session since it loaded. A signed-in page does that once, to keep
-// the cookie as fresh as the token; a case that changes the cookie must wait
-// for it, or that post would overwrite the change.
+// waitSessionPosted waits until the signed-in page's module has posted the
+// SDK's token to POST /session and handled the answer, which it marks on the
+// body (data-session-posted). A signed-in page does that once, to keep the
+// cookie as fresh as the token; a case that changes the cookie must wait for
+// the mark, or that late answer would overwrite the change (it did, about
+// one run in four, before the mark existed).
 func (tb *tab) waitSessionPosted(t *testing.T) {
+	t.Helper()
+	tb.do(t, "waiting for the page to post its fresh token", chromedp.WaitReady(chromedp.CSS("body[data-session-posted]")))
+}
+
+// text is the visible text of the element sel finds.
+func (tb *tab) text(t *testing.T, sel string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(tb.ctx, stepTimeout)
 	defer cancel()
-	for {
-		tb.mu.Lock()
-		n, changed := tb.sessionPosts, tb.changed
-		tb.mu.Unlock()
-		if n > 0 {
-			return
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			t.Fatalf("the signed-in page did not post its token to POST /session within %v\n%s", stepTimeout, tb.describe(t))
-		}
+	got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		t.Fatalf("reading %s: %v\n%s", sel, err, tb.describe(t))
 	}
+	return got
 }
 
 // submitCredentials fills in the form as a user does: type into the
@@ -433,6 +448,11 @@ func stackLogsFor(notice string) string {
 	return "\nthe local stack logged for request " + m[1] + ":\n" + strings.Join(lines, "\n")
 }
 
+// TestBrowser is the one browser suite: one Chromium, each case in a tab of
+// its own. It covers signing in and out, sign-up and its errors, sessions
+// that expire or are planted, the request-path panel (requestpath_test.go)
+// and the developers' page (developers_browser_test.go). One group alone:
+// go test ./e2e/ -run 'Browser/developers'.
 func TestBrowser(t *testing.T) {
 	b := newBrowser(t)
 
@@ -469,7 +489,7 @@ func TestBrowser(t *testing.T) {
 		tb.screenshot(t, "signed-out-320px.png")
 	})
 
-	t.Run("a wrong password shows an inline error and stays signed out", func(t *testing.T) {
+	t.Run("a wrong password shows an inline error that does not tell whether the account exists, and stays signed out", func(t *testing.T) {
 		email, password := requireUser(t)
 		tb := b.newTab(t)
 		tb.open(t, "/")
@@ -489,6 +509,33 @@ func TestBrowser(t *testing.T) {
 		}
 		tb.reload(t)
 		tb.waitSignedOut(t)
+		// An address with no account gets the very same words, so the form
+		// does not tell anyone which emails have an account.
+		tb.submitCredentials(t, fmt.Sprintf("e2e-nobody-%d@example.com", time.Now().UnixNano()), "not-"+password, "Sign in")
+		tb.do(t, "waiting for the inline error", chromedp.WaitVisible(chromedp.CSS("#auth-error:not([hidden])")))
+		if other := tb.state(t).Alerts; other != st.Alerts {
+			t.Errorf("an unknown email shows %q, a known one with a wrong password %q; want the same message", other, st.Alerts)
+		}
+	})
+
+	t.Run("creating an account explains a taken email and a weak password", func(t *testing.T) {
+		email, _ := requireUser(t)
+		tb := b.newTab(t)
+		for _, tc := range []struct{ what, email, password, want string }{
+			{"a taken email", email, randomString(12), "could not create an account with that email"},
+			{"a weak password", fmt.Sprintf("e2e-weak-%d@example.com", time.Now().UnixNano()), "12345", "at least 6 characters"},
+		} {
+			tb.open(t, "/?mode=create")
+			tb.waitSignedOut(t)
+			tb.submitCredentials(t, tc.email, tc.password, "Create account")
+			tb.do(t, "waiting for the inline error about "+tc.what, chromedp.WaitVisible(chromedp.CSS("#auth-error:not([hidden])")))
+			if st := tb.state(t); !strings.Contains(st.Alerts, tc.want) || st.SignedInAs != "" {
+				t.Errorf("creating an account with %s: alerts %q, signed in as %q; want an error containing %q, still signed out", tc.what, st.Alerts, st.SignedInAs, tc.want)
+			}
+		}
+		if c := tb.sessionCookie(t); c != nil {
+			t.Errorf("a refused sign-up left a session cookie %s", c.Name)
+		}
 	})
 
 	t.Run("creating a new account asks to verify the email, then shows the secret once it is", func(t *testing.T) {
@@ -497,6 +544,7 @@ func TestBrowser(t *testing.T) {
 		noteSecret(password)
 		t.Cleanup(func() { deleteUser(t, email, password) })
 		tb := b.newTab(t)
+		gatewayBefore := gatewayRequests(t)
 		tb.open(t, "/?mode=create")
 		st := tb.waitSignedOut(t)
 		if st.Heading != "Create your account" {
@@ -526,23 +574,22 @@ func TestBrowser(t *testing.T) {
 		tb.do(t, "emulating a 320 px wide phone", chromedp.EmulateViewport(320, 640, chromedp.EmulateMobile))
 		tb.screenshot(t, "verify-email-320px.png")
 		tb.do(t, "back to a desktop window", chromedp.EmulateViewport(1280, 900))
+		// The frontend serves the secret to verified emails only: it must not
+		// even ask the gateway for an unverified account.
+		if n := gatewayRequests(t) - gatewayBefore; env.logs != nil && n != 0 {
+			t.Errorf("%d request(s) reached the gateway while the account was unverified; want none", n)
+		}
 
 		st0 := requireLocal(t, "following the verification link needs the emulator's outbox; a deployed project mails it")
 		followVerificationLink(t, st0.IdentityURL, st0.Emulator.ProjectID(), email)
+		// The same page, without signing in again: the module reloads the
+		// user, posts a token that says the email is verified, and the
+		// server renders the secret.
 		tb.do(t, "pressing I have verified my email", chromedp.Click(chromedp.ID("verify-check")))
 		st = tb.waitSignedIn(t)
-		if st.SignedInAs != email {
-			t.Errorf("after creating the account the page shows signed in as %q; want %q", st.SignedInAs, email)
-		}
-		// The API serves verified emails only: the user follows the link
-		// they were sent (here: the Admin SDK does what the link does), then
-		// signs in again for a token that says so.
-		if env.local == nil {
-			t.Skip("skipped against a deployed environment: verifying the new user's email needs the local emulator")
-		}
-		if err := verifyEmailOf(email); err != nil {
-			t.Fatal(err)
-		}
+		checkSignedIn(t, st, email)
+		checkSessionCookie(t, tb.sessionCookie(t), email)
+		// And the account is a normal one: out, and back in with its password.
 		tb.do(t, "pressing Sign out", chromedp.Click(chromedp.Search(`//form[@id="sign-out-form"]//button[normalize-space()="Sign out"]`)))
 		tb.waitSignedOut(t)
 		tb.submitCredentials(t, email, password, "Sign in")
@@ -626,7 +673,7 @@ func TestBrowser(t *testing.T) {
 		checkSignedIn(t, tb.waitSignedIn(t), email)
 	})
 
-	t.Run("an expired ID token in the session cookie is refreshed silently", func(t *testing.T) {
+	t.Run("an expired ID token in the session cookie is refreshed silently, without an error page", func(t *testing.T) {
 		st := requireLocal(t, "an expired ID token needs the local emulator's private key")
 		email, password := requireUser(t)
 		tb := b.newTab(t)
@@ -636,34 +683,49 @@ func TestBrowser(t *testing.T) {
 		uid, _ := checkSessionCookie(t, c, email)["sub"].(string)
 
 		// Replace only the cookie's value with the same user's token from two
-		// hours ago, as if the tab had slept past the token's hour.
+		// hours ago, bound to this frontend as it binds every session, as if
+		// the tab had slept past the token's hour.
 		expired, err := st.Emulator.IDTokenFor(tb.ctx, uid, time.Now().Add(-2*time.Hour))
 		if err != nil {
 			t.Fatalf("IDTokenFor: %v", err)
 		}
 		noteSecret(expired)
+		planted := boundToFrontend(t, expired)
 		tb.do(t, "putting the expired token in the session cookie", chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
 			_, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
-				Name: c.Name, Value: expired, URL: env.frontendURL + "/", Path: c.Path,
+				Name: c.Name, Value: planted, URL: env.frontendURL + "/", Path: c.Path,
 				Secure: &c.Secure, HTTPOnly: &c.HTTPOnly, SameSite: c.SameSite,
 			})
 			return err
 		}))
-		if got := tb.sessionCookie(t); got == nil || got.Value != expired {
+		if got := tb.sessionCookie(t); got == nil || got.Value != planted {
 			t.Fatal("the expired token did not replace the session cookie")
 		}
 
+		logsBefore := len(env.logs.String())
 		loadsBefore := tb.pageLoads()
 		tb.reload(t)
 		checkSignedIn(t, tb.waitSignedIn(t), email)
-		// The server refused the expired cookie and sent the page that
-		// restores the session; the module refreshed the token and reloaded.
-		// One load more than the reload itself proves that path ran.
+		// The server refused the cookie because the token had expired (not
+		// because it could not tell the cookie was its own: then this case
+		// would prove nothing about expiry) ...
+		refusal := ""
+		for line := range strings.Lines(env.logs.String()[logsBefore:]) {
+			if strings.Contains(line, "session cookie refused") {
+				refusal = line
+			}
+		}
+		if !strings.Contains(refusal, "expired") {
+			t.Errorf("the frontend logged the refusal %q; want the session cookie refused for its expired token", strings.TrimSpace(refusal))
+		}
+		// ... and sent the page that restores the session; the module
+		// refreshed the token and reloaded. One load more than the reload
+		// itself proves that path ran.
 		if loads := tb.pageLoads() - loadsBefore; loads < 2 {
 			t.Errorf("the reload loaded %d page(s); want 2: the refusing page, then the restored one", loads)
 		}
 		fresh := tb.sessionCookie(t)
-		if fresh == nil || fresh.Value == expired {
+		if fresh == nil || fresh.Value == planted {
 			t.Fatal("the session cookie still holds the expired token; want a refreshed one")
 		}
 		exp, _ := jwtClaims(fresh.Value)["exp"].(float64)
@@ -673,6 +735,15 @@ func TestBrowser(t *testing.T) {
 		if alerts := tb.state(t).Alerts; alerts != "" {
 			t.Errorf("the refreshed page shows %q; want no message", alerts)
 		}
+	})
+
+	// One browser for the whole suite: each case above and each group below
+	// has its own tab in a browser context of its own (cookies, storage).
+	t.Run("the signed-in page shows how the request reached the backend", func(t *testing.T) {
+		testRequestPath(t, b)
+	})
+	t.Run("the developers' page creates an app, copies its key, charts its use and revokes it", func(t *testing.T) {
+		testDevelopersPage(t, b)
 	})
 }
 
@@ -727,4 +798,51 @@ func deleteUser(t *testing.T, email, password string) {
 	if err := ic.deleteAccount(ctx, res.IDToken); err != nil {
 		t.Errorf("cleanup: deleting %s: %v", email, err)
 	}
+}
+
+// sessionKeyInfo is the HKDF label the frontend derives its session cookie's
+// MAC key with (frontend/binding.go). A drift makes the expired-token case
+// plant a cookie the frontend refuses as not its own, which that case
+// catches: it wants the refusal to name the expiry.
+const sessionKeyInfo = "acme-vault frontend session cookie MAC v1"
+
+// boundToFrontend is the session cookie value the local frontend would make
+// of idToken: the token, "~" and its HMAC-SHA256 under the key derived from
+// the frontend's client private key, as devstack sets no session key file.
+// POST /session binds only tokens it accepts; a case that needs a cookie it
+// would refuse (an expired token's) makes its own.
+func boundToFrontend(t *testing.T, idToken string) string {
+	t.Helper()
+	requireLocal(t, "the session key is derived from the local frontend's client key")
+	secret, err := os.ReadFile(filepath.Join(env.clientCertDir, "tls.key"))
+	if err != nil {
+		t.Fatalf("reading the frontend's client key: %v", err)
+	}
+	key, err := hkdf.Key(sha256.New, secret, nil, sessionKeyInfo, 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(idToken))
+	return idToken + "~" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// gatewayRequests counts the local gateway's access lines so far; 0 when
+// deployed (no logs to read).
+func gatewayRequests(t *testing.T) int {
+	t.Helper()
+	if env.logs == nil {
+		return 0
+	}
+	lines, err := env.logs.JSONLines()
+	if err != nil {
+		t.Fatalf("reading the stack's logs: %v", err)
+	}
+	n := 0
+	for _, l := range lines {
+		if l["message"] == "request" && l["component"] == "gateway" {
+			n++
+		}
+	}
+	return n
 }

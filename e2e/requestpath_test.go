@@ -48,14 +48,13 @@ const pathPanelJS = `(() => {
 	};
 })()`
 
-// TestBrowserShowsHowTheRequestReachedTheBackend signs in and reads the
-// panel under the secret: every fact must be the one the hops really saw —
-// the frontend's own certificate as the gateway forwarded it, the token in
-// the session cookie as the backend verified it, and times from each hop —
-// at 1280 px and at 320 px, and with JavaScript off.
-func TestBrowserShowsHowTheRequestReachedTheBackend(t *testing.T) {
+// testRequestPath, a group of TestBrowser, signs in and reads the panel
+// under the secret: every fact must be the one the hops really saw — the
+// frontend's own certificate as the gateway forwarded it, the token in the
+// session cookie as the backend verified it, and times from each hop — at
+// 1280 px and at 320 px, and with JavaScript off.
+func testRequestPath(t *testing.T, b *browser) {
 	email, password := requireUser(t)
-	b := newBrowser(t)
 	tb := b.newTab(t)
 	tb.signIn(t, email, password)
 	claims := checkSessionCookie(t, tb.sessionCookie(t), email)
