@@ -189,31 +189,3 @@ func TestSignOutSignsThisBrowserOutEvenWhenRevocationFails(t *testing.T) {
 		t.Errorf("the log does not say why revocation failed")
 	}
 }
-
-// verificationLink is the newest VERIFY_EMAIL link the emulator would have
-// emailed to email, from its list of out-of-band codes (the Firebase
-// emulator's /emulator/v1/projects/{p}/oobCodes).
-func (s *stack) verificationLink(t *testing.T, email string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.cfg.AuthEmulatorHost + "/emulator/v1/projects/" + testProject + "/oobCodes")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		OobCodes []struct{ Email, RequestType, OobLink string }
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		t.Fatalf("oobCodes answered %d: %v", resp.StatusCode, err)
-	}
-	link := ""
-	for _, c := range out.OobCodes {
-		if c.Email == email && c.RequestType == "VERIFY_EMAIL" {
-			link = c.OobLink
-		}
-	}
-	if link == "" {
-		t.Fatalf("the emulator holds no verification link for %s; want the one sign-up sent", email)
-	}
-	return link
-}
