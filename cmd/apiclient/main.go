@@ -9,28 +9,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/acme/cloudrun-istio-gke/apiclient"
+	"github.com/acme/cloudrun-istio-gke/internal/command"
 	"github.com/acme/cloudrun-istio-gke/internal/tlsdir"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "apiclient:", err)
-		os.Exit(exitCode(err))
-	}
+	command.Main("apiclient", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout) }, exitCode)
 }
 
 // Exit statuses (the usage in apiclient/flags.go lists them too): what

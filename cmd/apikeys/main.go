@@ -9,14 +9,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,22 +24,14 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/acme/cloudrun-istio-gke/apikeys"
+	"github.com/acme/cloudrun-istio-gke/internal/command"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "apikeys:", err)
-		os.Exit(1)
-	}
+	command.Main("apikeys", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout) }, nil)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {

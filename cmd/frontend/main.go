@@ -6,16 +6,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/acme/cloudrun-istio-gke/frontend"
+	"github.com/acme/cloudrun-istio-gke/internal/command"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
 	"github.com/acme/cloudrun-istio-gke/internal/logging"
 	"github.com/acme/cloudrun-istio-gke/internal/serve"
@@ -23,19 +20,11 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "frontend:", err)
-		os.Exit(1)
-	}
+	command.Main("frontend", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Getenv, os.Stdout) }, nil)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	cfg, err := frontend.ParseConfig(args, getenv, stdout)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil // -h printed the flags
-	}
 	if err != nil {
 		return err
 	}
