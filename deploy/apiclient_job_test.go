@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
 	"net/url"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"testing"
 
 	runv1 "google.golang.org/api/run/v1"
-	"sigs.k8s.io/yaml"
 
 	"github.com/acme/cloudrun-istio-gke/apiclient"
 )
@@ -33,14 +30,8 @@ func readAPIClientJobAt(t *testing.T, root string) *runv1.Job {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := yaml.YAMLToJSONStrict(b)
+	job, err := strict[runv1.Job](b)
 	if err != nil {
-		t.Fatalf("%s: %v", apiclientJob, err)
-	}
-	var job runv1.Job
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&job); err != nil {
 		t.Fatalf("%s does not decode strictly into a Cloud Run v1 Job: %v", apiclientJob, err)
 	}
 	if job.ApiVersion != "run.googleapis.com/v1" || job.Kind != "Job" {
@@ -50,7 +41,7 @@ func readAPIClientJobAt(t *testing.T, root string) *runv1.Job {
 		job.Spec.Template.Spec.Template == nil || job.Spec.Template.Spec.Template.Spec == nil {
 		t.Fatalf("%s lacks spec.template.{metadata,spec.template.spec}", apiclientJob)
 	}
-	return &job
+	return job
 }
 
 func TestAPIClientJobRunsTheCallerAsItsServiceAccount(t *testing.T) {

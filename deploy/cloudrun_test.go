@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bytes"
-	"encoding/json"
 	"maps"
 	"net/netip"
 	"net/url"
@@ -16,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
 	servingv1 "knative.dev/serving/pkg/apis/serving/v1"
-	"sigs.k8s.io/yaml"
 )
 
 const cloudRunService = "deploy/cloudrun/frontend.yaml"
@@ -42,20 +39,14 @@ func readCloudRunServiceAt(t *testing.T, root string) *servingv1.Service {
 // decodeCloudRunService strictly decodes a Cloud Run service's YAML.
 func decodeCloudRunService(t *testing.T, b []byte) *servingv1.Service {
 	t.Helper()
-	js, err := yaml.YAMLToJSONStrict(b)
+	svc, err := strict[servingv1.Service](b)
 	if err != nil {
-		t.Fatalf("%s: %v", cloudRunService, err)
-	}
-	var svc servingv1.Service
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&svc); err != nil {
 		t.Fatalf("%s does not decode strictly into a Knative Service: %v", cloudRunService, err)
 	}
 	if svc.APIVersion != "serving.knative.dev/v1" || svc.Kind != "Service" {
 		t.Fatalf("%s is %s %s, want serving.knative.dev/v1 Service", cloudRunService, svc.APIVersion, svc.Kind)
 	}
-	return &svc
+	return svc
 }
 
 func TestCloudRunServiceIsAValidKnativeService(t *testing.T) {
@@ -208,12 +199,11 @@ type networkInterface struct {
 
 func networkInterfaces(t *testing.T, svc *servingv1.Service) []networkInterface {
 	t.Helper()
-	var nics []networkInterface
 	raw := svc.Spec.Template.Annotations["run.googleapis.com/network-interfaces"]
-	dec := json.NewDecoder(strings.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&nics); err != nil {
+	nics, err := strict[[]networkInterface]([]byte(raw))
+	if err != nil {
 		t.Errorf("run.googleapis.com/network-interfaces %q: %v", raw, err)
+		return nil
 	}
-	return nics
+	return *nics
 }

@@ -1,8 +1,6 @@
 package deploy
 
 import (
-	"bytes"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -44,16 +42,6 @@ type scrapeEndpoint struct {
 	Timeout  string `json:"timeout,omitempty"`
 }
 
-func strictPodMonitoring(js []byte) (*podMonitoring, error) {
-	var pm podMonitoring
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&pm); err != nil {
-		return nil, err
-	}
-	return &pm, nil
-}
-
 func TestPodMonitoringDecodesStrictly(t *testing.T) {
 	tests := []struct {
 		name, yaml, wantErr string
@@ -68,7 +56,7 @@ func TestPodMonitoringDecodesStrictly(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = strictPodMonitoring(js)
+			_, err = strict[podMonitoring](js)
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("got %v, want no error", err)
 			}

@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -93,21 +92,21 @@ func decode(js []byte) (object, error) {
 	var err error
 	switch gvk {
 	case "v1/Namespace":
-		o.Obj, err = strictK8s[corev1.Namespace](js)
+		o.Obj, err = strict[corev1.Namespace](js)
 	case "v1/ServiceAccount":
-		o.Obj, err = strictK8s[corev1.ServiceAccount](js)
+		o.Obj, err = strict[corev1.ServiceAccount](js)
 	case "v1/Service":
-		o.Obj, err = strictK8s[corev1.Service](js)
+		o.Obj, err = strict[corev1.Service](js)
 	case "v1/ConfigMap":
-		o.Obj, err = strictK8s[corev1.ConfigMap](js)
+		o.Obj, err = strict[corev1.ConfigMap](js)
 	case "apps/v1/Deployment":
-		o.Obj, err = strictK8s[appsv1.Deployment](js)
+		o.Obj, err = strict[appsv1.Deployment](js)
 	case "policy/v1/PodDisruptionBudget":
-		o.Obj, err = strictK8s[policyv1.PodDisruptionBudget](js)
+		o.Obj, err = strict[policyv1.PodDisruptionBudget](js)
 	case "rbac.authorization.k8s.io/v1/Role":
-		o.Obj, err = strictK8s[rbacv1.Role](js)
+		o.Obj, err = strict[rbacv1.Role](js)
 	case "rbac.authorization.k8s.io/v1/RoleBinding":
-		o.Obj, err = strictK8s[rbacv1.RoleBinding](js)
+		o.Obj, err = strict[rbacv1.RoleBinding](js)
 	case "networking.istio.io/v1/Gateway":
 		var g istionet.Gateway
 		err = strictIstio(js, &g.TypeMeta, &g.ObjectMeta, &g.Spec)
@@ -129,7 +128,7 @@ func decode(js []byte) (object, error) {
 		err = strictIstio(js, &p.TypeMeta, &p.ObjectMeta, &p.Spec)
 		o.Obj = &p
 	case "monitoring.googleapis.com/v1/PodMonitoring":
-		o.Obj, err = strictPodMonitoring(js)
+		o.Obj, err = strict[podMonitoring](js)
 	default:
 		return o, fmt.Errorf("%s: no upstream type is registered here for %s: add it to decode", o, gvk)
 	}
@@ -139,9 +138,10 @@ func decode(js []byte) (object, error) {
 	return o, nil
 }
 
-// strictK8s decodes a Kubernetes object, refusing unknown fields and
-// duplicate keys, as the API server's strict field validation does.
-func strictK8s[T any](js []byte) (*T, error) {
+// strict decodes YAML or JSON into a T (a Kubernetes, Knative or Cloud Run
+// object), refusing unknown fields and duplicate keys, as the API server's
+// strict field validation does.
+func strict[T any](js []byte) (*T, error) {
 	var v T
 	if err := yaml.UnmarshalStrict(js, &v); err != nil {
 		return nil, err
@@ -159,9 +159,7 @@ func strictIstio(js []byte, tm *metav1.TypeMeta, om *metav1.ObjectMeta, spec pro
 		Metadata        metav1.ObjectMeta `json:"metadata"`
 		Spec            json.RawMessage   `json:"spec"`
 	}
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&env); err != nil {
+	if err := yaml.UnmarshalStrict(js, &env); err != nil {
 		return err
 	}
 	*tm, *om = env.TypeMeta, env.Metadata
