@@ -16,7 +16,7 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/internal/config"
 	"github.com/acme/cloudrun-istio-gke/loadtest"
-	"github.com/acme/cloudrun-istio-gke/local/stack"
+	"github.com/acme/cloudrun-istio-gke/local/stack/defaults"
 )
 
 // options is a load run's command line, parsed and checked.
@@ -51,24 +51,23 @@ func parseOptions(args []string, getenv func(string) string) (options, error) {
 		rules                   string
 	)
 	s := &o.stack
-	d := stack.Defaults // devstack's addresses and demo user
-	fs.StringVar(&s.IdentityURL, "identity-url", "http://"+d.IdentityAddr, "the Identity Platform emulator (to sign in)")
-	fs.StringVar(&s.BackendURL, "backend-url", "http://"+d.BackendAddr, "the backend, reached directly")
-	fs.StringVar(&s.GatewayURL, "gateway-url", "https://"+d.GatewayAddr, "the gateway")
-	fs.StringVar(&s.FrontendURL, "frontend-url", "http://"+d.FrontendAddr, "the frontend")
-	fs.StringVar(&s.GatewayServerName, "gateway-server-name", stack.GatewayServerName, "the gateway's TLS server name and Host")
-	fs.StringVar(&o.stateDir, "state-dir", d.StateDir, "devstack's state dir: the client certificate is in pki/frontend")
-	fs.StringVar(&s.Email, "email", d.DemoEmail, "user to sign in as")
-	fs.StringVar(&s.Password, "password", d.DemoPassword, "that user's password")
+	fs.StringVar(&s.IdentityURL, "identity-url", "http://"+defaults.IdentityAddr, "the Identity Platform emulator (to sign in)")
+	fs.StringVar(&s.BackendURL, "backend-url", "http://"+defaults.BackendAddr, "the backend, reached directly")
+	fs.StringVar(&s.GatewayURL, "gateway-url", "https://"+defaults.GatewayAddr, "the gateway")
+	fs.StringVar(&s.FrontendURL, "frontend-url", "http://"+defaults.FrontendAddr, "the frontend")
+	fs.StringVar(&s.GatewayServerName, "gateway-server-name", defaults.GatewayServerName, "the gateway's TLS server name and Host")
+	fs.StringVar(&o.stateDir, "state-dir", defaults.StateDir, "devstack's state dir: the client certificate is in pki/frontend")
+	fs.StringVar(&s.Email, "email", defaults.DemoEmail, "user to sign in as")
+	fs.StringVar(&s.Password, "password", defaults.DemoPassword, "that user's password")
 	fs.StringVar(&targets, "targets", "backend,gateway", "comma-separated: backend, gateway, bare-proxy (the control: net/http's mTLS + HTTP/2 + ReverseProxy alone), frontend; run one after the other, side by side")
 	fs.StringVar(&rates, "rate", "500", "requests per second, comma-separated for a sweep; 0 = as fast as the workers go")
 	fs.StringVar(&workers, "workers", "64", "concurrent requests (≈ connections), comma-separated for a sweep")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each run (at most 10m)")
 	fs.IntVar(&o.pid, "pid", 0, "process to sample for CPU and RSS (the devstack); 0 = none")
 	fs.BoolVar(&o.ownGW, "own-gateway", true, "load a gateway started in a process of its own (measured alone) instead of devstack's")
-	fs.StringVar(&o.istioDir, "istio-dir", d.IstioDir, "istio/ for the gateway process")
-	fs.StringVar(&o.project, "project", d.ProjectID, "project id the stack runs with")
-	fs.StringVar(&o.keysAddr, "apikeys-addr", d.APIKeysAddr, "own gateway only: devstack's API-key decision service (gRPC), the CUSTOM policy's provider")
+	fs.StringVar(&o.istioDir, "istio-dir", defaults.IstioDir, "istio/ for the gateway process")
+	fs.StringVar(&o.project, "project", defaults.ProjectID, "project id the stack runs with")
+	fs.StringVar(&o.keysAddr, "apikeys-addr", defaults.APIKeysAddr, "own gateway only: devstack's API-key decision service (gRPC), the CUSTOM policy's provider")
 	fs.StringVar(&o.meshFile, "mesh-config", "deploy/istio/operator.yaml", "own gateway only: the Istio install file naming the CUSTOM provider")
 	fs.StringVar(&rules, "policy-rules", "0", "own gateway only: a DENY AuthorizationPolicy of this many never-matching rules added to istio/, comma-separated for a sweep")
 	fs.DurationVar(&o.rssEvery, "rss-every", 0, "also print the measured process's RSS at every multiple of this (a soak's curve); 0 = peak and end only")

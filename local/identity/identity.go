@@ -77,16 +77,6 @@ const (
 	maxPasswordHashCost     = 20
 )
 
-// The emulator's defaults, defined here once: devstack serves them and the
-// tools that talk to it (cmd/loadtest) assume them.
-const (
-	// DefaultAddr is the Firebase Auth emulator's usual port, on loopback.
-	DefaultAddr = "127.0.0.1:9099"
-	// DefaultProjectID is a "demo-" project: the Firebase emulators treat
-	// those as local only, with no real project behind them.
-	DefaultProjectID = "demo-acme"
-)
-
 // Config configures an Emulator. ProjectID and StateDir are required.
 type Config struct {
 	ProjectID string // e.g. "demo-acme": the token audience and part of the issuer

@@ -42,6 +42,7 @@ import (
 	"github.com/acme/cloudrun-istio-gke/local/google"
 	"github.com/acme/cloudrun-istio-gke/local/identity"
 	"github.com/acme/cloudrun-istio-gke/local/pki"
+	"github.com/acme/cloudrun-istio-gke/local/stack/defaults"
 )
 
 // Names the local stack shares with the production configuration.
@@ -49,10 +50,8 @@ const (
 	// apikeysManagement is the decision service's HTTP destination in
 	// istio/virtualservice.yaml (its Service in deploy/kubernetes/apikeys).
 	apikeysManagement = "apikeys.api.svc.cluster.local:80"
-	// GatewayServerName is the gateway's host name in istio/ and in its
-	// certificate; the frontend reaches the gateway by IP, as it reaches the
-	// internal load balancer in production, and names this host.
-	GatewayServerName = "api.internal.example"
+	// GatewayServerName is the gateway's host name (defaults.GatewayServerName).
+	GatewayServerName = defaults.GatewayServerName
 	// DemoProduct is the API product of the demo app's key.
 	DemoProduct = "secure-message"
 )
@@ -90,17 +89,17 @@ type Config struct {
 
 // Defaults are the addresses and names devstack uses unless told otherwise.
 var Defaults = Config{
-	StateDir:     ".devstack",
-	ProjectID:    identity.DefaultProjectID,
-	IstioDir:     "istio",
-	IdentityAddr: identity.DefaultAddr,
-	GoogleAddr:   "127.0.0.1:9300",
-	BackendAddr:  "127.0.0.1:8081",
-	GatewayAddr:  "127.0.0.1:8443",
-	FrontendAddr: "127.0.0.1:8080",
-	APIKeysAddr:  "127.0.0.1:9191", // the port of its Service in the cluster
-	DemoEmail:    "demo@acme.test",
-	DemoPassword: "correct-horse-battery",
+	StateDir:     defaults.StateDir,
+	ProjectID:    defaults.ProjectID,
+	IstioDir:     defaults.IstioDir,
+	IdentityAddr: defaults.IdentityAddr,
+	GoogleAddr:   defaults.GoogleAddr,
+	BackendAddr:  defaults.BackendAddr,
+	GatewayAddr:  defaults.GatewayAddr,
+	FrontendAddr: defaults.FrontendAddr,
+	APIKeysAddr:  defaults.APIKeysAddr,
+	DemoEmail:    defaults.DemoEmail,
+	DemoPassword: defaults.DemoPassword,
 }
 
 func (c Config) withDefaults() Config {
