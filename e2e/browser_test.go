@@ -2,10 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/hkdf"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -14,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/acme/cloudrun-istio-gke/frontend"
 )
 
 // stepTimeout bounds each step of a browser case (a navigation, a sign-in
@@ -800,31 +797,17 @@ func deleteUser(t *testing.T, email, password string) {
 	}
 }
 
-// sessionKeyInfo is the HKDF label the frontend derives its session cookie's
-// MAC key with (frontend/binding.go). A drift makes the expired-token case
-// plant a cookie the frontend refuses as not its own, which that case
-// catches: it wants the refusal to name the expiry.
-const sessionKeyInfo = "acme-vault frontend session cookie MAC v1"
-
 // boundToFrontend is the session cookie value the local frontend would make
-// of idToken: the token, "~" and its HMAC-SHA256 under the key derived from
-// the frontend's client private key, as devstack sets no session key file.
-// POST /session binds only tokens it accepts; a case that needs a cookie it
-// would refuse (an expired token's) makes its own.
+// of idToken (devstack sets no session key file: the key comes from the
+// frontend's client key).
 func boundToFrontend(t *testing.T, idToken string) string {
 	t.Helper()
 	requireLocal(t, "the session key is derived from the local frontend's client key")
-	secret, err := os.ReadFile(filepath.Join(env.clientCertDir, "tls.key"))
+	v, err := frontend.SessionCookieValue(frontend.Config{ClientTLSDir: env.clientCertDir}, idToken)
 	if err != nil {
-		t.Fatalf("reading the frontend's client key: %v", err)
+		t.Fatalf("binding the token to the local frontend: %v", err)
 	}
-	key, err := hkdf.Key(sha256.New, secret, nil, sessionKeyInfo, 32)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(idToken))
-	return idToken + "~" + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return v
 }
 
 // gatewayRequests counts the local gateway's access lines so far; 0 when

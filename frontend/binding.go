@@ -66,6 +66,19 @@ func loadSessionKey(cfg Config) ([]byte, error) {
 	return hkdf.Key(sha256.New, secret, nil, sessionKeyInfo, sessionKeyLen)
 }
 
+// SessionCookieValue is the session cookie value the frontend configured by
+// cfg makes of idToken, whatever the token's state. POST /session binds only
+// tokens it accepts; a test that needs a cookie it would refuse (an expired
+// token's, in the e2e browser suite) makes it here rather than with a second
+// copy of the binding.
+func SessionCookieValue(cfg Config, idToken string) (string, error) {
+	key, err := loadSessionKey(cfg)
+	if err != nil {
+		return "", err
+	}
+	return bindSession(key, idToken), nil
+}
+
 // bindSession returns the cookie value for an ID token.
 func bindSession(key []byte, token string) string {
 	return token + macSeparator + base64.RawURLEncoding.EncodeToString(sessionMAC(key, token))
