@@ -8,29 +8,17 @@ import (
 	"github.com/acme/cloudrun-istio-gke/internal/secureapi"
 )
 
-// The answer's types are the contract the frontend reads too
-// (internal/secureapi).
-type (
-	SecureMessage = secureapi.SecureMessage
-	Caller        = secureapi.Caller
-)
-
-// Caller kinds.
-const (
-	CallerUser           = secureapi.CallerUser
-	CallerServiceAccount = secureapi.CallerServiceAccount
-)
-
 // secure answers the caller requireCaller admitted.
 func (s *Server) secure(c echo.Context) error {
-	msg := SecureMessage{Message: "Hello World"}
+	// The answer's type is the contract the frontend reads (internal/secureapi).
+	msg := secureapi.SecureMessage{Message: "Hello World"}
 	if tok, ok := userToken(c); ok {
 		email, _ := tok.Claims["email"].(string) // absent for phone or anonymous users
 		msg.UID, msg.Email = tok.UID, email
-		msg.Caller = &Caller{Kind: CallerUser, UID: tok.UID, Email: email}
+		msg.Caller = &secureapi.Caller{Kind: secureapi.CallerUser, UID: tok.UID, Email: email}
 	} else {
 		m := c.Get(ctxMachine).(machineCaller)
-		msg.Caller = &Caller{Kind: CallerServiceAccount, Email: m.email}
+		msg.Caller = &secureapi.Caller{Kind: secureapi.CallerServiceAccount, Email: m.email}
 	}
 	// The answer is per caller: no shared cache may keep it.
 	c.Response().Header().Set("Cache-Control", "no-store")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/acme/cloudrun-istio-gke/backend"
 	"github.com/acme/cloudrun-istio-gke/internal/idtoken"
+	"github.com/acme/cloudrun-istio-gke/internal/secureapi"
 )
 
 // realBackend is the project's backend verifying tokens against the emulator
@@ -45,7 +46,7 @@ func TestEndToEnd(t *testing.T) {
 		{
 			name: "a signed-in call returns the secret message for that user", path: "/api/secure.json", token: true, wantStatus: 200,
 			check: func(t *testing.T, body string) {
-				var m backend.SecureMessage
+				var m secureapi.SecureMessage
 				if err := json.Unmarshal([]byte(body), &m); err != nil {
 					t.Fatalf("body %q: %v", body, err)
 				}
